@@ -1,0 +1,4 @@
+//! Protocol front ends. Today: the S3 API. Plain HTTP serving for browsers (issue 5) and
+//! the admin endpoints (issue 7) will sit beside it.
+
+pub mod s3;

@@ -1,0 +1,83 @@
+//! The one place where strata errors become S3 error codes.
+
+use crate::error::{Error, ErrorKind};
+use s3s::{S3Error, S3ErrorCode};
+
+/// Maps a strata error to the S3 error a client expects. Internal details are logged, not
+/// sent: the client sees the code and a short message.
+pub fn to_s3(e: Error) -> S3Error {
+    use ErrorKind as K;
+    let code = match e.kind() {
+        K::NotFound => S3ErrorCode::NoSuchKey,
+        K::BucketNotFound => S3ErrorCode::NoSuchBucket,
+        K::UploadNotFound => S3ErrorCode::NoSuchUpload,
+        K::BucketExists => S3ErrorCode::BucketAlreadyOwnedByYou,
+        K::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        K::InvalidBucketName => S3ErrorCode::InvalidBucketName,
+        K::KeyTooLong => S3ErrorCode::KeyTooLongError,
+        K::InvalidKey | K::InvalidInput => S3ErrorCode::InvalidArgument,
+        K::InvalidPart => S3ErrorCode::InvalidPart,
+        K::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        K::EntityTooSmall => S3ErrorCode::EntityTooSmall,
+        K::EntityTooLarge => S3ErrorCode::EntityTooLarge,
+        K::IncompleteBody => S3ErrorCode::IncompleteBody,
+        K::BadDigest => S3ErrorCode::BadDigest,
+        K::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        K::NotModified => S3ErrorCode::NotModified,
+        K::InvalidRange => S3ErrorCode::InvalidRange,
+        K::Timeout => S3ErrorCode::RequestTimeout,
+        K::Unavailable => S3ErrorCode::ServiceUnavailable,
+        K::Config | K::Internal => S3ErrorCode::InternalError,
+    };
+    let internal = matches!(code, S3ErrorCode::InternalError | S3ErrorCode::ServiceUnavailable);
+    if internal {
+        tracing::error!(error = %e, "request failed");
+    } else {
+        tracing::debug!(error = %e, "request refused");
+    }
+    let message =
+        if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
+    S3Error::with_message(code, message)
+}
+
+/// Shorthand for `map_err(to_s3)`.
+pub trait IntoS3<T> {
+    /// Converts the error side to an S3 error.
+    fn s3(self) -> s3s::S3Result<T>;
+}
+
+impl<T> IntoS3<T> for crate::error::Result<T> {
+    fn s3(self) -> s3s::S3Result<T> {
+        self.map_err(to_s3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let cases = [
+            (ErrorKind::NotFound, "NoSuchKey", 404),
+            (ErrorKind::BucketNotFound, "NoSuchBucket", 404),
+            (ErrorKind::BucketNotEmpty, "BucketNotEmpty", 409),
+            (ErrorKind::KeyTooLong, "KeyTooLongError", 400),
+            (ErrorKind::PreconditionFailed, "PreconditionFailed", 412),
+            (ErrorKind::NotModified, "NotModified", 304),
+            (ErrorKind::InvalidRange, "InvalidRange", 416),
+            (ErrorKind::Unavailable, "ServiceUnavailable", 503),
+        ];
+        for (kind, code, status) in cases {
+            let e = to_s3(Error::new(kind, "x"));
+            assert_eq!(e.code().as_str(), code);
+            assert_eq!(e.code().status_code().map(|s| s.as_u16()), Some(status), "{code}");
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_leaked() {
+        let e = to_s3(Error::new(ErrorKind::Internal, "secret path /var/lib/x"));
+        assert!(!e.message().unwrap_or_default().contains("/var/lib"));
+    }
+}

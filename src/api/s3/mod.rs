@@ -1,0 +1,165 @@
+//! The S3 API: s3s parses and signs requests (SigV4 headers, presigned URLs, aws-chunked
+//! bodies with trailing checksums); these handlers translate them to tier calls.
+//!
+//! One file per operation family. Errors become S3 codes only in `error.rs`. This module
+//! must not touch stores or the catalog directly: everything goes through [`Tier`].
+
+mod bucket;
+mod convert;
+pub mod error;
+mod list;
+mod multipart;
+mod object;
+
+use crate::config::Credentials;
+use crate::tier::Tier;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use s3s::auth::SimpleAuth;
+use s3s::dto::*;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+/// The S3 operation handlers.
+pub struct StrataS3 {
+    tier: Tier,
+    region: String,
+}
+
+macro_rules! delegate {
+    ($($op:ident => $do:ident : $in:ty => $out:ty),* $(,)?) => {
+        #[async_trait::async_trait]
+        impl S3 for StrataS3 {
+            $(async fn $op(&self, req: S3Request<$in>) -> S3Result<S3Response<$out>> { self.$do(req).await })*
+        }
+    };
+}
+
+delegate! {
+    list_buckets => do_list_buckets: ListBucketsInput => ListBucketsOutput,
+    create_bucket => do_create_bucket: CreateBucketInput => CreateBucketOutput,
+    head_bucket => do_head_bucket: HeadBucketInput => HeadBucketOutput,
+    delete_bucket => do_delete_bucket: DeleteBucketInput => DeleteBucketOutput,
+    get_bucket_location => do_get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
+    put_object => do_put_object: PutObjectInput => PutObjectOutput,
+    get_object => do_get_object: GetObjectInput => GetObjectOutput,
+    head_object => do_head_object: HeadObjectInput => HeadObjectOutput,
+    delete_object => do_delete_object: DeleteObjectInput => DeleteObjectOutput,
+    delete_objects => do_delete_objects: DeleteObjectsInput => DeleteObjectsOutput,
+    copy_object => do_copy_object: CopyObjectInput => CopyObjectOutput,
+    list_objects => do_list_objects: ListObjectsInput => ListObjectsOutput,
+    list_objects_v2 => do_list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
+    create_multipart_upload => do_create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
+    upload_part => do_upload_part: UploadPartInput => UploadPartOutput,
+    complete_multipart_upload => do_complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
+    abort_multipart_upload => do_abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+    list_parts => do_list_parts: ListPartsInput => ListPartsOutput,
+    list_multipart_uploads => do_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput,
+}
+
+/// The S3 endpoint: signature checks, region check, request ids, then the handlers.
+#[derive(Clone)]
+pub struct S3Gateway {
+    service: S3Service,
+    region: String,
+}
+
+impl S3Gateway {
+    /// An endpoint for `tier` that accepts requests signed with `creds` for `region`.
+    pub fn new(tier: Tier, creds: &Credentials, region: &str) -> Self {
+        let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
+        b.set_auth(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone()));
+        Self { service: b.build(), region: region.to_owned() }
+    }
+
+    /// Serves one request. Never fails: every error is an S3 error response.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
+        let _enter = span.enter();
+        let mut resp = match self.check_region(&req) {
+            Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
+            Ok(()) => {
+                let req = req.map(|b| s3s::Body::http_body(b));
+                match self.service.call(req).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = ?e, "s3s failed");
+                        plain_500()
+                    }
+                }
+            }
+        };
+        tracing::info!(status = resp.status().as_u16(), "done");
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        resp
+    }
+
+    /// SigV4 binds a signature to a region, but s3s accepts any region that the signature
+    /// was computed for; S3 refuses a region other than its own, and so does strata.
+    fn check_region<B>(&self, req: &Request<B>) -> S3Result<()> {
+        match credential_region(req) {
+            Some(r) if r != self.region => Err(s3s::s3_error!(
+                AuthorizationHeaderMalformed,
+                "the authorization header is malformed; the region '{r}' is wrong; expecting '{}'",
+                self.region
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The region named in the SigV4 credential scope of a header or presigned request.
+fn credential_region<B>(req: &Request<B>) -> Option<String> {
+    let from_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_owned());
+    let from_query = || {
+        req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))
+                .map(|c| percent_encoding::percent_decode_str(c).decode_utf8_lossy().into_owned())
+        })
+    };
+    let scope = from_header.or_else(from_query)?;
+    scope.split('/').nth(2).map(str::to_owned)
+}
+
+fn plain_500() -> Response<s3s::Body> {
+    let mut r = Response::new(s3s::Body::from("internal error".to_owned()));
+    *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_region_in_header_and_query() {
+        let r = Request::builder()
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AK/20250101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x",
+            )
+            .body(())
+            .unwrap();
+        assert_eq!(credential_region(&r).as_deref(), Some("eu-west-1"));
+        let r = Request::builder()
+            .uri("/b/k?X-Amz-Credential=AK%2F20250101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=1")
+            .body(())
+            .unwrap();
+        assert_eq!(credential_region(&r).as_deref(), Some("us-east-1"));
+        let r = Request::builder().uri("/b/k").body(()).unwrap();
+        assert_eq!(credential_region(&r), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
+
+use super::StrataS3;
+use super::convert::{body_stream, etag, headers_from, md5_header, meta_from, meta_to, plan_read, ts};
+use super::error::{IntoS3, to_s3};
+use crate::catalog::ObjectRecord;
+use crate::error::{Error, ErrorKind};
+use crate::tier::PutInput;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+impl StrataS3 {
+    pub(super) async fn do_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers.clone();
+        let input = req.input;
+        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody, "PutObject needs a body"))?;
+        let expected = super::convert::Checksums {
+            algorithm: input.checksum_algorithm.clone(),
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+        };
+        let headers = headers_from(
+            input.content_type,
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires,
+        );
+        let put = PutInput {
+            headers,
+            user_meta: meta_from(input.metadata),
+            body: body_stream(body, expected, trailers),
+            content_length: input.content_length.map(|n| u64::try_from(n).unwrap_or(0)),
+            content_md5: md5_header(input.content_md5.as_deref())?,
+        };
+        let rec = self.tier.put(&input.bucket, &input.key, put).await.s3()?;
+        Ok(S3Response::new(PutObjectOutput { e_tag: Some(etag(&rec)), ..Default::default() }))
+    }
+
+    pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
+        let range = i.range;
+        let (rec, served, stream) =
+            self.tier.get(&i.bucket, &i.key, |r| plan_read(r, &conds, range.as_ref())).await.s3()?;
+        let len = served.as_ref().map_or(rec.size, |r| r.end - r.start);
+        let content_range = served.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size));
+        let h = &rec.headers;
+        let out = GetObjectOutput {
+            // s3s wants a Sync body; SyncStream gives that without locking, since a
+            // stream is only ever polled through `&mut`.
+            body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
+            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+            content_range,
+            accept_ranges: Some("bytes".to_owned()),
+            e_tag: Some(etag(&rec)),
+            last_modified: Some(ts(rec.last_modified_ms)),
+            content_type: i.response_content_type.or_else(|| h.content_type.clone()),
+            cache_control: i.response_cache_control.or_else(|| h.cache_control.clone()),
+            content_disposition: i.response_content_disposition.or_else(|| h.content_disposition.clone()),
+            content_encoding: i.response_content_encoding.or_else(|| h.content_encoding.clone()),
+            content_language: i.response_content_language.or_else(|| h.content_language.clone()),
+            expires: h.expires_ms.map(ts),
+            metadata: meta_to(&rec.user_meta),
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn do_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = req.input;
+        let rec = self.tier.head(&i.bucket, &i.key).await.s3()?;
+        let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
+        plan_read(&rec, &conds, None).s3()?;
+        Ok(S3Response::new(head_output(&rec)))
+    }
+
+    pub(super) async fn do_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.tier.delete(&req.input.bucket, &req.input.key).await.s3()?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(super) async fn do_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        self.tier.bucket(&i.bucket).await.s3()?;
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "DeleteObjects takes at most 1000 keys"));
+        }
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for obj in i.delete.objects {
+            match self.tier.delete(&i.bucket, &obj.key).await {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() }),
+                Err(e) => {
+                    let s3e = to_s3(e);
+                    errors.push(s3s::dto::Error {
+                        code: Some(s3e.code().as_str().to_owned()),
+                        key: Some(obj.key),
+                        message: s3e.message().map(str::to_owned),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        let out = DeleteObjectsOutput { deleted: Some(deleted), errors: Some(errors), ..Default::default() };
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn do_copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        let (src_bucket, src_key) = match &i.copy_source {
+            CopySource::Bucket { bucket, key, version_id: None } => (bucket.to_string(), key.to_string()),
+            CopySource::Bucket { .. } => {
+                return Err(s3_error!(NotImplemented, "versioned copy sources are not supported"));
+            }
+            _ => return Err(s3_error!(NotImplemented, "access-point copy sources are not supported")),
+        };
+        let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if !replace && src_bucket == i.bucket && src_key == i.key {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"
+            ));
+        }
+        let new_meta = replace.then(|| {
+            let h = headers_from(
+                i.content_type,
+                i.cache_control,
+                i.content_disposition,
+                i.content_encoding,
+                i.content_language,
+                i.expires,
+            );
+            (h, meta_from(i.metadata))
+        });
+        let conds = (
+            i.copy_source_if_match,
+            i.copy_source_if_none_match,
+            i.copy_source_if_modified_since,
+            i.copy_source_if_unmodified_since,
+        );
+        let check = |r: &ObjectRecord| match plan_read(r, &conds, None) {
+            // For copies, a "not modified" source fails the precondition, as S3 does.
+            Err(e) if e.kind() == ErrorKind::NotModified => {
+                Err(Error::new(ErrorKind::PreconditionFailed, "copy source not modified"))
+            }
+            other => other.map(|_| ()),
+        };
+        let rec = self.tier.copy((&src_bucket, &src_key), (&i.bucket, &i.key), new_meta, check).await.s3()?;
+        let result = CopyObjectResult {
+            e_tag: Some(etag(&rec)),
+            last_modified: Some(ts(rec.last_modified_ms)),
+            ..Default::default()
+        };
+        Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    }
+}
+
+fn head_output(rec: &ObjectRecord) -> HeadObjectOutput {
+    let h = &rec.headers;
+    HeadObjectOutput {
+        content_length: Some(i64::try_from(rec.size).unwrap_or(i64::MAX)),
+        accept_ranges: Some("bytes".to_owned()),
+        e_tag: Some(etag(rec)),
+        last_modified: Some(ts(rec.last_modified_ms)),
+        content_type: h.content_type.clone(),
+        cache_control: h.cache_control.clone(),
+        content_disposition: h.content_disposition.clone(),
+        content_encoding: h.content_encoding.clone(),
+        content_language: h.content_language.clone(),
+        expires: h.expires_ms.map(ts),
+        metadata: meta_to(&rec.user_meta),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,85 @@
+//! Who may call strata: the S3 key pair.
+//!
+//! Owns where the keys come from: the config or `STRATA_ACCESS_KEY`/`STRATA_SECRET_KEY`
+//! (already folded into the config by `resolve`), else a pair generated once and kept in
+//! `<data_dir>/credentials.json` (mode 0600), the way MinIO does. Signature checking itself
+//! is s3s's job; per-bucket access policies arrive with issue 5.
+
+use crate::config::{Config, Credentials};
+use crate::error::{Error, ErrorKind, Result};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    access_key: String,
+    secret_key: String,
+}
+
+/// The credentials strata serves with, creating and persisting a pair on first start.
+pub fn load_or_create(config: &Config) -> Result<Credentials> {
+    if let Some(c) = &config.credentials {
+        return Ok(c.clone());
+    }
+    let path = config.data_dir().join("credentials.json");
+    if path.exists() {
+        return read(&path);
+    }
+    let creds = Credentials { access_key: random_string(20, true), secret_key: random_string(40, false) };
+    write(&path, &creds)?;
+    Ok(creds)
+}
+
+fn read(path: &Path) -> Result<Credentials> {
+    let text = std::fs::read_to_string(path)?;
+    let s: Stored = serde_json::from_str(&text).map_err(|e| {
+        Error::new(ErrorKind::Config, format!("{} is not valid credentials JSON", path.display())).with_source(e)
+    })?;
+    Ok(Credentials { access_key: s.access_key, secret_key: s.secret_key })
+}
+
+fn write(path: &Path, c: &Credentials) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let body =
+        serde_json::to_string_pretty(&Stored { access_key: c.access_key.clone(), secret_key: c.secret_key.clone() })
+            .map_err(|e| Error::internal("encode credentials", e))?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(body.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn random_string(len: usize, upper_alnum: bool) -> String {
+    const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let set = if upper_alnum { UPPER } else { ANY };
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| set[rng.gen_range(0..set.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    #[test]
+    fn generated_once_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Overrides { data_dir: Some(dir.path().to_owned()), listen: None };
+        let cfg = Config::parse("").unwrap().resolve(&o, &|_| None).unwrap();
+        let a = load_or_create(&cfg).unwrap();
+        let b = load_or_create(&cfg).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.access_key.len(), 20);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("credentials.json")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,136 @@
+//! Cold stores behind one narrow trait.
+//!
+//! Owns the [`Backend`] contract and its construction from config. The OpenDAL-based
+//! implementation lives in `opendal.rs`; OpenDAL types never leave this module. Retries and
+//! timeouts are layers wrapped around a store at construction, not code inside callers.
+//! This module knows nothing of buckets, the catalog or S3 requests: it sees paths.
+
+mod opendal;
+
+use crate::config::{BackendConfig, Limits};
+use crate::error::Result;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// A stream of body bytes.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// Headers stored natively with an object, so the store stays readable without strata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// User metadata (`x-amz-meta-*` on S3), names without the prefix.
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Length in bytes.
+    pub size: u64,
+    /// The store's ETag, unquoted, when it keeps one (S3-like stores do, disks do not).
+    pub etag: Option<String>,
+    /// Last modification, in milliseconds since the Unix epoch, when known.
+    pub last_modified_ms: Option<i64>,
+    /// Content type, when the store keeps one.
+    pub content_type: Option<String>,
+}
+
+/// One object found by [`Backend::list`].
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    /// Path relative to the backend root.
+    pub path: String,
+    /// Size, when the listing carries it.
+    pub size: Option<u64>,
+    /// ETag, when the listing carries it.
+    pub etag: Option<String>,
+}
+
+/// An object being written. Nothing becomes visible at its path before [`ObjectWriter::commit`]
+/// returns `Ok`; after `abort`, or when dropped uncommitted, the path keeps its previous
+/// content (or stays absent).
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends bytes. May upload parts in the background; errors surface here or at commit.
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// Makes the whole object visible atomically. Consumes the writer.
+    async fn commit(self: Box<Self>) -> Result<()>;
+    /// Discards everything written. Idempotent with respect to the store's state.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// A cold object store.
+///
+/// Paths are `/`-separated, relative to the store's root, never start with `/` and never
+/// contain empty, `.` or `..` segments (callers validate keys before they reach here).
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The configured name, for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Starts writing `path` with its native headers. See [`ObjectWriter`] for visibility.
+    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>>;
+
+    /// Streams `path`, or the byte `range` of it. A missing path is `ErrorKind::NotFound`,
+    /// either here or as the stream's first item. Dropping the stream cancels the read.
+    async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream>;
+
+    /// Size and ETag of `path`; `Ok(None)` when it does not exist.
+    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>>;
+
+    /// Removes `path`. Idempotent: deleting a missing path succeeds.
+    async fn delete(&self, path: &str) -> Result<()>;
+
+    /// Every object under `prefix`, recursively, page by page from the store. Directories
+    /// (paths ending in `/`) and the store's own scratch files are not returned.
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>>;
+}
+
+/// Builds the backend `name` from its config, wrapped in retry and timeout layers.
+pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
+    opendal::build(name, cfg, limits)
+}
+
+/// The named backends of one process.
+#[derive(Clone, Default)]
+pub struct Backends {
+    map: BTreeMap<String, Arc<dyn Backend>>,
+}
+
+impl Backends {
+    /// Builds every backend in the config.
+    pub fn from_config(backends: &BTreeMap<String, BackendConfig>, limits: &Limits) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (name, cfg) in backends {
+            map.insert(name.clone(), build(name, cfg, limits)?);
+        }
+        Ok(Self { map })
+    }
+
+    /// Adds or replaces a backend (tests wrap backends to count or inject faults).
+    pub fn insert(&mut self, backend: Arc<dyn Backend>) {
+        self.map.insert(backend.name().to_owned(), backend);
+    }
+
+    /// The backend called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.map.get(name)
+    }
+
+    /// Names of all backends.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+}

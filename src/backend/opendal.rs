@@ -1,0 +1,236 @@
+//! The [`Backend`] implementation on Apache OpenDAL: local disk, S3, GCS and Azure Blob.
+//!
+//! Owns the translation between OpenDAL and strata types and errors. It must not retry or
+//! time out by itself: those are OpenDAL layers added in [`build`].
+
+use super::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use crate::config::{BackendConfig, Limits};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{Operator, services};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Scratch directory inside an fs root where writes are staged before their atomic rename.
+const FS_SCRATCH: &str = ".strata-tmp";
+/// Part size for multipart writes to object stores; objects below it go in one PUT.
+const WRITE_CHUNK: usize = 8 << 20;
+/// Parts in flight per object write.
+const WRITE_CONCURRENCY: usize = 4;
+
+struct OpendalBackend {
+    name: String,
+    op: Operator,
+    is_fs: bool,
+}
+
+pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
+    let conf_err = |e: opendal::Error| Error::new(ErrorKind::Config, format!("backend {name}")).with_source(e);
+    let op = match cfg {
+        BackendConfig::Fs(f) => {
+            std::fs::create_dir_all(&f.root).map_err(|e| {
+                Error::new(ErrorKind::Config, format!("backend {name}: cannot create {}", f.root.display()))
+                    .with_source(e)
+            })?;
+            let root = f.root.canonicalize()?;
+            let root = root.to_string_lossy();
+            let scratch = format!("{root}/{FS_SCRATCH}");
+            Operator::new(services::Fs::default().root(&root).atomic_write_dir(&scratch)).map_err(conf_err)?.finish()
+        }
+        BackendConfig::S3(s) => {
+            let mut b = services::S3::default()
+                .root(&format!("/{}", s.prefix))
+                .bucket(&s.bucket)
+                .region(&s.region)
+                .disable_ec2_metadata();
+            if let Some(e) = &s.endpoint {
+                b = b.endpoint(e);
+            }
+            if let (Some(ak), Some(sk)) = (&s.access_key, &s.secret_key) {
+                b = b.access_key_id(ak).secret_access_key(sk).disable_config_load();
+            }
+            if s.virtual_host_style {
+                b = b.enable_virtual_host_style();
+            }
+            Operator::new(b).map_err(conf_err)?.finish()
+        }
+        BackendConfig::Gcs(g) => {
+            let mut b = services::Gcs::default().root(&format!("/{}", g.prefix)).bucket(&g.bucket);
+            if let Some(c) = &g.credential {
+                b = b.credential(c);
+            }
+            if let Some(e) = &g.endpoint {
+                b = b.endpoint(e);
+            }
+            Operator::new(b).map_err(conf_err)?.finish()
+        }
+        BackendConfig::Azblob(a) => {
+            let mut b = services::Azblob::default()
+                .root(&format!("/{}", a.prefix))
+                .container(&a.container)
+                .endpoint(&a.endpoint);
+            if let Some(n) = &a.account_name {
+                b = b.account_name(n);
+            }
+            if let Some(k) = &a.account_key {
+                b = b.account_key(k);
+            }
+            Operator::new(b).map_err(conf_err)?.finish()
+        }
+    };
+    // Timeout inside retry: each attempt gets its own deadline, and a timed-out attempt is
+    // retried like any other temporary failure.
+    let op = op
+        .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
+        .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
+    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, is_fs: matches!(cfg, BackendConfig::Fs(_)) }))
+}
+
+fn map_err(backend: &str, what: &str, path: &str, e: opendal::Error) -> Error {
+    use opendal::ErrorKind as K;
+    let kind = match e.kind() {
+        K::NotFound => ErrorKind::NotFound,
+        K::ConditionNotMatch => ErrorKind::PreconditionFailed,
+        K::RangeNotSatisfied => ErrorKind::InvalidRange,
+        K::IsADirectory | K::NotADirectory => ErrorKind::InvalidKey,
+        K::ConfigInvalid | K::PermissionDenied | K::Unsupported => ErrorKind::Internal,
+        _ => ErrorKind::Unavailable,
+    };
+    Error::new(kind, format!("backend {backend}: {what} {path:?}")).with_source(e)
+}
+
+fn from_io(backend: &str, path: &str, e: std::io::Error) -> Error {
+    // OpenDAL wraps its own error inside the io::Error its byte streams yield.
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<opendal::Error>()).map(|oe| oe.kind());
+    let kind = match inner {
+        Some(opendal::ErrorKind::NotFound) => ErrorKind::NotFound,
+        _ => ErrorKind::Unavailable,
+    };
+    Error::new(kind, format!("backend {backend}: read {path:?}")).with_source(e)
+}
+
+struct OpendalWriter {
+    backend: String,
+    path: String,
+    inner: opendal::Writer,
+}
+
+#[async_trait]
+impl ObjectWriter for OpendalWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.inner.write(chunk).await.map_err(|e| map_err(&self.backend, "write", &self.path, e))
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.inner.close().await.map(|_| ()).map_err(|e| map_err(&self.backend, "commit", &self.path, e))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.inner.abort().await.map_err(|e| map_err(&self.backend, "abort", &self.path, e))
+    }
+}
+
+#[async_trait]
+impl Backend for OpendalBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
+        if self.is_fs && (path == FS_SCRATCH || path.starts_with(&format!("{FS_SCRATCH}/"))) {
+            return Err(Error::new(ErrorKind::InvalidKey, format!("{FS_SCRATCH}/ is reserved on disk stores")));
+        }
+        let mut w = self.op.writer_with(path).chunk(WRITE_CHUNK).concurrent(WRITE_CONCURRENCY);
+        // A disk keeps no headers; S3-like stores keep them natively.
+        if !self.is_fs {
+            if let Some(v) = &opts.content_type {
+                w = w.content_type(v);
+            }
+            if let Some(v) = &opts.cache_control {
+                w = w.cache_control(v);
+            }
+            if let Some(v) = &opts.content_disposition {
+                w = w.content_disposition(v);
+            }
+            if let Some(v) = &opts.content_encoding {
+                w = w.content_encoding(v);
+            }
+            if !opts.user_metadata.is_empty() {
+                w = w.user_metadata(opts.user_metadata.clone());
+            }
+        }
+        let inner = w.await.map_err(|e| map_err(&self.name, "open writer", path, e))?;
+        Ok(Box::new(OpendalWriter { backend: self.name.clone(), path: path.to_owned(), inner }))
+    }
+
+    async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let reader = self.op.reader(path).await.map_err(|e| map_err(&self.name, "read", path, e))?;
+        let stream = match range {
+            Some(r) => reader.into_bytes_stream(r).await,
+            None => reader.into_bytes_stream(..).await,
+        }
+        .map_err(|e| map_err(&self.name, "read", path, e))?;
+        let (name, p) = (self.name.clone(), path.to_owned());
+        Ok(stream.map_err(move |e| from_io(&name, &p, e)).boxed())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
+        match self.op.stat(path).await {
+            Ok(m) if m.is_dir() => Ok(None),
+            Ok(m) => Ok(Some(ObjectStat {
+                size: m.content_length(),
+                etag: m.etag().map(|e| e.trim_matches('"').to_owned()),
+                last_modified_ms: m.last_modified().map(|t| t.into_inner().as_millisecond()),
+                content_type: m.content_type().map(str::to_owned),
+            })),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err(&self.name, "stat", path, e)),
+        }
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        // OpenDAL's delete already treats a missing path as success.
+        self.op.delete(path).await.map_err(|e| map_err(&self.name, "delete", path, e))
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
+        let (op, name, prefix, is_fs) = (self.op.clone(), self.name.clone(), prefix.to_owned(), self.is_fs);
+        let scratch = format!("{FS_SCRATCH}/");
+        async_stream(async move {
+            let lister =
+                op.lister_with(&prefix).recursive(true).await.map_err(|e| map_err(&name, "list", &prefix, e))?;
+            Ok(lister.map_err(move |e| map_err(&name, "list", &prefix, e)).try_filter_map(move |entry| {
+                let keep = !entry.path().ends_with('/') && !(is_fs && entry.path().starts_with(&scratch));
+                let out = keep.then(|| {
+                    let m = entry.metadata();
+                    let known = m.mode().is_file() && m.content_length() > 0;
+                    ListEntry {
+                        path: entry.path().to_owned(),
+                        size: known.then(|| m.content_length()),
+                        etag: m.etag().map(|e| e.trim_matches('"').to_owned()),
+                    }
+                });
+                futures::future::ready(Ok(out))
+            }))
+        })
+    }
+}
+
+/// Flattens a future that yields a stream into a stream (the first item carries the
+/// future's error).
+fn async_stream<S>(fut: impl Future<Output = Result<S>> + Send + 'static) -> BoxStream<'static, Result<ListEntry>>
+where
+    S: futures::Stream<Item = Result<ListEntry>> + Send + 'static,
+{
+    futures::stream::once(fut)
+        .map(|r| match r {
+            Ok(s) => s.boxed(),
+            Err(e) => futures::stream::once(futures::future::ready(Err(e))).boxed(),
+        })
+        .flatten()
+        .boxed()
+}

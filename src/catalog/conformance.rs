@@ -1,0 +1,229 @@
+//! The catalog conformance suite: every test runs against SQLite and PostgreSQL.
+//!
+//! PostgreSQL comes from `STRATA_TEST_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test makes and drops its own
+//! database. `scripts/test` starts a server when none answers.
+
+use super::*;
+use std::collections::BTreeMap;
+
+struct Db {
+    catalog: Catalog,
+    drop_pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Db {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    Db { catalog: Catalog::connect(&url).await.expect("sqlite catalog"), drop_pg: None, _dir: Some(dir) }
+}
+
+async fn postgres() -> Db {
+    use sqlx::Connection;
+    let admin = std::env::var("STRATA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable at {admin} ({e}); run scripts/test, which starts one, or set STRATA_TEST_POSTGRES")
+    });
+    let name = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("URL has a database");
+    let catalog = Catalog::connect(&format!("{base}/{name}")).await.expect("postgres catalog");
+    Db { catalog, drop_pg: Some((admin, name)), _dir: None }
+}
+
+impl Db {
+    async fn finish(self) {
+        self.catalog.close().await;
+        if let Some((admin, name)) = self.drop_pg {
+            use sqlx::Connection;
+            let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("admin connection");
+            sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut conn).await.expect("drop");
+        }
+    }
+}
+
+fn obj(bucket: &str, key: &str, size: u64) -> ObjectRecord {
+    ObjectRecord {
+        bucket: bucket.into(),
+        key: key.into(),
+        size,
+        etag: format!("etag-{key}"),
+        last_modified_ms: 1_700_000_000_000,
+        backend: "local".into(),
+        headers: ObjectHeaders { content_type: Some("image/png".into()), ..Default::default() },
+        user_meta: BTreeMap::from([("owner".into(), "ann".into())]),
+    }
+}
+
+fn bucket(name: &str) -> BucketRecord {
+    BucketRecord { name: name.into(), backend: "local".into(), prefix: format!("{name}/"), created_ms: 1 }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test] async fn $name() { let db = super::sqlite().await; super::$name(&db.catalog).await; db.finish().await; })*
+        }
+        mod on_postgres {
+            $(#[tokio::test] async fn $name() { let db = super::postgres().await; super::$name(&db.catalog).await; db.finish().await; })*
+        }
+    };
+}
+
+conformance!(
+    buckets_lifecycle,
+    objects_round_trip,
+    listing_delimiter_and_markers,
+    listing_is_bytewise,
+    uploads_and_parts,
+);
+
+async fn buckets_lifecycle(c: &Catalog) {
+    c.create_bucket(&bucket("alpha")).await.unwrap();
+    assert_eq!(c.create_bucket(&bucket("alpha")).await.unwrap_err().kind(), ErrorKind::BucketExists);
+    c.create_bucket(&bucket("beta")).await.unwrap();
+    let names: Vec<_> = c.list_buckets().await.unwrap().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    c.put_object(&obj("alpha", "k", 1)).await.unwrap();
+    assert_eq!(c.delete_bucket("alpha").await.unwrap_err().kind(), ErrorKind::BucketNotEmpty);
+    c.delete_object("alpha", "k").await.unwrap();
+    c.delete_bucket("alpha").await.unwrap();
+    assert_eq!(c.delete_bucket("alpha").await.unwrap_err().kind(), ErrorKind::BucketNotFound);
+    assert!(c.get_bucket("alpha").await.unwrap().is_none());
+    let mut moved = bucket("beta");
+    moved.backend = "s3".into();
+    c.ensure_bucket(&moved).await.unwrap();
+    assert_eq!(c.get_bucket("beta").await.unwrap().unwrap().backend, "s3");
+}
+
+async fn objects_round_trip(c: &Catalog) {
+    let o = obj("b", "photos/cat.png", 5 << 30);
+    c.put_object(&o).await.unwrap();
+    assert_eq!(c.get_object("b", "photos/cat.png").await.unwrap(), Some(o.clone()));
+    let mut newer = o.clone();
+    newer.size = 7;
+    newer.etag = "new".into();
+    newer.headers.cache_control = Some("max-age=60".into());
+    c.put_object(&newer).await.unwrap();
+    assert_eq!(c.get_object("b", "photos/cat.png").await.unwrap(), Some(newer.clone()));
+    assert!(!c.insert_object_if_absent(&o).await.unwrap());
+    assert_eq!(c.get_object("b", "photos/cat.png").await.unwrap(), Some(newer));
+    assert!(c.delete_object("b", "photos/cat.png").await.unwrap());
+    assert!(!c.delete_object("b", "photos/cat.png").await.unwrap());
+    assert!(c.get_object("b", "photos/cat.png").await.unwrap().is_none());
+    assert!(c.insert_object_if_absent(&o).await.unwrap());
+}
+
+async fn listing_delimiter_and_markers(c: &Catalog) {
+    for k in ["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d"] {
+        c.put_object(&obj("x", k, 1)).await.unwrap();
+    }
+    let q = |prefix: &str, delim: Option<&str>, after: Option<&str>, max| ListQuery {
+        prefix: prefix.into(),
+        delimiter: delim.map(Into::into),
+        after: after.map(Into::into),
+        max_keys: max,
+    };
+    let keys = |p: &ListPage| p.objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+    let all = c.list("x", &q("", None, None, 1000)).await.unwrap();
+    assert_eq!(keys(&all), ["a/1", "a/2", "a/b/3", "b", "c/1", "c/2", "d"]);
+    assert!(!all.truncated);
+    let top = c.list("x", &q("", Some("/"), None, 1000)).await.unwrap();
+    assert_eq!(keys(&top), ["b", "d"]);
+    assert_eq!(top.common_prefixes, ["a/", "c/"]);
+    let p1 = c.list("x", &q("", Some("/"), None, 2)).await.unwrap();
+    assert_eq!((keys(&p1), p1.common_prefixes.clone()), (vec!["b".to_owned()], vec!["a/".to_owned()]));
+    assert!(p1.truncated);
+    assert_eq!(p1.next_marker.as_deref(), Some("b"));
+    let p2 = c.list("x", &q("", Some("/"), p1.next_marker.as_deref(), 2)).await.unwrap();
+    assert_eq!((keys(&p2), p2.common_prefixes.clone()), (vec!["d".to_owned()], vec!["c/".to_owned()]));
+    assert!(!p2.truncated);
+    let after_cp = c.list("x", &q("", Some("/"), Some("a/"), 10)).await.unwrap();
+    assert_eq!(after_cp.common_prefixes, ["c/"]);
+    let sub = c.list("x", &q("a/", Some("/"), None, 10)).await.unwrap();
+    assert_eq!(
+        (keys(&sub), sub.common_prefixes.clone()),
+        (vec!["a/1".to_owned(), "a/2".to_owned()], vec!["a/b/".to_owned()])
+    );
+    let none = c.list("x", &q("zzz", None, None, 10)).await.unwrap();
+    assert!(none.objects.is_empty() && !none.truncated);
+    let zero = c.list("x", &q("", None, None, 0)).await.unwrap();
+    assert!(zero.objects.is_empty() && !zero.truncated);
+    // Paging one key at a time visits every key exactly once.
+    let (mut seen, mut marker) = (Vec::new(), None::<String>);
+    loop {
+        let p = c.list("x", &q("", None, marker.as_deref(), 1)).await.unwrap();
+        seen.extend(keys(&p));
+        if !p.truncated {
+            break;
+        }
+        marker = p.next_marker;
+    }
+    assert_eq!(seen, keys(&all));
+}
+
+async fn listing_is_bytewise(c: &Catalog) {
+    for k in ["B", "a", "Z", "é", "~", "a b", "a-b", "a/b", "ä"] {
+        c.put_object(&obj("u", k, 1)).await.unwrap();
+    }
+    let page = c.list("u", &ListQuery { max_keys: 100, ..Default::default() }).await.unwrap();
+    let got: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut want = got.clone();
+    want.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(got, want);
+}
+
+async fn uploads_and_parts(c: &Catalog) {
+    let up = |id: &str, key: &str| UploadRecord {
+        upload_id: id.into(),
+        bucket: "m".into(),
+        key: key.into(),
+        created_ms: 5,
+        headers: ObjectHeaders::default(),
+        user_meta: BTreeMap::new(),
+    };
+    c.create_upload(&up("u2", "k1")).await.unwrap();
+    c.create_upload(&up("u1", "k1")).await.unwrap();
+    c.create_upload(&up("u3", "k2")).await.unwrap();
+    let ids = |v: Vec<UploadRecord>| v.into_iter().map(|u| u.upload_id).collect::<Vec<_>>();
+    assert_eq!(ids(c.list_uploads("m", "", "", "", 10).await.unwrap()), ["u1", "u2", "u3"]);
+    assert_eq!(ids(c.list_uploads("m", "", "k1", "u1", 10).await.unwrap()), ["u2", "u3"]);
+    assert_eq!(ids(c.list_uploads("m", "k2", "", "", 10).await.unwrap()), ["u3"]);
+    for n in [3u32, 1, 2] {
+        let p =
+            PartRecord { upload_id: "u1".into(), part_number: n, size: 10, etag: format!("e{n}"), last_modified_ms: 9 };
+        c.put_part(&p).await.unwrap();
+    }
+    let again =
+        PartRecord { upload_id: "u1".into(), part_number: 2, size: 20, etag: "e2b".into(), last_modified_ms: 9 };
+    c.put_part(&again).await.unwrap();
+    let parts = c.list_parts("u1", 0, 100).await.unwrap();
+    assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(parts[1], again);
+    assert_eq!(c.list_parts("u1", 1, 1).await.unwrap()[0].part_number, 2);
+    c.create_bucket(&bucket("mmm")).await.unwrap();
+    c.create_upload(&UploadRecord { bucket: "mmm".into(), ..up("u9", "k") }).await.unwrap();
+    assert_eq!(c.delete_bucket("mmm").await.unwrap_err().kind(), ErrorKind::BucketNotEmpty);
+    c.complete_upload("u1", &obj("m", "k1", 40)).await.unwrap();
+    assert!(c.get_upload("u1").await.unwrap().is_none());
+    assert!(c.list_parts("u1", 0, 100).await.unwrap().is_empty());
+    assert_eq!(c.get_object("m", "k1").await.unwrap().unwrap().size, 40);
+    assert_eq!(c.complete_upload("u1", &obj("m", "k1", 1)).await.unwrap_err().kind(), ErrorKind::UploadNotFound);
+    assert!(c.delete_upload("u2").await.unwrap());
+    assert!(!c.delete_upload("u2").await.unwrap());
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_reapplies_no_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("nested/dir/c.db").display());
+    let c = Catalog::connect(&url).await.unwrap();
+    c.create_bucket(&bucket("kept")).await.unwrap();
+    c.close().await;
+    let c = Catalog::connect(&url).await.unwrap();
+    c.ping().await.unwrap();
+    assert_eq!(c.list_buckets().await.unwrap(), vec![bucket("kept")]);
+}

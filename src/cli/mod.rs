@@ -1,0 +1,118 @@
+//! The command line: `strata serve` and `strata import`.
+//!
+//! Owns argument parsing and what each command prints. The only module besides `main`
+//! that uses `anyhow`.
+
+use crate::config::{Config, Overrides};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// strata: an S3-compatible gateway that keeps all data in cold object stores.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the S3 API.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:7070).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Index objects already in a bucket's cold store (written without strata).
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// The bucket to index; it must be declared in the config or created through S3.
+        bucket: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Configuration file (TOML). Without it, embedded defaults are used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory (default ./strata-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn load(common: &Common, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+    let overrides = Overrides { data_dir: common.data_dir.clone(), listen };
+    let cfg = Config::load(common.config.as_deref())?.resolve(&overrides, &|k| std::env::var(k).ok())?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => serve(load(&common, listen)?).await,
+        Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let running = crate::server::start(&cfg).await.context("starting strata")?;
+    let c = running.credentials();
+    println!("strata listening on http://{}", running.local_addr());
+    println!("region:     {}", cfg.region);
+    println!("access key: {}", c.access_key);
+    if cfg.credentials.is_none() || std::env::var("STRATA_SECRET_KEY").is_err() {
+        println!("secret key: see {}", cfg.data_dir().join("credentials.json").display());
+    }
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        token.cancel();
+    });
+    running.wait().await.context("serving")?;
+    println!("strata stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops strata");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn import(cfg: Config, bucket: &str) -> anyhow::Result<()> {
+    let tier = crate::server::open_tier(&cfg).await?;
+    let mut last = std::time::Instant::now();
+    let stats = tier
+        .import(bucket, |s| {
+            if last.elapsed().as_secs() >= 2 {
+                last = std::time::Instant::now();
+                eprintln!("scanned {} added {} updated {} unchanged {}", s.scanned, s.added, s.updated, s.unchanged);
+            }
+        })
+        .await
+        .with_context(|| format!("importing bucket {bucket}"))?;
+    tier.catalog().close().await;
+    println!(
+        "{{\"bucket\":{:?},\"scanned\":{},\"added\":{},\"updated\":{},\"unchanged\":{},\"invalid\":{}}}",
+        bucket, stats.scanned, stats.added, stats.updated, stats.unchanged, stats.invalid
+    );
+    Ok(())
+}

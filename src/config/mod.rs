@@ -1,0 +1,431 @@
+//! The TOML configuration tree: parse, then resolve, then validate.
+//!
+//! Owns the shape of `strata.toml`, its defaults, environment overrides for secrets and the
+//! checks that reject a bad file with a message naming the field. It must not open stores,
+//! sockets or databases: other modules build those from a validated [`Config`].
+
+mod units;
+
+pub use units::{ByteSize, HumanDuration};
+
+use crate::error::{Error, ErrorKind, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The documented default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The name of the local-disk backend that exists when the config declares none of that name.
+pub const LOCAL_BACKEND: &str = "local";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the S3/HTTP listener. Default "127.0.0.1:7070"; `--listen` overrides it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the catalog, credentials, local cold store and staging files.
+    /// Default "./strata-data"; `--data-dir` overrides it.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// The S3 region strata answers for; requests signed for another region are refused.
+    /// Default "us-east-1".
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Catalog database URL: "sqlite://PATH" or "postgres://…".
+    /// Default "sqlite://<data_dir>/catalog.db".
+    #[serde(default)]
+    pub catalog: Option<String>,
+    /// Backend that holds buckets created through the API (CreateBucket). Default "local".
+    #[serde(default = "default_backend")]
+    pub default_backend: String,
+    /// S3 credentials. Default: `STRATA_ACCESS_KEY`/`STRATA_SECRET_KEY`, else generated once
+    /// and kept in `<data_dir>/credentials.json`.
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// Limits against careless or hostile clients and slow stores.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Named cold stores. A local-disk backend named "local" rooted at `<data_dir>/cold` is
+    /// added when none of that name is declared.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Buckets declared up front, each mapped to a backend. Buckets can also be created
+    /// through the S3 API; those live on `default_backend`.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketConfig>,
+}
+
+/// An S3 access key pair.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Access key id. No default. `STRATA_ACCESS_KEY` overrides it.
+    pub access_key: String,
+    /// Secret key. No default. `STRATA_SECRET_KEY` overrides it.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("access_key", &self.access_key).finish_non_exhaustive()
+    }
+}
+
+/// Limits on clients and cold-store calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most client connections served at once; further ones wait in the kernel backlog.
+    /// Default 1024 (connections).
+    pub max_connections: usize,
+    /// Largest request head (request line plus headers); larger gets 431. Default "64KiB".
+    pub max_header_size: ByteSize,
+    /// Time a client has to send a complete request head, also the keep-alive idle limit.
+    /// Default "30s".
+    pub header_read_timeout: HumanDuration,
+    /// Longest pause between two pieces of a request body before the request is failed.
+    /// Default "60s".
+    pub body_idle_timeout: HumanDuration,
+    /// Largest single PUT or part. Default "5GiB" (S3's limit).
+    pub max_object_size: ByteSize,
+    /// Time in-flight requests get to finish after SIGTERM. Default "30s".
+    pub shutdown_grace: HumanDuration,
+    /// Timeout of one cold-store call that moves no data (stat, delete, list). Default "60s".
+    pub backend_timeout: HumanDuration,
+    /// Longest wait for progress of one cold-store read or write. Default "60s".
+    pub backend_io_timeout: HumanDuration,
+    /// Retries of a failed cold-store call, with exponential backoff and jitter. Default 4.
+    pub backend_retries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_header_size: ByteSize(64 << 10),
+            header_read_timeout: HumanDuration(Duration::from_secs(30)),
+            body_idle_timeout: HumanDuration(Duration::from_secs(60)),
+            max_object_size: ByteSize(5 << 30),
+            shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            backend_timeout: HumanDuration(Duration::from_secs(60)),
+            backend_io_timeout: HumanDuration(Duration::from_secs(60)),
+            backend_retries: 4,
+        }
+    }
+}
+
+/// One cold store. `type` selects the kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// A directory on local disk.
+    Fs(FsBackend),
+    /// Amazon S3 or any S3-compatible store (Garage, MinIO, Ceph RGW, R2, …).
+    S3(S3Backend),
+    /// Google Cloud Storage.
+    Gcs(GcsBackend),
+    /// Azure Blob Storage.
+    Azblob(AzblobBackend),
+}
+
+/// A local-disk cold store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsBackend {
+    /// Root directory; relative paths are relative to the working directory. No default
+    /// (the built-in "local" backend uses `<data_dir>/cold`).
+    pub root: PathBuf,
+}
+
+/// An S3-compatible cold store.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Backend {
+    /// Endpoint URL, e.g. "https://s3.eu-west-1.amazonaws.com" or "http://127.0.0.1:3900".
+    /// Default: AWS for `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region of the store. Default "us-east-1".
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Bucket in the store. No default.
+    pub bucket: String,
+    /// Key prefix inside the store's bucket, e.g. "strata/". Default "" (the bucket root).
+    #[serde(default)]
+    pub prefix: String,
+    /// Access key id. Default none; `STRATA_BACKEND_<NAME>_ACCESS_KEY` overrides it.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Secret key. Default none; `STRATA_BACKEND_<NAME>_SECRET_KEY` overrides it.
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Address buckets as `bucket.endpoint` instead of `endpoint/bucket`. Default false.
+    #[serde(default)]
+    pub virtual_host_style: bool,
+}
+
+impl std::fmt::Debug for S3Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Backend")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Google Cloud Storage cold store.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcsBackend {
+    /// Bucket in GCS. No default.
+    pub bucket: String,
+    /// Key prefix inside the bucket. Default "".
+    #[serde(default)]
+    pub prefix: String,
+    /// Service-account key JSON, base64-encoded. Default none (ambient credentials);
+    /// `STRATA_BACKEND_<NAME>_CREDENTIAL` overrides it.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// Endpoint URL. Default "https://storage.googleapis.com".
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for GcsBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsBackend").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// An Azure Blob Storage cold store.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzblobBackend {
+    /// Container name. No default.
+    pub container: String,
+    /// Endpoint URL, e.g. "https://ACCOUNT.blob.core.windows.net". No default.
+    pub endpoint: String,
+    /// Key prefix inside the container. Default "".
+    #[serde(default)]
+    pub prefix: String,
+    /// Storage account name. Default none.
+    #[serde(default)]
+    pub account_name: Option<String>,
+    /// Storage account key. Default none; `STRATA_BACKEND_<NAME>_ACCOUNT_KEY` overrides it.
+    #[serde(default)]
+    pub account_key: Option<String>,
+}
+
+impl std::fmt::Debug for AzblobBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzblobBackend")
+            .field("container", &self.container)
+            .field("endpoint", &self.endpoint)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bucket declared in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// Name of the backend that holds this bucket's objects. No default.
+    pub backend: String,
+    /// Where the bucket's keys live inside the backend: "" maps the bucket onto the
+    /// backend's root, "photos/" onto that folder. Default "<bucket name>/".
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_backend() -> String {
+    LOCAL_BACKEND.to_owned()
+}
+
+/// Values from the command line that take precedence over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Parses a TOML document. Unknown fields and bad values are errors naming the field.
+    pub fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| Error::new(ErrorKind::Config, format!("invalid configuration: {e}")))
+    }
+
+    /// Reads and parses `path`, or returns the empty (all-defaults) configuration.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        match path {
+            None => Config::parse(""),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    Error::new(ErrorKind::Config, format!("cannot read config {}", p.display())).with_source(e)
+                })?;
+                Config::parse(&text).map_err(|e| Error::new(ErrorKind::Config, format!("{}: {e}", p.display())))
+            }
+        }
+    }
+
+    /// Fills in defaults that depend on other values, applies command-line overrides and
+    /// environment overrides for secrets (`env` is `std::env::var` outside tests).
+    pub fn resolve(mut self, overrides: &Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
+        if let Some(d) = &overrides.data_dir {
+            self.data_dir = Some(d.clone());
+        }
+        if let Some(l) = overrides.listen {
+            self.listen = Some(l);
+        }
+        let data_dir = self.data_dir.get_or_insert_with(|| PathBuf::from("./strata-data")).clone();
+        self.listen.get_or_insert_with(|| DEFAULT_LISTEN.parse().expect("constant address parses"));
+        if self.catalog.is_none() {
+            self.catalog = Some(format!("sqlite://{}", data_dir.join("catalog.db").display()));
+        }
+        self.backends
+            .entry(LOCAL_BACKEND.to_owned())
+            .or_insert_with(|| BackendConfig::Fs(FsBackend { root: data_dir.join("cold") }));
+        match (env("STRATA_ACCESS_KEY"), env("STRATA_SECRET_KEY")) {
+            (Some(access_key), Some(secret_key)) => self.credentials = Some(Credentials { access_key, secret_key }),
+            (None, None) => {}
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    "STRATA_ACCESS_KEY and STRATA_SECRET_KEY must be set together",
+                ));
+            }
+        }
+        for (name, b) in &mut self.backends {
+            let var = |suffix: &str| env(&format!("STRATA_BACKEND_{}_{suffix}", env_name(name)));
+            match b {
+                BackendConfig::S3(s3) => {
+                    s3.access_key = var("ACCESS_KEY").or(s3.access_key.take());
+                    s3.secret_key = var("SECRET_KEY").or(s3.secret_key.take());
+                }
+                BackendConfig::Gcs(g) => g.credential = var("CREDENTIAL").or(g.credential.take()),
+                BackendConfig::Azblob(a) => a.account_key = var("ACCOUNT_KEY").or(a.account_key.take()),
+                BackendConfig::Fs(_) => {}
+            }
+        }
+        Ok(self)
+    }
+
+    /// Checks cross-field rules. Call after [`Config::resolve`].
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::new(ErrorKind::Config, msg));
+        if !self.backends.contains_key(&self.default_backend) {
+            return bad(format!("default_backend: no backend named {:?}", self.default_backend));
+        }
+        if self.limits.max_connections == 0 {
+            return bad("limits.max_connections: must be at least 1".into());
+        }
+        if self.limits.max_header_size.0 < 8192 {
+            return bad("limits.max_header_size: must be at least 8KiB".into());
+        }
+        if self.limits.max_object_size.0 == 0 || self.limits.max_object_size.0 > 5 << 40 {
+            return bad("limits.max_object_size: must be between 1B and 5TiB".into());
+        }
+        if let Some(c) = &self.catalog
+            && !(c.starts_with("sqlite:") || c.starts_with("postgres://") || c.starts_with("postgresql://"))
+        {
+            return bad(format!("catalog: {c:?} is neither sqlite://PATH nor postgres://…"));
+        }
+        if let Some(c) = &self.credentials
+            && (c.access_key.len() < 3 || c.secret_key.len() < 8)
+        {
+            return bad("credentials: access_key needs 3+ characters and secret_key 8+".into());
+        }
+        for (name, b) in &self.backends {
+            validate_backend(name, b)?;
+        }
+        let mut taken: Vec<(&str, String, &str)> = Vec::new();
+        for (name, b) in &self.buckets {
+            if !valid_bucket_name(name) {
+                return bad(format!("buckets.{name}: not a valid S3 bucket name (3-63 of a-z 0-9 . -)"));
+            }
+            if !self.backends.contains_key(&b.backend) {
+                return bad(format!("buckets.{name}.backend: no backend named {:?}", b.backend));
+            }
+            let prefix = self.bucket_prefix(name);
+            if prefix.starts_with('/') || !(prefix.is_empty() || prefix.ends_with('/')) || prefix.contains("//") {
+                return bad(format!(
+                    "buckets.{name}.prefix: must be \"\" or a path ending in \"/\" with no leading \"/\""
+                ));
+            }
+            if let Some((other, _, _)) = taken
+                .iter()
+                .find(|(_, p, be)| *be == b.backend && (p.starts_with(&prefix) || prefix.starts_with(p.as_str())))
+            {
+                return bad(format!("buckets.{name}.prefix: overlaps bucket {other} on backend {}", b.backend));
+            }
+            taken.push((name, prefix, &b.backend));
+        }
+        Ok(())
+    }
+
+    /// The prefix inside its backend of a bucket declared in the config.
+    pub fn bucket_prefix(&self, bucket: &str) -> String {
+        self.buckets.get(bucket).and_then(|b| b.prefix.clone()).unwrap_or_else(|| format!("{bucket}/"))
+    }
+
+    /// The resolved data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.as_deref().unwrap_or(Path::new("./strata-data"))
+    }
+}
+
+fn validate_backend(name: &str, b: &BackendConfig) -> Result<()> {
+    let bad = |msg: String| Err(Error::new(ErrorKind::Config, format!("backends.{name}.{msg}")));
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(Error::new(ErrorKind::Config, format!("backends.{name}: names use a-z, 0-9, '-' and '_'")));
+    }
+    let prefix = match b {
+        BackendConfig::Fs(f) if f.root.as_os_str().is_empty() => return bad("root: must not be empty".into()),
+        BackendConfig::Fs(_) => "",
+        BackendConfig::S3(s) if s.bucket.is_empty() => return bad("bucket: must not be empty".into()),
+        BackendConfig::S3(s) if s.access_key.is_some() != s.secret_key.is_some() => {
+            return bad("secret_key: access_key and secret_key go together".into());
+        }
+        BackendConfig::S3(s) => &s.prefix,
+        BackendConfig::Gcs(g) if g.bucket.is_empty() => return bad("bucket: must not be empty".into()),
+        BackendConfig::Gcs(g) => &g.prefix,
+        BackendConfig::Azblob(a) if a.container.is_empty() => return bad("container: must not be empty".into()),
+        BackendConfig::Azblob(a) => &a.prefix,
+    };
+    if prefix.starts_with('/') || prefix.contains("..") {
+        return bad("prefix: must not start with \"/\" or contain \"..\"".into());
+    }
+    Ok(())
+}
+
+/// `s3-main` → `S3_MAIN`, for environment variable names.
+pub fn env_name(backend: &str) -> String {
+    backend.to_ascii_uppercase().replace('-', "_")
+}
+
+/// S3's bucket naming rules (the DNS-compatible subset).
+pub fn valid_bucket_name(name: &str) -> bool {
+    let ok_chars = name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
+    let edges = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && ok_chars
+        && edges(name.bytes().next())
+        && edges(name.bytes().last())
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn resolved(text: &str) -> Result<Config> {
+    let c = Config::parse(text)?.resolve(&Overrides::default(), &no_env)?;
+    c.validate()?;
+    Ok(c)
+}
+
+#[test]
+fn empty_config_gets_embedded_defaults() {
+    let c = resolved("").expect("defaults are valid");
+    assert_eq!(c.listen, Some(DEFAULT_LISTEN.parse().unwrap()));
+    assert_eq!(c.region, "us-east-1");
+    assert!(c.catalog.as_deref().unwrap().starts_with("sqlite://./strata-data/catalog.db"));
+    assert!(matches!(c.backends.get("local"), Some(BackendConfig::Fs(_))));
+}
+
+#[test]
+fn full_example_parses() {
+    let text = r#"
+        listen = "0.0.0.0:9000"
+        data_dir = "/var/lib/strata"
+        region = "eu-west-1"
+        catalog = "postgres://strata@db/strata"
+        default_backend = "s3-main"
+        [credentials]
+        access_key = "AKIAEXAMPLE"
+        secret_key = "secretsecret"
+        [limits]
+        max_connections = 10
+        header_read_timeout = "5s"
+        max_object_size = "1GiB"
+        [backends.s3-main]
+        type = "s3"
+        endpoint = "http://127.0.0.1:3900"
+        bucket = "media"
+        prefix = "strata/"
+        access_key = "GK1"
+        secret_key = "s"
+        [backends.disk]
+        type = "fs"
+        root = "/srv/cold"
+        [buckets.photos]
+        backend = "s3-main"
+        prefix = ""
+    "#;
+    let c = resolved(text).expect("valid");
+    assert_eq!(c.limits.max_object_size, ByteSize(1 << 30));
+    assert_eq!(c.limits.header_read_timeout.0, Duration::from_secs(5));
+    assert_eq!(c.bucket_prefix("photos"), "");
+    assert_eq!(c.bucket_prefix("other"), "other/");
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let err = Config::parse("listne = \"x\"").unwrap_err().to_string();
+    assert!(err.contains("listne"), "{err}");
+    let err = Config::parse("[backends.a]\ntype = \"fs\"\nroot = \"/x\"\nroto = 1").unwrap_err().to_string();
+    assert!(err.contains("roto"), "{err}");
+    let err = Config::parse("[limits]\nmax_object_size = \"12 parsecs\"").unwrap_err().to_string();
+    assert!(err.contains("max_object_size") || err.contains("parsecs"), "{err}");
+}
+
+#[test]
+fn bad_references_are_named() {
+    let err = resolved("[buckets.photos]\nbackend = \"nope\"").unwrap_err().to_string();
+    assert!(err.contains("buckets.photos.backend"), "{err}");
+    let err = resolved("[buckets.Bad_Name]\nbackend = \"local\"").unwrap_err().to_string();
+    assert!(err.contains("Bad_Name"), "{err}");
+    let err = resolved("[buckets.aaa]\nbackend = \"local\"\nprefix = \"\"\n[buckets.bbb]\nbackend = \"local\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlaps"), "{err}");
+}
+
+#[test]
+fn env_overrides_secrets() {
+    let env = |k: &str| match k {
+        "STRATA_ACCESS_KEY" => Some("envkey".to_owned()),
+        "STRATA_SECRET_KEY" => Some("envsecret".to_owned()),
+        "STRATA_BACKEND_S3_MAIN_SECRET_KEY" => Some("fromenv".to_owned()),
+        _ => None,
+    };
+    let text = "[backends.s3-main]\ntype = \"s3\"\nbucket = \"b\"\naccess_key = \"a\"\nsecret_key = \"file\"";
+    let c = Config::parse(text).unwrap().resolve(&Overrides::default(), &env).unwrap();
+    assert_eq!(c.credentials.as_ref().unwrap().access_key, "envkey");
+    match &c.backends["s3-main"] {
+        BackendConfig::S3(s) => assert_eq!(s.secret_key.as_deref(), Some("fromenv")),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn overrides_win_over_file() {
+    let o = Overrides { data_dir: Some("/tmp/x".into()), listen: Some("127.0.0.1:1".parse().unwrap()) };
+    let c = Config::parse("listen = \"127.0.0.1:2\"").unwrap().resolve(&o, &no_env).unwrap();
+    assert_eq!(c.listen.unwrap().port(), 1);
+    assert_eq!(c.data_dir(), Path::new("/tmp/x"));
+}
+
+#[test]
+fn bucket_names() {
+    assert!(valid_bucket_name("my-bucket.1"));
+    for bad in ["ab", "-abc", "abc-", "ABC", "a..b", "192.168.1.1", "a_b"] {
+        assert!(!valid_bucket_name(bad), "{bad}");
+    }
+}
