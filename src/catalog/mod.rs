@@ -51,8 +51,7 @@ impl Catalog {
             if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            // WAL lets readers run beside the one writer; FULL sync makes a commit durable.
-            format!("sqlite://{path}?mode=rwc&journal_mode=wal&synchronous=full")
+            format!("sqlite://{path}?mode=rwc")
         } else {
             url.to_owned()
         };
@@ -63,6 +62,11 @@ impl Catalog {
             .connect(&url)
             .await
             .map_err(db_err("connect"))?;
+        if is_sqlite {
+            // WAL lets readers run beside the one writer and persists in the file; sqlx's
+            // default synchronous=FULL then makes each commit durable.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(db_err("enable WAL"))?;
+        }
         let migrator = if is_sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
         migrator.run(&pool).await.map_err(|e| Error::new(ErrorKind::Unavailable, "catalog: migrate").with_source(e))?;
         Ok(Catalog { pool })
