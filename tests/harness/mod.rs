@@ -1,0 +1,241 @@
+//! Starts strata in-process on port 0 over a chosen cold store, with an aws-sdk-s3 client.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use md5::Digest;
+use std::net::SocketAddr;
+use strata::config::{Config, Overrides};
+use strata::server::Running;
+
+pub const ACCESS_KEY: &str = "STRATAACCESSKEY";
+pub const SECRET_KEY: &str = "strata-secret-key";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cold {
+    Fs,
+    Garage,
+}
+
+struct GarageEnv {
+    endpoint: String,
+    region: String,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+}
+
+fn garage_env() -> GarageEnv {
+    let var = |k: &str| {
+        std::env::var(format!("STRATA_TEST_GARAGE_{k}")).unwrap_or_else(|_| {
+            panic!("STRATA_TEST_GARAGE_{k} is not set: run the suite with scripts/test, which starts Garage (scripts/garage-up)")
+        })
+    };
+    GarageEnv {
+        endpoint: var("ENDPOINT"),
+        region: var("REGION"),
+        bucket: var("BUCKET"),
+        access_key: var("ACCESS_KEY"),
+        secret_key: var("SECRET_KEY"),
+    }
+}
+
+pub struct Harness {
+    pub running: Option<Running>,
+    pub client: Client,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    cold: Cold,
+    /// For Garage: the run's prefix in the shared Garage bucket, and a client for Garage.
+    garage: Option<(String, String, Client)>,
+}
+
+pub fn client(addr: SocketAddr, ak: &str, sk: &str, region: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://{addr}"))
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(Credentials::new(ak, sk, None, None, "test"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+impl Harness {
+    pub async fn start(cold: Cold) -> Harness {
+        let _ = tracing_subscriber::fmt().with_env_filter("strata=warn").with_test_writer().try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut toml = format!(
+            "listen = \"127.0.0.1:0\"\n[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"
+        );
+        let mut garage = None;
+        if cold == Cold::Garage {
+            let g = garage_env();
+            let prefix = format!("run-{}/", uuid::Uuid::new_v4().simple());
+            toml = format!(
+                "default_backend = \"garage\"\n{toml}[backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+                g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
+            );
+            let conf = aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .endpoint_url(&g.endpoint)
+                .region(Region::new(g.region.clone()))
+                .credentials_provider(Credentials::new(&g.access_key, &g.secret_key, None, None, "garage"))
+                .force_path_style(true)
+                .build();
+            garage = Some((g.bucket, prefix, Client::from_conf(conf)));
+        }
+        let overrides = Overrides { data_dir: Some(data), listen: None };
+        let cfg = Config::parse(&toml).unwrap().resolve(&overrides, &|_| None).unwrap();
+        cfg.validate().unwrap();
+        let running = strata::server::start(&cfg).await.expect("strata starts");
+        let addr = running.local_addr();
+        Harness {
+            client: client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1"),
+            running: Some(running),
+            addr,
+            dir,
+            cold,
+            garage,
+        }
+    }
+
+    pub fn client_with(&self, ak: &str, sk: &str, region: &str) -> Client {
+        client(self.addr, ak, sk, region)
+    }
+
+    pub async fn bucket(&self, name: &str) {
+        self.client.create_bucket().bucket(name).send().await.unwrap();
+    }
+
+    /// PUTs and returns the quoted ETag.
+    pub async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> String {
+        let r = self.client.put_object().bucket(bucket).key(key).body(ByteStream::from(body.to_vec())).send().await;
+        r.unwrap().e_tag().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        let r = self.client.get_object().bucket(bucket).key(key).send().await.unwrap();
+        r.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let r = self.client.list_objects_v2().bucket(bucket).send().await.unwrap();
+        r.contents().iter().filter_map(|o| o.key.clone()).collect()
+    }
+
+    fn fs_path(&self, bucket: &str, key: &str) -> std::path::PathBuf {
+        self.dir.path().join("data/cold").join(bucket).join(key)
+    }
+
+    /// Reads `bucket/key` straight from the cold store, bypassing strata.
+    pub async fn cold_read_opt(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        match (&self.cold, &self.garage) {
+            (Cold::Garage, Some((b, prefix, g))) => {
+                let r = g.get_object().bucket(b).key(format!("{prefix}{bucket}/{key}")).send().await.ok()?;
+                Some(r.body.collect().await.unwrap().into_bytes().to_vec())
+            }
+            _ => std::fs::read(self.fs_path(bucket, key)).ok(),
+        }
+    }
+
+    pub async fn cold_read(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.cold_read_opt(bucket, key).await.unwrap_or_else(|| panic!("{bucket}/{key} is not in the cold store"))
+    }
+
+    /// Writes `bucket/key` straight into the cold store, as another program would.
+    pub async fn cold_write(&self, bucket: &str, key: &str, body: &[u8]) {
+        match (&self.cold, &self.garage) {
+            (Cold::Garage, Some((b, prefix, g))) => {
+                let k = format!("{prefix}{bucket}/{key}");
+                g.put_object().bucket(b).key(k).body(ByteStream::from(body.to_vec())).send().await.unwrap();
+            }
+            _ => {
+                let p = self.fs_path(bucket, key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, body).unwrap();
+            }
+        }
+    }
+
+    /// No file named "escape" appeared anywhere around the data directory.
+    pub fn assert_nothing_outside_store(&self) {
+        let found =
+            walk(self.dir.path()).into_iter().chain(walk(&self.dir.path().join(".."))).any(|p| p.ends_with("escape"));
+        assert!(!found, "a key escaped the store root");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.starts_with(dir) && out.len() < 10_000 {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn quoted_md5(b: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(md5::Md5::digest(b)))
+}
+
+/// The S3 error code of a failed call.
+pub fn code<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    r: Result<T, SdkError<E, R>>,
+) -> String {
+    let e = r.expect_err("the call should fail");
+    e.code().map(str::to_owned).unwrap_or_else(|| panic!("no error code in {e:?}"))
+}
+
+/// The HTTP status of a failed call.
+pub fn status<T: std::fmt::Debug, E: std::fmt::Debug>(
+    r: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> u16 {
+    let e = r.expect_err("the call should fail");
+    e.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no response in {e:?}"))
+}
+
+/// Runs the real binary, stops it with SIGTERM, and checks it exits cleanly.
+pub async fn sigterm_exits_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("STRATA_ACCESS_KEY", ACCESS_KEY)
+        .env("STRATA_SECRET_KEY", SECRET_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    for _ in 0..3 {
+        out.read_line(&mut banner).unwrap();
+    }
+    let addr: SocketAddr = banner
+        .lines()
+        .find_map(|l| l.strip_prefix("strata listening on http://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .parse()
+        .unwrap();
+    assert!(banner.contains(&format!("access key: {ACCESS_KEY}")), "{banner}");
+    let c = client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1");
+    c.create_bucket().bucket("live").send().await.unwrap();
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "strata exited with {status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("strata stopped"), "{rest}");
+}
