@@ -204,7 +204,7 @@ impl Backend for OpendalBackend {
             let lister =
                 op.lister_with(&prefix).recursive(true).await.map_err(|e| map_err(&name, "list", &prefix, e))?;
             Ok(lister.map_err(move |e| map_err(&name, "list", &prefix, e)).try_filter_map(move |entry| {
-                let keep = !entry.path().ends_with('/') && !(is_fs && entry.path().starts_with(&scratch));
+                let keep = !(entry.path().ends_with('/') || is_fs && entry.path().starts_with(&scratch));
                 let out = keep.then(|| {
                     let m = entry.metadata();
                     let known = m.mode().is_file() && m.content_length() > 0;

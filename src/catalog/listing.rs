@@ -33,7 +33,7 @@ pub struct ListPage {
 }
 
 enum Entry {
-    Object(ObjectRecord),
+    Object(Box<ObjectRecord>),
     Prefix(String),
 }
 
@@ -74,7 +74,7 @@ impl Catalog {
                         }
                         continue 'scan;
                     }
-                    None => entries.push(Entry::Object(row)),
+                    None => entries.push(Entry::Object(Box::new(row))),
                 }
                 if entries.len() >= want {
                     break 'scan;
@@ -92,7 +92,7 @@ impl Catalog {
         }
         for e in entries {
             match e {
-                Entry::Object(o) => page.objects.push(o),
+                Entry::Object(o) => page.objects.push(*o),
                 Entry::Prefix(p) => page.common_prefixes.push(p),
             }
         }

@@ -12,7 +12,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let name = req.input.bucket;
         self.tier.create_bucket(&name).await.s3()?;
-        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")), ..Default::default() }))
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 
     pub(super) async fn do_head_bucket(
