@@ -356,29 +356,15 @@ async fn concurrent_writers_never_mix(h: Harness) {
 async fn failed_upload_leaves_previous_version(h: Harness) {
     h.bucket("fail").await;
     h.put("fail", "k", b"version one").await;
-    let bad_md5 = "AAAAAAAAAAAAAAAAAAAAAA==";
-    let r = h
-        .client
-        .put_object()
-        .bucket("fail")
-        .key("k")
-        .body(ByteStream::from_static(b"version two"))
-        .content_md5(bad_md5)
-        .send()
-        .await;
-    assert_eq!(code(r), "BadDigest");
+    // A Content-MD5 that matches neither body.
+    let put_bad_md5 = async |key: &str, body: &'static [u8]| {
+        let r = h.client.put_object().bucket("fail").key(key).body(ByteStream::from_static(body));
+        code(r.content_md5("AAAAAAAAAAAAAAAAAAAAAA==").send().await)
+    };
+    assert_eq!(put_bad_md5("k", b"version two").await, "BadDigest");
     assert_eq!(h.get("fail", "k").await, b"version one");
     assert_eq!(h.cold_read("fail", "k").await, b"version one");
-    let r = h
-        .client
-        .put_object()
-        .bucket("fail")
-        .key("new")
-        .body(ByteStream::from_static(b"x"))
-        .content_md5(bad_md5)
-        .send()
-        .await;
-    assert_eq!(code(r), "BadDigest");
+    assert_eq!(put_bad_md5("new", b"x").await, "BadDigest");
     assert_eq!(h.keys("fail").await, ["k"]);
     assert!(h.cold_read_opt("fail", "new").await.is_none(), "no partial object in the store");
 }
