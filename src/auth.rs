@@ -17,6 +17,24 @@ struct Stored {
     secret_key: String,
 }
 
+/// The credentials a running strata uses, for clients such as the CLI; never creates any.
+pub fn load(config: &Config) -> Result<Credentials> {
+    if let Some(c) = &config.credentials {
+        return Ok(c.clone());
+    }
+    let path = config.data_dir().join("credentials.json");
+    if !path.exists() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "no credentials: set STRATA_ACCESS_KEY/STRATA_SECRET_KEY or point --data-dir at strata's ({} is missing)",
+                path.display()
+            ),
+        ));
+    }
+    read(&path)
+}
+
 /// The credentials strata serves with, creating and persisting a pair on first start.
 pub fn load_or_create(config: &Config) -> Result<Credentials> {
     if let Some(c) = &config.credentials {

@@ -10,12 +10,13 @@
 //! | [`cli`]     | the command line (`serve`, `import`)                              |
 //! | [`server`]  | wiring a config into a running process; shutdown order            |
 //! | [`http`]    | accept loop, connection cap, timeouts, graceful drain (no S3)     |
-//! | [`api`]     | protocol front ends; `api::s3` maps S3 to tier calls              |
+//! | [`api`]     | protocol front ends: `api::s3` (S3), `api::admin` (`/_strata/`)   |
 //! | [`auth`]    | where the S3 keys come from                                       |
-//! | [`tier`]    | read and write paths, atomic publish, multipart staging, import   |
+//! | [`tier`]    | read and write paths, atomic publish, multipart, the hot tier     |
 //! | [`catalog`] | object metadata and listings (SQLite or PostgreSQL)               |
 //! | [`backend`] | cold stores behind one narrow trait (OpenDAL inside)              |
 //! | [`config`]  | the TOML tree: parse, resolve, validate                           |
+//! | [`telemetry`] | the Prometheus recorder and its histogram buckets               |
 //! | [`error`]   | error kinds, retryable versus permanent                           |
 
 pub mod api;
@@ -27,4 +28,5 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod server;
+pub mod telemetry;
 pub mod tier;

@@ -5,13 +5,15 @@
 //! `limits.shutdown_grace`), then close the catalog. Background workers (journal uploader,
 //! repairer) will be stopped between the drain and the catalog close.
 
+use crate::api::admin::{Admin, PREFIX as ADMIN_PREFIX};
 use crate::api::s3::S3Gateway;
 use crate::backend::Backends;
 use crate::catalog::{BucketRecord, Catalog};
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::{ServerLimits, serve};
-use crate::tier::{Tier, TierLimits, now_ms};
+use crate::tier::hot::{Hot, HotSettings};
+use crate::tier::{HotOptions, Tier, TierLimits, now_ms};
 use std::net::SocketAddr;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,9 +29,14 @@ pub struct Running {
 
 /// Opens the catalog and backends of a validated config and builds the tier.
 pub async fn open_tier(config: &Config) -> Result<Tier> {
+    open_tier_with(config, Backends::from_config(&config.backends, &config.limits)?).await
+}
+
+/// Like [`open_tier`] with backends built by the caller (tests wrap them to count calls or
+/// inject faults).
+pub async fn open_tier_with(config: &Config, backends: Backends) -> Result<Tier> {
     let url = config.catalog.as_deref().ok_or_else(|| Error::new(ErrorKind::Config, "catalog is not resolved"))?;
     let catalog = Catalog::connect(url).await?;
-    let backends = Backends::from_config(&config.backends, &config.limits)?;
     for name in config.buckets.keys() {
         let b = &config.buckets[name];
         let rec = BucketRecord {
@@ -44,7 +51,33 @@ pub async fn open_tier(config: &Config) -> Result<Tier> {
         max_object_size: config.limits.max_object_size.0,
         body_idle_timeout: config.limits.body_idle_timeout.0,
     };
-    Tier::new(catalog, backends, &config.default_backend, config.data_dir().join("uploads"), limits).await
+    let hot = hot_options(config).await?;
+    Tier::new(catalog, backends, &config.default_backend, config.data_dir().join("uploads"), limits, hot).await
+}
+
+async fn hot_options(config: &Config) -> Result<HotOptions> {
+    let h = &config.hot;
+    let hot = if h.enabled {
+        let settings = HotSettings {
+            dir: config.hot_dir(),
+            max_size: h.max_size.0,
+            min_free: h.min_free.0,
+            chunk_size: h.chunk_size.0,
+            fill_concurrency: h.fill_concurrency,
+            fill_retries: h.fill_retries,
+            policy: h.policy,
+            miss_log_max: h.miss_log_max.0,
+        };
+        Some(Hot::open(settings).await?)
+    } else {
+        None
+    };
+    Ok(HotOptions {
+        hot,
+        default_fill: h.fill,
+        buckets: config.buckets.iter().map(|(n, b)| (n.clone(), (b.hot, b.fill))).collect(),
+        revalidate_after: h.revalidate_after.map(|d| d.0),
+    })
 }
 
 /// Starts serving `config` (already resolved and validated) with `tier`.
@@ -55,7 +88,9 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
         .await
         .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen on {addr}")).with_source(e))?;
     let addr = listener.local_addr()?;
+    crate::telemetry::init();
     let gateway = S3Gateway::new(tier.clone(), &credentials, &config.region);
+    let admin = Admin::new(tier.clone(), credentials.clone());
     let limits = ServerLimits {
         max_connections: config.limits.max_connections,
         max_header_size: usize::try_from(config.limits.max_header_size.0).unwrap_or(usize::MAX),
@@ -63,11 +98,20 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
         shutdown_grace: config.limits.shutdown_grace.0,
     };
     let shutdown = CancellationToken::new();
-    let handler = move |req| {
-        let g = gateway.clone();
-        async move { g.handle(req).await }
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let (g, a) = (gateway.clone(), admin.clone());
+        async move { if req.uri().path().starts_with(ADMIN_PREFIX) { a.handle(req).await } else { g.handle(req).await } }
     };
     let task = tokio::spawn(serve(listener, limits, handler, shutdown.clone()));
+    let upkeep = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = upkeep.cancelled() => break,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => crate::telemetry::upkeep(),
+            }
+        }
+    });
     Ok(Running { addr, credentials, shutdown, task, tier })
 }
 

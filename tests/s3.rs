@@ -4,6 +4,7 @@
 //! (`scripts/test` starts it and exports `STRATA_TEST_GARAGE_*`).
 
 mod harness;
+mod hot;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};

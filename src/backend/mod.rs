@@ -5,7 +5,10 @@
 //! timeouts are layers wrapped around a store at construction, not code inside callers.
 //! This module knows nothing of buckets, the catalog or S3 requests: it sees paths.
 
+mod metered;
 mod opendal;
+
+pub use metered::Metered;
 
 use crate::config::{BackendConfig, Limits};
 use crate::error::Result;
@@ -98,9 +101,9 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>>;
 }
 
-/// Builds the backend `name` from its config, wrapped in retry and timeout layers.
+/// Builds the backend `name` from its config, wrapped in retry, timeout and metrics layers.
 pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
-    opendal::build(name, cfg, limits)
+    Ok(Metered::new(opendal::build(name, cfg, limits)?))
 }
 
 /// The named backends of one process.

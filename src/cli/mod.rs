@@ -1,7 +1,9 @@
-//! The command line: `strata serve` and `strata import`.
+//! The command line: `strata serve`, `strata import` and `strata cache …`.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
+
+mod cache;
 
 use crate::config::{Config, Overrides};
 use anyhow::Context;
@@ -34,10 +36,13 @@ enum Command {
         /// The bucket to index; it must be declared in the config or created through S3.
         bucket: String,
     },
+    /// Inspect and control the hot tier, or simulate eviction policies.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 #[derive(Debug, Args)]
-struct Common {
+pub(crate) struct Common {
     /// Configuration file (TOML). Without it, embedded defaults are used.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -58,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { common, listen } => serve(load(&common, listen)?).await,
         Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
+        Command::Cache(cmd) => cache::run(cmd).await,
     }
 }
 

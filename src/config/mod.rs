@@ -49,6 +49,9 @@ pub struct Config {
     /// Limits against careless or hostile clients and slow stores.
     #[serde(default)]
     pub limits: Limits,
+    /// The hot tier: local-disk copies of recently read objects.
+    #[serde(default)]
+    pub hot: HotConfig,
     /// Named cold stores. A local-disk backend named "local" rooted at `<data_dir>/cold` is
     /// added when none of that name is declared.
     #[serde(default)]
@@ -116,6 +119,78 @@ impl Default for Limits {
             backend_retries: 4,
         }
     }
+}
+
+/// The hot tier (see `docs/design/hot-tier.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotConfig {
+    /// Whether the hot tier exists at all. Default true.
+    pub enabled: bool,
+    /// Directory of chunk files. Default "<data_dir>/hot".
+    pub dir: Option<PathBuf>,
+    /// Hard bound on the bytes of chunk files (headers included). Default "10GiB".
+    pub max_size: ByteSize,
+    /// Free disk space the tier always leaves on its filesystem. Default "1GiB".
+    pub min_free: ByteSize,
+    /// Objects are cached in chunks of this size; a range read fetches only the chunks it
+    /// covers. Default "8MiB"; between 64KiB and 1GiB.
+    pub chunk_size: ByteSize,
+    /// Chunks of one read fetched from the cold store in parallel. Default 4.
+    pub fill_concurrency: usize,
+    /// Times a broken cold-store stream is resumed before the fill fails. Default 3.
+    pub fill_retries: u32,
+    /// Eviction policy: "s3-fifo" or "lru". Default "s3-fifo".
+    pub policy: PolicyKind,
+    /// When a reader gets its first byte on a miss: "stream" (as it arrives) or
+    /// "store-and-forward" (after the whole range is fetched and checked). Default "stream";
+    /// buckets can override it.
+    pub fill: FillMode,
+    /// Check a cached object against the cold store once it has gone this long unchecked,
+    /// to catch changes made behind strata's back. Default: off (trust the catalog).
+    pub revalidate_after: Option<HumanDuration>,
+    /// The miss log (`<dir>/misses.log`) rotates past this size; "0B" turns it off.
+    /// Default "64MiB".
+    pub miss_log_max: ByteSize,
+}
+
+impl Default for HotConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: None,
+            max_size: ByteSize(10 << 30),
+            min_free: ByteSize(1 << 30),
+            chunk_size: ByteSize(8 << 20),
+            fill_concurrency: 4,
+            fill_retries: 3,
+            policy: PolicyKind::S3Fifo,
+            fill: FillMode::Stream,
+            revalidate_after: None,
+            miss_log_max: ByteSize(64 << 20),
+        }
+    }
+}
+
+/// Which policy orders hot-tier evictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// S3-FIFO: scan-resistant, the default.
+    S3Fifo,
+    /// Least recently used.
+    Lru,
+}
+
+/// When a reader gets its first byte on a hot-tier miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FillMode {
+    /// As soon as the cold store sends it.
+    #[default]
+    Stream,
+    /// After the whole range is in the hot tier (and the ETag checked, for whole objects).
+    StoreAndForward,
 }
 
 /// One cold store. `type` selects the kind.
@@ -242,6 +317,16 @@ pub struct BucketConfig {
     /// backend's root, "photos/" onto that folder. Default "<bucket name>/".
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Whether reads of this bucket go through the hot tier. Default true.
+    #[serde(default = "yes")]
+    pub hot: bool,
+    /// Fill mode for this bucket ("stream" or "store-and-forward"). Default: `hot.fill`.
+    #[serde(default)]
+    pub fill: Option<FillMode>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_region() -> String {
@@ -350,6 +435,7 @@ impl Config {
         for (name, b) in &self.backends {
             validate_backend(name, b)?;
         }
+        self.validate_hot()?;
         let mut taken: Vec<(&str, String, &str)> = Vec::new();
         for (name, b) in &self.buckets {
             if !valid_bucket_name(name) {
@@ -373,6 +459,26 @@ impl Config {
             taken.push((name, prefix, &b.backend));
         }
         Ok(())
+    }
+
+    fn validate_hot(&self) -> Result<()> {
+        let h = &self.hot;
+        let bad = |msg: &str| Err(Error::new(ErrorKind::Config, format!("hot.{msg}")));
+        if !(64 << 10..=1 << 30).contains(&h.chunk_size.0) {
+            return bad("chunk_size: must be between 64KiB and 1GiB");
+        }
+        if h.enabled && h.max_size.0 < 2 * h.chunk_size.0 {
+            return bad("max_size: must hold at least two chunks (2 × hot.chunk_size)");
+        }
+        if h.fill_concurrency == 0 || h.fill_concurrency > 64 {
+            return bad("fill_concurrency: must be between 1 and 64");
+        }
+        Ok(())
+    }
+
+    /// The hot tier's directory.
+    pub fn hot_dir(&self) -> PathBuf {
+        self.hot.dir.clone().unwrap_or_else(|| self.data_dir().join("hot"))
     }
 
     /// The prefix inside its backend of a bucket declared in the config.

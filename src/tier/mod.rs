@@ -3,16 +3,20 @@
 //! Owns object atomicity: bytes become visible in the store and in the catalog together,
 //! under a per-key lock, and a failed write leaves neither. It also owns multipart staging.
 //! It must not speak any protocol (no S3 types here) and must not parse configuration.
-//! The hot cache (issue 3) and the journal (issue 4) will plug in here.
+//! Reads of buckets that use the hot tier go through [`hot`]; the journal (issue 4) will
+//! plug in here.
 
+pub mod hot;
 mod import;
 mod keys;
 mod locks;
 mod multipart;
+mod read;
 
 pub use import::ImportStats;
 pub use keys::{MAX_KEY_LEN, validate_key};
 pub use multipart::CompletedPart;
+pub use read::{HotOptions, version_of};
 
 use crate::backend::{Backend, Backends, ByteStream, ObjectWriter, WriteOptions};
 use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
@@ -63,6 +67,8 @@ struct Inner {
     locks: KeyLocks,
     staging: PathBuf,
     limits: TierLimits,
+    hot: HotOptions,
+    validated: read::Validated,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -79,6 +85,7 @@ impl Tier {
         default_backend: &str,
         staging: PathBuf,
         limits: TierLimits,
+        hot: HotOptions,
     ) -> Result<Tier> {
         if backends.get(default_backend).is_none() {
             return Err(Error::new(ErrorKind::Config, format!("no backend named {default_backend:?}")));
@@ -92,6 +99,8 @@ impl Tier {
                 locks: KeyLocks::new(),
                 staging,
                 limits,
+                hot,
+                validated: read::Validated::default(),
             }),
         };
         tier.remove_orphan_staging().await?;
@@ -201,7 +210,10 @@ impl Tier {
         let mut last = None;
         for attempt in 0..3u32 {
             match self.inner.catalog.put_object(rec).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.invalidate_hot(&rec.bucket, &rec.key, Some(rec));
+                    return Ok(());
+                }
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "catalog write failed after store commit");
                     last = Some(e);
@@ -212,6 +224,7 @@ impl Tier {
         // The store now holds bytes the row does not describe: drop the row rather than
         // serve a mismatched pair. The write was not acknowledged.
         let _ = self.inner.catalog.delete_object(&rec.bucket, &rec.key).await;
+        self.invalidate_hot(&rec.bucket, &rec.key, None);
         Err(last.unwrap_or_else(|| Error::new(ErrorKind::Internal, "catalog write failed")))
     }
 
@@ -259,6 +272,13 @@ impl Tier {
         plan: impl FnOnce(&ObjectRecord) -> Result<Option<Range<u64>>>,
     ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
         let b = self.bucket(bucket).await?;
+        if let Some(hot) = self.hot_for(bucket) {
+            let rec = self.record(bucket, key).await?;
+            let rec = self.revalidate(&b, rec).await?;
+            let range = plan(&rec)?;
+            let stream = self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await?;
+            return Ok((rec, range, stream));
+        }
         let guard = self.inner.locks.read(bucket, key).await;
         let rec = self.record(bucket, key).await?;
         let range = plan(&rec)?;
@@ -288,6 +308,7 @@ impl Tier {
         // Row first: a failure between the two steps leaves unreferenced bytes (harmless,
         // and removed by a retried DELETE), never a row pointing at nothing.
         self.inner.catalog.delete_object(bucket, key).await?;
+        self.invalidate_hot(bucket, key, None);
         self.backend(&backend_name)?.delete(&keys::store_path(&b.prefix, key)).await
     }
 

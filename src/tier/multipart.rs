@@ -185,6 +185,7 @@ impl Tier {
             let _guard = self.inner.locks.write(bucket, key).await;
             w.commit().await?;
             self.inner.catalog.complete_upload(upload_id, &rec).await?;
+            self.invalidate_hot(bucket, key, Some(&rec));
         }
         let _ = tokio::fs::remove_dir_all(self.upload_dir(upload_id)).await;
         Ok(rec)

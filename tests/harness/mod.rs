@@ -6,6 +6,8 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use md5::Digest;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use strata::backend::{Backend, Backends};
 use strata::config::{Config, Overrides};
 use strata::server::Running;
 
@@ -41,14 +43,38 @@ fn garage_env() -> GarageEnv {
     }
 }
 
+/// Wraps the default backend (to count calls or inject faults).
+pub type Wrap = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
+
+/// Extra settings for [`Harness::start_opts`].
+#[derive(Default, Clone)]
+pub struct Opts {
+    /// TOML appended to the generated config (sections such as `[hot]` or `[buckets.x]`).
+    pub toml: String,
+    /// Wraps the default backend.
+    pub wrap: Option<Wrap>,
+}
+
 pub struct Harness {
     pub running: Option<Running>,
+    pub cfg: Config,
+    opts: Opts,
     pub client: Client,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     cold: Cold,
     /// For Garage: the run's prefix in the shared Garage bucket, and a client for Garage.
     garage: Option<(String, String, Client)>,
+}
+
+async fn launch(cfg: &Config, opts: &Opts) -> Running {
+    let mut backends = Backends::from_config(&cfg.backends, &cfg.limits).unwrap();
+    if let Some(wrap) = &opts.wrap {
+        let inner = backends.get(&cfg.default_backend).unwrap().clone();
+        backends.insert(wrap(inner));
+    }
+    let tier = strata::server::open_tier_with(cfg, backends).await.expect("tier opens");
+    strata::server::start_with(cfg, tier).await.expect("strata starts")
 }
 
 pub fn client(addr: SocketAddr, ak: &str, sk: &str, region: &str) -> Client {
@@ -64,6 +90,10 @@ pub fn client(addr: SocketAddr, ak: &str, sk: &str, region: &str) -> Client {
 
 impl Harness {
     pub async fn start(cold: Cold) -> Harness {
+        Self::start_opts(cold, Opts::default()).await
+    }
+
+    pub async fn start_opts(cold: Cold, opts: Opts) -> Harness {
         let _ = tracing_subscriber::fmt().with_env_filter("strata=warn").with_test_writer().try_init();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -87,19 +117,43 @@ impl Harness {
                 .build();
             garage = Some((g.bucket, prefix, Client::from_conf(conf)));
         }
+        let toml = format!("{toml}\n{}", opts.toml);
         let overrides = Overrides { data_dir: Some(data), listen: None };
         let cfg = Config::parse(&toml).unwrap().resolve(&overrides, &|_| None).unwrap();
         cfg.validate().unwrap();
-        let running = strata::server::start(&cfg).await.expect("strata starts");
+        let running = launch(&cfg, &opts).await;
         let addr = running.local_addr();
         Harness {
             client: client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1"),
             running: Some(running),
+            cfg,
+            opts,
             addr,
             dir,
             cold,
             garage,
         }
+    }
+
+    /// Stops strata and starts it again on the same data directory (a new port), with
+    /// `wrap` replacing the backend wrapper.
+    pub async fn restart(&mut self, wrap: Option<Wrap>) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.opts.wrap = wrap;
+        let running = launch(&self.cfg, &self.opts).await;
+        self.addr = running.local_addr();
+        self.client = client(self.addr, ACCESS_KEY, SECRET_KEY, "us-east-1");
+        self.running = Some(running);
+    }
+
+    pub fn tier(&self) -> &strata::tier::Tier {
+        self.running.as_ref().unwrap().tier()
+    }
+
+    pub fn hot_stats(&self) -> strata::tier::hot::HotStats {
+        self.tier().hot().expect("hot tier enabled").stats()
     }
 
     pub fn client_with(&self, ak: &str, sk: &str, region: &str) -> Client {

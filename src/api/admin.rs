@@ -1,0 +1,182 @@
+//! The admin API under `/_strata/`: metrics and the hot tier's operator controls.
+//!
+//! `/_strata/metrics` is open, as Prometheus scrapers expect. Everything else needs HTTP
+//! Basic auth with the S3 access key and secret key, compared in constant time. `_` cannot
+//! start a bucket name, so no S3 request is ever routed here. This module maps requests to
+//! tier calls; it must not reach into the hot tier's internals.
+//!
+//! | method | path                     | query             | answer                  |
+//! |--------|--------------------------|-------------------|-------------------------|
+//! | GET    | /_strata/metrics         |                   | Prometheus text         |
+//! | GET    | /_strata/cache/stats     |                   | JSON `HotStats`         |
+//! | POST   | /_strata/cache/evict     | bucket, prefix    | `{"chunks","bytes"}`    |
+//! | POST   | /_strata/cache/pin       | bucket, prefix    | `{"pinned":true}`       |
+//! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
+//! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
+
+use crate::config::Credentials;
+use crate::tier::Tier;
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use s3s::dto::StreamingBlob;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// The path prefix this module answers.
+pub const PREFIX: &str = "/_strata/";
+
+/// The admin endpoint.
+#[derive(Clone)]
+pub struct Admin {
+    tier: Tier,
+    creds: Credentials,
+}
+
+fn reply(status: StatusCode, body: impl Into<s3s::Body>, ctype: &str) -> Response<s3s::Body> {
+    let mut r = Response::new(body.into());
+    *r.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<s3s::Body> {
+    reply(status, format!("{v}\n"), "application/json")
+}
+
+fn error(status: StatusCode, msg: &str) -> Response<s3s::Body> {
+    json_reply(status, &json!({ "error": msg }))
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Admin {
+    /// An admin endpoint over `tier`, guarded by `creds`.
+    pub fn new(tier: Tier, creds: Credentials) -> Self {
+        Self { tier, creds }
+    }
+
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(v) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some(b64) = v.strip_prefix("Basic ") else { return false };
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { return false };
+        let want = format!("{}:{}", self.creds.access_key, self.creds.secret_key);
+        constant_time_eq(&raw, want.as_bytes())
+    }
+
+    /// Serves one request under [`PREFIX`].
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body> {
+        let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
+        if path == "metrics" && req.method() == Method::GET {
+            return reply(StatusCode::OK, crate::telemetry::render(), "text/plain; version=0.0.4");
+        }
+        if !self.authorized(&req) {
+            let mut r = error(StatusCode::UNAUTHORIZED, "admin API needs Basic auth with the S3 access and secret key");
+            if let Ok(v) = "Basic realm=\"strata\"".parse() {
+                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            }
+            return r;
+        }
+        let q = query(req.uri().query().unwrap_or(""));
+        let arg = |k: &str| q.get(k).cloned().unwrap_or_default();
+        let Some(hot) = self.tier.hot() else {
+            return error(StatusCode::CONFLICT, "the hot tier is disabled (hot.enabled = false)");
+        };
+        let (bucket, prefix) = (arg("bucket"), arg("prefix"));
+        let needs_bucket = path != "cache/stats";
+        if needs_bucket && self.tier.bucket(&bucket).await.is_err() {
+            return error(StatusCode::NOT_FOUND, &format!("no bucket {bucket:?}"));
+        }
+        match (req.method().clone(), path.as_str()) {
+            (Method::GET, "cache/stats") => json_reply(StatusCode::OK, &json!(hot.stats())),
+            (Method::POST, "cache/evict") => {
+                let (chunks, bytes) = hot.evict_prefix(&bucket, &prefix);
+                json_reply(StatusCode::OK, &json!({ "chunks": chunks, "bytes": bytes }))
+            }
+            (Method::POST, "cache/pin") => match hot.pin(&bucket, &prefix) {
+                Ok(()) => json_reply(StatusCode::OK, &json!({ "pinned": true })),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
+            (Method::POST, "cache/unpin") => match hot.unpin(&bucket, &prefix) {
+                Ok(existed) => json_reply(StatusCode::OK, &json!({ "existed": existed })),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
+            (Method::POST, "cache/warm") => self.warm(bucket, prefix),
+            _ => error(StatusCode::NOT_FOUND, &format!("no admin route {} {PREFIX}{path}", req.method())),
+        }
+    }
+
+    /// Streams progress lines while the tier warms; the last line says done or error.
+    fn warm(&self, bucket: String, prefix: String) -> Response<s3s::Body> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let tier = self.tier.clone();
+        tokio::spawn(async move {
+            let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
+            let mut last = std::time::Instant::now();
+            let progress_tx = tx.clone();
+            let res = tier
+                .warm(&bucket, &prefix, |objects, bytes, fetched| {
+                    if last.elapsed().as_millis() >= 200 {
+                        last = std::time::Instant::now();
+                        let v = json!({ "objects": objects, "bytes": bytes, "fetched": fetched });
+                        let _ = progress_tx.try_send(line(v));
+                    }
+                })
+                .await;
+            let end = match res {
+                Ok(()) => json!({ "done": true, "stats": tier.hot().map(|h| h.stats()) }),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+            let _ = tx.send(line(end)).await;
+        });
+        let stream = tokio_stream_from(rx);
+        reply(StatusCode::OK, StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)), "application/x-ndjson")
+    }
+}
+
+fn tokio_stream_from(
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
+}
+
+fn query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let dec =
+                |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = query("bucket=b&prefix=a%2Fb+c&x");
+        assert_eq!(q["prefix"], "a/b c");
+        assert_eq!(q["x"], "");
+    }
+}

@@ -1,0 +1,189 @@
+//! GET through the hot tier: which buckets use it, how a fill opens the cold store for
+//! exactly one version, revalidation against the store, and warming.
+//!
+//! The version check lives here, not in `hot`: a fill opens its cold stream under the
+//! key's read lock after checking that the catalog still names the version it caches, so
+//! a fill can never store one version's bytes under another's name.
+
+use super::{Tier, keys};
+use crate::backend::ByteStream;
+use crate::catalog::{BucketRecord, ObjectRecord};
+use crate::config::FillMode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tier::hot::{Hot, OpenFn, Version};
+use futures::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How reads use the hot tier.
+#[derive(Clone, Default)]
+pub struct HotOptions {
+    /// The tier; `None` turns it off everywhere.
+    pub hot: Option<Hot>,
+    /// Fill mode of buckets that do not set one.
+    pub default_fill: FillMode,
+    /// Per-bucket overrides: (uses the hot tier, fill mode).
+    pub buckets: HashMap<String, (bool, Option<FillMode>)>,
+    /// Revalidate cached objects against the store after this long.
+    pub revalidate_after: Option<Duration>,
+}
+
+/// When each object was last checked against its store (for `revalidate_after`).
+#[derive(Default)]
+pub(super) struct Validated {
+    at: Mutex<HashMap<(String, String), Instant>>,
+}
+
+/// Entries kept before the revalidation map is cleared (everything is then rechecked once).
+const MAX_VALIDATED: usize = 100_000;
+
+/// A version of a catalog record.
+pub fn version_of(rec: &ObjectRecord) -> Version {
+    Version {
+        bucket: rec.bucket.clone(),
+        key: rec.key.clone(),
+        etag: rec.etag.clone(),
+        size: rec.size,
+        mtime_ms: rec.last_modified_ms,
+    }
+}
+
+impl Tier {
+    /// The hot tier and fill mode for reads of `bucket`, when it uses one.
+    pub(super) fn hot_for(&self, bucket: &str) -> Option<(&Hot, FillMode)> {
+        let o = &self.inner.hot;
+        let hot = o.hot.as_ref()?;
+        match o.buckets.get(bucket) {
+            Some((false, _)) => None,
+            Some((true, Some(mode))) => Some((hot, *mode)),
+            _ => Some((hot, o.default_fill)),
+        }
+    }
+
+    /// The hot tier, if any (for the admin API and tests).
+    pub fn hot(&self) -> Option<&Hot> {
+        self.inner.hot.hot.as_ref()
+    }
+
+    /// Streams `range` of `rec` through the hot tier.
+    pub(super) async fn read_hot(
+        &self,
+        b: &BucketRecord,
+        rec: &ObjectRecord,
+        range: Range<u64>,
+        (hot, mode): (&Hot, FillMode),
+    ) -> Result<ByteStream> {
+        hot.read(version_of(rec), range, mode, self.opener(b, rec)).await
+    }
+
+    /// Opens cold reads of exactly the version `rec` describes.
+    fn opener(&self, b: &BucketRecord, rec: &ObjectRecord) -> OpenFn {
+        let tier = self.clone();
+        let path = keys::store_path(&b.prefix, &rec.key);
+        let rec = Arc::new(rec.clone());
+        Arc::new(move |range: Range<u64>| {
+            let (tier, path, rec) = (tier.clone(), path.clone(), rec.clone());
+            async move {
+                let _guard = tier.inner.locks.read(&rec.bucket, &rec.key).await;
+                match tier.inner.catalog.get_object(&rec.bucket, &rec.key).await? {
+                    Some(now) if now.etag == rec.etag && now.last_modified_ms == rec.last_modified_ms => {}
+                    _ => return Err(Error::new(ErrorKind::NotFound, "the object changed while it was being read")),
+                }
+                let mut s = tier.backend(&rec.backend)?.read(&path, Some(range)).await?;
+                // As in `Tier::get`: once the store answers, the version read is fixed.
+                let first = s.next().await;
+                Ok(futures::stream::iter(first).chain(s).boxed())
+            }
+            .boxed()
+        })
+    }
+
+    /// With `revalidate_after` set, checks `rec` against its store when it is due and
+    /// returns the record to serve: `rec` itself, or a new row when the store's object
+    /// changed behind strata's back (size, ETag or a later modification time).
+    pub(super) async fn revalidate(&self, b: &BucketRecord, rec: ObjectRecord) -> Result<ObjectRecord> {
+        let Some(after) = self.inner.hot.revalidate_after else { return Ok(rec) };
+        let id = (rec.bucket.clone(), rec.key.clone());
+        {
+            let map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(&id).is_some_and(|t| t.elapsed() < after) {
+                return Ok(rec);
+            }
+        }
+        let path = keys::store_path(&b.prefix, &rec.key);
+        let stat = self.backend(&rec.backend)?.stat(&path).await?;
+        let Some(stat) = stat else {
+            return Err(Error::new(ErrorKind::NotFound, "the object is gone from its store"));
+        };
+        // Store ETags are not compared: a store's ETag of an object strata wrote in parts
+        // differs from the catalog's. A different size, or a modification clearly after the
+        // catalog's (2 s of slack for the store's own clock and commit), means a change.
+        let newer = stat.last_modified_ms.is_some_and(|m| m > rec.last_modified_ms + 2000);
+        let fresh = if stat.size != rec.size || newer {
+            tracing::info!(bucket = %rec.bucket, key = %rec.key, "object changed in its store; refreshing");
+            let _guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
+            let etag =
+                stat.etag.clone().unwrap_or_else(|| format!("{:x}-{}", stat.last_modified_ms.unwrap_or(0), stat.size));
+            let new = ObjectRecord {
+                size: stat.size,
+                etag,
+                last_modified_ms: stat.last_modified_ms.unwrap_or_else(super::now_ms),
+                ..rec
+            };
+            self.inner.catalog.put_object(&new).await?;
+            if let Some(h) = self.hot() {
+                h.invalidate(&new.bucket, &new.key, Some(&version_of(&new)));
+            }
+            new
+        } else {
+            rec
+        };
+        let mut map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_VALIDATED {
+            map.clear();
+        }
+        map.insert(id, Instant::now());
+        Ok(fresh)
+    }
+
+    /// Drops hot copies of `bucket`/`key` other than `keep` (called before a write is
+    /// acknowledged).
+    pub(super) fn invalidate_hot(&self, bucket: &str, key: &str, keep: Option<&ObjectRecord>) {
+        if let Some(h) = self.hot() {
+            h.invalidate(bucket, key, keep.map(version_of).as_ref());
+        }
+        if self.inner.hot.revalidate_after.is_some() {
+            let mut map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
+            map.remove(&(bucket.to_owned(), key.to_owned()));
+        }
+    }
+
+    /// Brings every object of `bucket` under `prefix` into the hot tier. `progress` gets
+    /// (objects done, bytes done, bytes fetched) after each object.
+    pub async fn warm(&self, bucket: &str, prefix: &str, mut progress: impl FnMut(u64, u64, u64)) -> Result<()> {
+        let b = self.bucket(bucket).await?;
+        let Some((hot, _)) = self.hot_for(bucket) else {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("bucket {bucket} does not use the hot tier")));
+        };
+        let (mut after, mut n, mut bytes, mut fetched) = (String::new(), 0, 0, 0);
+        loop {
+            let page = self.inner.catalog.scan_objects(bucket, prefix, &after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = last.key.clone();
+            for rec in page.iter().take_while(|r| r.key.starts_with(prefix)) {
+                if rec.size > 0 {
+                    fetched += hot.warm(version_of(rec), self.opener(&b, rec)).await?;
+                }
+                n += 1;
+                bytes += rec.size;
+                progress(n, bytes, fetched);
+            }
+            if !last.key.starts_with(prefix) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
