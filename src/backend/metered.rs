@@ -28,7 +28,7 @@ pub struct Metered {
 
 impl Metered {
     /// Wraps a backend.
-    pub fn new(inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
+    pub fn wrap(inner: Arc<dyn Backend>) -> Arc<dyn Backend> {
         let name = inner.name().to_owned();
         Arc::new(Metered { inner, name })
     }

@@ -103,7 +103,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// Builds the backend `name` from its config, wrapped in retry, timeout and metrics layers.
 pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
-    Ok(Metered::new(opendal::build(name, cfg, limits)?))
+    Ok(Metered::wrap(opendal::build(name, cfg, limits)?))
 }
 
 /// The named backends of one process.

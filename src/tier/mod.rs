@@ -264,20 +264,29 @@ impl Tier {
     }
 
     /// Reads an object. `plan` sees the current record before any byte is read: it checks
-    /// preconditions and picks the byte range (`None` for all of it).
+    /// preconditions and picks the byte range (`None` for all of it). It may be called
+    /// again with a newer record when a write lands while the read starts.
     pub async fn get(
         &self,
         bucket: &str,
         key: &str,
-        plan: impl FnOnce(&ObjectRecord) -> Result<Option<Range<u64>>>,
+        plan: impl Fn(&ObjectRecord) -> Result<Option<Range<u64>>>,
     ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
         let b = self.bucket(bucket).await?;
         if let Some(hot) = self.hot_for(bucket) {
-            let rec = self.record(bucket, key).await?;
-            let rec = self.revalidate(&b, rec).await?;
-            let range = plan(&rec)?;
-            let stream = self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await?;
-            return Ok((rec, range, stream));
+            // A write that commits between reading the row and the first cold read makes
+            // the fill refuse the stale version (NotFound); read the new row and go again.
+            let mut attempt = 0;
+            loop {
+                let rec = self.record(bucket, key).await?;
+                let rec = self.revalidate(&b, rec).await?;
+                let range = plan(&rec)?;
+                match self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await {
+                    Ok(stream) => return Ok((rec, range, stream)),
+                    Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let guard = self.inner.locks.read(bucket, key).await;
         let rec = self.record(bucket, key).await?;
@@ -318,7 +327,7 @@ impl Tier {
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
         replace: Option<(ObjectHeaders, BTreeMap<String, String>)>,
-        plan: impl FnOnce(&ObjectRecord) -> Result<()>,
+        plan: impl Fn(&ObjectRecord) -> Result<()>,
     ) -> Result<ObjectRecord> {
         let (src, _, body) = self.get(src_bucket, src_key, |r| plan(r).map(|()| None)).await?;
         let (headers, user_meta) = replace.unwrap_or((src.headers.clone(), src.user_meta.clone()));

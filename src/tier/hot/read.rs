@@ -81,17 +81,21 @@ pub(super) async fn stream(
     }
     if mode == FillMode::StoreAndForward {
         st.preload(true).await?;
-    } else {
-        st.cursor().await?;
     }
-    Ok(futures::stream::unfold(st, |mut st| async move {
+    // The first piece is read here, so a failure to start (a stale version, a store that
+    // is down) is an error status rather than an aborted 200.
+    let first = match st.next().await {
+        Some(Err(e)) => return Err(e),
+        first => first,
+    };
+    let rest = futures::stream::unfold(st, |mut st| async move {
         let item = st.next().await?;
         if item.is_err() {
             st.done = true;
         }
         Some((item, st))
-    })
-    .boxed())
+    });
+    Ok(futures::stream::iter(first).chain(rest).boxed())
 }
 
 /// See [`super::Hot::warm`].
