@@ -67,6 +67,7 @@ async fn hot_options(config: &Config) -> Result<HotOptions> {
             fill_retries: h.fill_retries,
             policy: h.policy,
             miss_log_max: h.miss_log_max.0,
+            memory_size: h.memory_size.0,
         };
         Some(Hot::open(settings).await?)
     } else {

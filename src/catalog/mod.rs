@@ -4,6 +4,7 @@
 //! driver) and its versioned migrations, plus the listing algorithm (prefix, delimiter,
 //! markers) so that a listing never scans a cold store. It must not touch object bytes.
 
+mod cache;
 #[cfg(test)]
 mod conformance;
 mod listing;
@@ -24,6 +25,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// Rows cached in process (SQLite only; see `cache.rs`).
+    cache: Option<std::sync::Arc<cache::RowCache>>,
 }
 
 fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
@@ -69,7 +72,8 @@ impl Catalog {
         }
         let migrator = if is_sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
         migrator.run(&pool).await.map_err(|e| Error::new(ErrorKind::Unavailable, "catalog: migrate").with_source(e))?;
-        Ok(Catalog { pool })
+        let cache = is_sqlite.then(Default::default);
+        Ok(Catalog { pool, cache })
     }
 
     /// Checks that the database answers.
@@ -84,7 +88,7 @@ impl Catalog {
     }
 
     /// Creates a bucket. Fails with `BucketExists` when the name is taken.
-    pub async fn create_bucket(&self, b: &BucketRecord) -> Result<()> {
+    async fn db_create_bucket(&self, b: &BucketRecord) -> Result<()> {
         let res = sqlx::query(
             "INSERT INTO buckets (name, backend, prefix, created_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
@@ -102,7 +106,7 @@ impl Catalog {
     }
 
     /// Creates a bucket declared in the config, or updates its backend and prefix.
-    pub async fn ensure_bucket(&self, b: &BucketRecord) -> Result<()> {
+    async fn db_ensure_bucket(&self, b: &BucketRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO buckets (name, backend, prefix, created_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET backend = excluded.backend, prefix = excluded.prefix",
@@ -118,7 +122,7 @@ impl Catalog {
     }
 
     /// The bucket `name`, if it exists.
-    pub async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+    async fn db_get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
         let row = sqlx::query("SELECT name, backend, prefix, created_ms FROM buckets WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -138,7 +142,7 @@ impl Catalog {
 
     /// Deletes an empty bucket: `BucketNotFound` if absent, `BucketNotEmpty` while it holds
     /// objects or multipart uploads. The check and the delete are one transaction.
-    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+    async fn db_delete_bucket(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
         let busy = sqlx::query(
             "SELECT 1 FROM objects WHERE bucket = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket = $1 LIMIT 1",
@@ -162,13 +166,13 @@ impl Catalog {
     }
 
     /// Inserts or replaces the row of `o.bucket`/`o.key`.
-    pub async fn put_object(&self, o: &ObjectRecord) -> Result<()> {
+    async fn db_put_object(&self, o: &ObjectRecord) -> Result<()> {
         bind_object(sqlx::query(UPSERT_OBJECT), o)?.execute(&self.pool).await.map_err(db_err("put object"))?;
         Ok(())
     }
 
     /// Inserts the row only if the key has none; returns whether it was inserted.
-    pub async fn insert_object_if_absent(&self, o: &ObjectRecord) -> Result<bool> {
+    async fn db_insert_object_if_absent(&self, o: &ObjectRecord) -> Result<bool> {
         let res = bind_object(sqlx::query(INSERT_OBJECT_IF_ABSENT), o)?
             .execute(&self.pool)
             .await
@@ -177,7 +181,7 @@ impl Catalog {
     }
 
     /// The row of `bucket`/`key`, if any.
-    pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+    async fn db_get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
         let row = sqlx::query(&format!("SELECT {OBJECT_COLS} FROM objects WHERE bucket = $1 AND key = $2"))
             .bind(bucket)
             .bind(key)
@@ -188,7 +192,7 @@ impl Catalog {
     }
 
     /// Removes the row; returns whether one existed. Idempotent.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
+    async fn db_delete_object(&self, bucket: &str, key: &str) -> Result<bool> {
         let res = sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
             .bind(bucket)
             .bind(key)
@@ -323,7 +327,7 @@ impl Catalog {
 
     /// Completes an upload: writes the object row and removes the upload and its parts, as
     /// one transaction, so the object appears exactly when the upload disappears.
-    pub async fn complete_upload(&self, upload_id: &str, o: &ObjectRecord) -> Result<()> {
+    async fn db_complete_upload(&self, upload_id: &str, o: &ObjectRecord) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
         let res = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
             .bind(upload_id)

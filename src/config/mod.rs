@@ -152,6 +152,9 @@ pub struct HotConfig {
     /// The miss log (`<dir>/misses.log`) rotates past this size; "0B" turns it off.
     /// Default "64MiB".
     pub miss_log_max: ByteSize,
+    /// Memory for small chunks (up to 256 KiB each) on top of their files, so hits on
+    /// small hot objects skip the disk. "0B" turns it off. Default "64MiB".
+    pub memory_size: ByteSize,
 }
 
 impl Default for HotConfig {
@@ -168,6 +171,7 @@ impl Default for HotConfig {
             fill: FillMode::Stream,
             revalidate_after: None,
             miss_log_max: ByteSize(64 << 20),
+            memory_size: ByteSize(64 << 20),
         }
     }
 }

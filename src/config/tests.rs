@@ -109,3 +109,36 @@ fn bucket_names() {
         assert!(!valid_bucket_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn documented_example_is_valid() {
+    let doc = include_str!("../../docs/configuration.md");
+    let start = doc.find("## Complete example").unwrap();
+    let body = &doc[start..];
+    let toml = body.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let c = Config::parse(toml).unwrap().resolve(&Overrides::default(), &no_env).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.hot.max_size.0, 500 << 30);
+    assert_eq!(c.buckets["photos"].fill, Some(FillMode::StoreAndForward));
+    assert!(!c.buckets["avatars"].hot);
+}
+
+#[test]
+fn hot_defaults_and_checks() {
+    let c = Config::parse("").unwrap().resolve(&Overrides::default(), &no_env).unwrap();
+    c.validate().unwrap();
+    assert!(c.hot.enabled);
+    assert_eq!((c.hot.chunk_size.0, c.hot.policy, c.hot.fill), (8 << 20, PolicyKind::S3Fifo, FillMode::Stream));
+    assert_eq!(c.hot_dir(), Path::new("./strata-data/hot"));
+    for (text, field) in [
+        ("[hot]\nchunk_size = \"1KiB\"", "hot.chunk_size"),
+        ("[hot]\nmax_size = \"8MiB\"", "hot.max_size"),
+        ("[hot]\nfill_concurrency = 0", "hot.fill_concurrency"),
+    ] {
+        let c = Config::parse(text).unwrap().resolve(&Overrides::default(), &no_env).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains(field), "{text}: {e}");
+    }
+    assert!(Config::parse("[hot]\npolicy = \"mru\"").unwrap_err().to_string().contains("policy"));
+    assert!(Config::parse("[hot]\nsize = \"1GiB\"").is_err(), "unknown fields are errors");
+}

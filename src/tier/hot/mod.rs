@@ -12,6 +12,7 @@
 mod fill;
 mod format;
 mod index;
+mod mem;
 mod misslog;
 pub mod policy;
 mod read;
@@ -52,6 +53,8 @@ pub struct HotSettings {
     pub policy: PolicyKind,
     /// Size at which the miss log rotates (0: no miss log).
     pub miss_log_max: u64,
+    /// Bytes of small chunks also kept in memory (0: none).
+    pub memory_size: u64,
 }
 
 pub use crate::config::FillMode;
@@ -115,6 +118,8 @@ pub struct HotStats {
     pub corrupt: u64,
     /// Operator pins, as "bucket/prefix".
     pub pins: Vec<String>,
+    /// Bytes of small chunks held in memory.
+    pub memory_bytes: u64,
 }
 
 #[derive(Default)]
@@ -137,6 +142,9 @@ struct HotInner {
     s: HotSettings,
     tmp: PathBuf,
     index: Mutex<Index>,
+    mem: Mutex<mem::Mem>,
+    /// Reads in progress (they read bigger steps when few run).
+    active: std::sync::atomic::AtomicUsize,
     misses: MissLog,
     counters: Counters,
     pins: Mutex<Vec<(String, String)>>,
@@ -166,10 +174,13 @@ impl Hot {
         }
         tracing::info!(adopted, dropped, used = index.used(), "hot tier index rebuilt");
         let misses = MissLog::new(s.dir.join("misses.log"), s.miss_log_max);
+        let mem = Mutex::new(mem::Mem::new(s.memory_size));
         let inner = HotInner {
             s,
             tmp,
             index: Mutex::new(index),
+            mem,
+            active: Default::default(),
             misses,
             counters: Counters::default(),
             pins: Mutex::new(pins),
@@ -204,12 +215,15 @@ impl Hot {
 
     /// Drops every chunk of `bucket`/`key` that is not of version `keep`.
     pub fn invalidate(&self, bucket: &str, key: &str, keep: Option<&Version>) {
-        self.inner.lock().invalidate(bucket, key, keep.map(Version::hash));
+        let keep = keep.map(Version::hash);
+        self.inner.mem().invalidate(bucket, key, keep);
+        self.inner.lock().invalidate(bucket, key, keep);
         self.inner.sweep();
     }
 
     /// Drops the chunks of every object in `bucket` under `prefix`: (chunks, bytes).
     pub fn evict_prefix(&self, bucket: &str, prefix: &str) -> (u64, u64) {
+        self.inner.mem().evict_prefix(bucket, prefix);
         let r = self.inner.lock().evict_prefix(bucket, prefix);
         self.inner.sweep();
         r
@@ -261,6 +275,7 @@ impl Hot {
             evicted_bytes: ix.evicted_bytes,
             corrupt: c.corrupt.load(Relaxed),
             pins: pins.iter().map(|(b, p)| format!("{b}/{p}")).collect(),
+            memory_bytes: self.inner.mem().used(),
         }
     }
 
@@ -277,6 +292,10 @@ fn file_len(h: &ChunkHeader) -> u64 {
 impl HotInner {
     fn lock(&self) -> MutexGuard<'_, Index> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mem(&self) -> MutexGuard<'_, mem::Mem> {
+        self.mem.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Unlinks files that left the index and that nobody reads any more.

@@ -9,6 +9,7 @@
 use super::fill::{Fill, OpenFn, Progress};
 use super::format::ChunkHeader;
 use super::index::{ChunkKey, Found, chunk_path};
+use super::mem::ITEM_MAX;
 use super::{FillMode, HotInner, MissReason, Version};
 use crate::backend::ByteStream;
 use crate::error::{Error, ErrorKind, Result};
@@ -24,8 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::watch;
 
-/// Bytes read from a hot file per step: one checksummed block.
+/// One checksummed block: the unit of a hot-file read.
 const STEP: u64 = super::format::BLOCK_SIZE as u64;
+/// While at most this many reads run, each step reads 4 blocks: fewer trips to the
+/// blocking pool. Beyond it, one block, so memory stays bounded under many streams.
+const FEW_READERS: usize = 64;
 
 /// Holds a pin on one chunk file; dropping it releases the pin.
 struct Pin {
@@ -42,6 +46,7 @@ impl Drop for Pin {
 }
 
 enum Source {
+    Mem { data: Bytes },
     Hot { file: Arc<File>, hdr: Arc<ChunkHeader>, hdr_len: u64, head: Bytes },
     Fill { fill: Arc<Fill>, rx: watch::Receiver<Progress> },
     Direct { stream: ByteStream },
@@ -53,7 +58,24 @@ struct Cursor {
     pin: Option<Pin>,
 }
 
+/// Counts a read as active while it lives.
+struct Active(Arc<HotInner>);
+
+impl Active {
+    fn new(hot: &Arc<HotInner>) -> Self {
+        hot.active.fetch_add(1, Relaxed);
+        Active(hot.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
 struct ReadState {
+    _active: Active,
     hot: Arc<HotInner>,
     v: Version,
     vh: u128,
@@ -74,8 +96,9 @@ pub(super) async fn stream(
     open: OpenFn,
 ) -> Result<ByteStream> {
     let vh = v.hash();
-    let mut st =
-        ReadState { hot, v, vh, open, pos: range.start, end: range.end, cur: None, held: HashMap::new(), done: false };
+    let _active = Active::new(&hot);
+    let (pos, end) = (range.start, range.end);
+    let mut st = ReadState { _active, hot, v, vh, open, pos, end, cur: None, held: HashMap::new(), done: false };
     if range.is_empty() {
         return Ok(futures::stream::empty().boxed());
     }
@@ -102,7 +125,8 @@ pub(super) async fn stream(
 pub(super) async fn warm(hot: Arc<HotInner>, v: Version, open: OpenFn) -> Result<u64> {
     let vh = v.hash();
     let end = v.size;
-    let mut st = ReadState { hot, v, vh, open, pos: 0, end, cur: None, held: HashMap::new(), done: false };
+    let _active = Active::new(&hot);
+    let mut st = ReadState { _active, hot, v, vh, open, pos: 0, end, cur: None, held: HashMap::new(), done: false };
     st.preload(false).await?;
     let fetched = st
         .held
@@ -179,6 +203,10 @@ impl ReadState {
     /// A cursor for chunk `idx`: its hot file, a fill, or a direct cold read.
     async fn open_cursor(&mut self, idx: u32) -> Result<Cursor> {
         let k = (self.vh, idx);
+        if let Some(data) = self.hot.mem().get(k) {
+            self.count_hit();
+            return Ok(Cursor { idx, src: Source::Mem { data }, pin: None });
+        }
         loop {
             let Some((found, started)) = self.hot.acquire(&self.v, k, &self.open)? else {
                 let r = self.hot.chunk_range(&self.v, idx);
@@ -196,9 +224,18 @@ impl ReadState {
                     return Ok(Cursor { idx, src: Source::Fill { fill, rx }, pin: Some(pin) });
                 }
                 Found::Ready(path, id) => match open_hot(path, k, id).await {
+                    Some((_, hdr, _, head)) if head.len() as u64 == hdr.chunk_len && hdr.chunk_len <= ITEM_MAX => {
+                        // The whole chunk is in hand: check it once, then keep it in memory.
+                        if !blocks_ok(&hdr, 0, &head) {
+                            self.corrupt(k, id);
+                            continue;
+                        }
+                        self.count_hit();
+                        self.hot.mem().put(k, (&self.v.bucket, &self.v.key), head.clone());
+                        return Ok(Cursor { idx, src: Source::Mem { data: head }, pin: None });
+                    }
                     Some((file, hdr, hdr_len, head)) => {
-                        self.hot.counters.hits.fetch_add(1, Relaxed);
-                        ::metrics::counter!("strata_hot_hits_total").increment(1);
+                        self.count_hit();
                         let hdr = Arc::new(hdr);
                         return Ok(Cursor { idx, src: Source::Hot { file, hdr, hdr_len, head }, pin: Some(pin) });
                     }
@@ -206,6 +243,11 @@ impl ReadState {
                 },
             }
         }
+    }
+
+    fn count_hit(&self) {
+        self.hot.counters.hits.fetch_add(1, Relaxed);
+        ::metrics::counter!("strata_hot_hits_total").increment(1);
     }
 
     fn corrupt(&self, k: ChunkKey, id: u64) {
@@ -225,17 +267,27 @@ impl ReadState {
         let Some(cur) = self.cur.as_mut() else { return Ok(None) };
         let counters = &self.hot.counters;
         match &mut cur.src {
+            Source::Mem { data } => {
+                let piece = data.slice(off as usize..stop as usize);
+                counters.bytes_hot.fetch_add(piece.len() as u64, Relaxed);
+                ::metrics::counter!("strata_hot_bytes_total", "source" => "hot").increment(piece.len() as u64);
+                Ok(Some(piece))
+            }
             Source::Hot { file, hdr, hdr_len, head } => {
-                let block = off / STEP;
-                let bstart = block * STEP;
-                let blen = STEP.min(hdr.chunk_len - bstart);
+                let bstart = off / STEP * STEP;
+                let blocks = if self.hot.active.load(Relaxed) <= FEW_READERS { 4 } else { 1 };
+                let blen = (blocks * STEP).min(hdr.chunk_len - bstart);
                 let data = if bstart + blen <= head.len() as u64 {
-                    head.slice(bstart as usize..(bstart + blen) as usize)
+                    let d = head.slice(bstart as usize..(bstart + blen) as usize);
+                    // The head buffer is not needed past its last block.
+                    if bstart + blen >= head.len() as u64 {
+                        *head = Bytes::new();
+                    }
+                    d
                 } else {
                     read_at(file.clone(), *hdr_len + bstart, blen).await?
                 };
-                let want = usize::try_from(block).ok().and_then(|b| hdr.crcs.get(b).copied());
-                if data.len() as u64 != blen || Some(crc32fast::hash(&data)) != want {
+                if data.len() as u64 != blen || !blocks_ok(hdr, bstart, &data) {
                     let (k, id) = ((self.vh, cur.idx), cur.pin.as_ref().map_or(0, |p| p.id));
                     self.cur = None;
                     self.corrupt(k, id);
@@ -302,7 +354,7 @@ impl ReadState {
             let (file, at) = match &c.src {
                 Source::Hot { file, hdr_len, .. } => (file.clone(), *hdr_len),
                 Source::Fill { fill, .. } => (fill.file.clone(), fill.hdr_len),
-                Source::Direct { .. } => return Ok(()),
+                Source::Direct { .. } | Source::Mem { .. } => return Ok(()),
             };
             let len = self.hot.chunk_range(&self.v, idx);
             let mut off = 0;
@@ -322,6 +374,13 @@ impl ReadState {
         }
         Ok(())
     }
+}
+
+/// Whether `data`, starting at data offset `start` (a block boundary), matches the
+/// header's CRC of every block it covers.
+fn blocks_ok(hdr: &ChunkHeader, start: u64, data: &[u8]) -> bool {
+    let first = usize::try_from(start / STEP).unwrap_or(usize::MAX);
+    data.chunks(STEP as usize).enumerate().all(|(i, b)| hdr.crcs.get(first + i) == Some(&crc32fast::hash(b)))
 }
 
 async fn read_at(file: Arc<File>, at: u64, len: u64) -> Result<Bytes> {
@@ -364,7 +423,9 @@ fn version_hash(h: &ChunkHeader) -> u128 {
 fn read_head(path: &Path) -> Option<(File, ChunkHeader, Bytes)> {
     let file = File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    let mut buf = vec![0u8; usize::try_from(len.min(8192 + STEP)).ok()?];
+    // Small files are read whole (they go to the memory tier); others up to one block.
+    let want = if len <= 8192 + ITEM_MAX { len } else { 8192 + STEP };
+    let mut buf = vec![0u8; usize::try_from(want).ok()?];
     file.read_exact_at(&mut buf, 0).ok()?;
     let hlen = ChunkHeader::peek_len(&buf)?;
     let hdr = if hlen <= buf.len() {

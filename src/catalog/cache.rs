@@ -1,0 +1,227 @@
+//! A short-lived in-process cache of bucket and object rows, for the SQLite catalog only.
+//!
+//! With SQLite, strata is the only writer apart from `strata import` runs. Every write
+//! through this [`Catalog`](super::Catalog) updates the cache, and a generation counter
+//! keeps a read that raced a write from caching what it read, so this process always
+//! reads its own writes. Another process's writes (an import) show after at most the TTL.
+//! With PostgreSQL, several nodes write, so there is no cache.
+
+use super::{BucketRecord, ObjectRecord};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+/// How long a row is trusted without asking the database.
+pub const TTL: Duration = Duration::from_secs(2);
+/// Rows kept before the cache is emptied.
+const MAX_ROWS: usize = 200_000;
+
+type Slot<T> = (Instant, Option<T>);
+
+/// Cached rows (a `None` row records that there is none).
+#[derive(Default)]
+pub struct RowCache {
+    generation: AtomicU64,
+    objects: Mutex<HashMap<(String, String), Slot<ObjectRecord>>>,
+    buckets: Mutex<HashMap<String, Slot<BucketRecord>>>,
+}
+
+fn fresh<T: Clone>(slot: Option<&Slot<T>>) -> Option<Option<T>> {
+    slot.filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v.clone())
+}
+
+impl RowCache {
+    /// The generation to pass to `fill_*` after a database read.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(SeqCst)
+    }
+
+    /// Called before a database write: readers that started earlier will not cache.
+    pub fn begin_write(&self) {
+        self.generation.fetch_add(1, SeqCst);
+    }
+
+    /// A cached object row: `Some(None)` when the cache knows there is none.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Option<ObjectRecord>> {
+        let map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        fresh(map.get(&(bucket.to_owned(), key.to_owned())))
+    }
+
+    /// Caches what a read found, unless a write began since `generation`.
+    pub fn fill_object(&self, generation: u64, bucket: &str, key: &str, row: Option<ObjectRecord>) {
+        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return;
+        }
+        if map.len() >= MAX_ROWS {
+            map.clear();
+        }
+        map.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
+    }
+
+    /// After a write of `bucket`/`key`: its new row (or none).
+    pub fn set_object(&self, bucket: &str, key: &str, row: Option<ObjectRecord>) {
+        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
+    }
+
+    /// Forgets an object row (a write whose outcome is not known here).
+    pub fn forget_object(&self, bucket: &str, key: &str) {
+        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(bucket.to_owned(), key.to_owned()));
+    }
+
+    /// A cached bucket row.
+    pub fn bucket(&self, name: &str) -> Option<Option<BucketRecord>> {
+        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        fresh(map.get(name))
+    }
+
+    /// Caches a bucket read, unless a write began since `generation`.
+    pub fn fill_bucket(&self, generation: u64, name: &str, row: Option<BucketRecord>) {
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() == generation {
+            map.insert(name.to_owned(), (Instant::now(), row));
+        }
+    }
+
+    /// Forgets a bucket row and every object row of that bucket.
+    pub fn forget_bucket(&self, name: &str) {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.objects.lock().unwrap_or_else(|p| p.into_inner()).retain(|(b, _), _| b != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_a_write_is_not_cached() {
+        let c = RowCache::default();
+        let g = c.generation();
+        c.begin_write();
+        c.set_object("b", "k", None);
+        c.fill_object(g, "b", "k", Some(sample()));
+        assert_eq!(c.object("b", "k"), Some(None), "the stale read must not replace the write");
+        let g = c.generation();
+        c.fill_object(g, "b", "k2", Some(sample()));
+        assert_eq!(c.object("b", "k2"), Some(Some(sample())));
+        c.forget_bucket("b");
+        assert_eq!(c.object("b", "k2"), None);
+    }
+
+    fn sample() -> ObjectRecord {
+        ObjectRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            size: 1,
+            etag: "e".into(),
+            last_modified_ms: 1,
+            backend: "local".into(),
+            headers: Default::default(),
+            user_meta: Default::default(),
+        }
+    }
+}
+
+/// The public row operations: the database plus the cache, when there is one.
+impl super::Catalog {
+    fn write_begins(&self) {
+        if let Some(c) = &self.cache {
+            c.begin_write();
+        }
+    }
+
+    /// Creates a bucket. Fails with `BucketExists` when the name is taken.
+    pub async fn create_bucket(&self, b: &BucketRecord) -> crate::error::Result<()> {
+        self.write_begins();
+        let r = self.db_create_bucket(b).await;
+        self.cache.iter().for_each(|c| c.forget_bucket(&b.name));
+        r
+    }
+
+    /// Creates a bucket declared in the config, or updates its backend and prefix.
+    pub async fn ensure_bucket(&self, b: &BucketRecord) -> crate::error::Result<()> {
+        self.write_begins();
+        let r = self.db_ensure_bucket(b).await;
+        self.cache.iter().for_each(|c| c.forget_bucket(&b.name));
+        r
+    }
+
+    /// Deletes an empty bucket: `BucketNotFound` if absent, `BucketNotEmpty` while it holds
+    /// objects or multipart uploads. The check and the delete are one transaction.
+    pub async fn delete_bucket(&self, name: &str) -> crate::error::Result<()> {
+        self.write_begins();
+        let r = self.db_delete_bucket(name).await;
+        self.cache.iter().for_each(|c| c.forget_bucket(name));
+        r
+    }
+
+    /// The bucket `name`, if it exists.
+    pub async fn get_bucket(&self, name: &str) -> crate::error::Result<Option<BucketRecord>> {
+        let Some(c) = &self.cache else { return self.db_get_bucket(name).await };
+        if let Some(hit) = c.bucket(name) {
+            return Ok(hit);
+        }
+        let g = c.generation();
+        let row = self.db_get_bucket(name).await?;
+        c.fill_bucket(g, name, row.clone());
+        Ok(row)
+    }
+
+    /// Inserts or replaces the row of `o.bucket`/`o.key`.
+    pub async fn put_object(&self, o: &ObjectRecord) -> crate::error::Result<()> {
+        self.write_begins();
+        let r = self.db_put_object(o).await;
+        self.settle(&o.bucket, &o.key, r.is_ok().then(|| Some(o.clone())));
+        r
+    }
+
+    /// Inserts the row only if the key has none; returns whether it was inserted.
+    pub async fn insert_object_if_absent(&self, o: &ObjectRecord) -> crate::error::Result<bool> {
+        self.write_begins();
+        let r = self.db_insert_object_if_absent(o).await;
+        self.settle(&o.bucket, &o.key, None);
+        r
+    }
+
+    /// The row of `bucket`/`key`, if any.
+    pub async fn get_object(&self, bucket: &str, key: &str) -> crate::error::Result<Option<ObjectRecord>> {
+        let Some(c) = &self.cache else { return self.db_get_object(bucket, key).await };
+        if let Some(hit) = c.object(bucket, key) {
+            return Ok(hit);
+        }
+        let g = c.generation();
+        let row = self.db_get_object(bucket, key).await?;
+        c.fill_object(g, bucket, key, row.clone());
+        Ok(row)
+    }
+
+    /// Removes the row; returns whether one existed. Idempotent.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> crate::error::Result<bool> {
+        self.write_begins();
+        let r = self.db_delete_object(bucket, key).await;
+        self.settle(bucket, key, r.is_ok().then_some(None));
+        r
+    }
+
+    /// Completes an upload: writes the object row and removes the upload and its parts, as
+    /// one transaction, so the object appears exactly when the upload disappears.
+    pub async fn complete_upload(&self, upload_id: &str, o: &ObjectRecord) -> crate::error::Result<()> {
+        self.write_begins();
+        let r = self.db_complete_upload(upload_id, o).await;
+        self.settle(&o.bucket, &o.key, r.is_ok().then(|| Some(o.clone())));
+        r
+    }
+
+    /// After a write: the row it left (`Some`), or forget the key when the outcome is unknown.
+    fn settle(&self, bucket: &str, key: &str, known: Option<Option<ObjectRecord>>) {
+        let Some(c) = &self.cache else { return };
+        match known {
+            Some(row) => c.set_object(bucket, key, row),
+            None => c.forget_object(bucket, key),
+        }
+    }
+}
