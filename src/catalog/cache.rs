@@ -93,39 +93,6 @@ impl RowCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_read_that_raced_a_write_is_not_cached() {
-        let c = RowCache::default();
-        let g = c.generation();
-        c.begin_write();
-        c.set_object("b", "k", None);
-        c.fill_object(g, "b", "k", Some(sample()));
-        assert_eq!(c.object("b", "k"), Some(None), "the stale read must not replace the write");
-        let g = c.generation();
-        c.fill_object(g, "b", "k2", Some(sample()));
-        assert_eq!(c.object("b", "k2"), Some(Some(sample())));
-        c.forget_bucket("b");
-        assert_eq!(c.object("b", "k2"), None);
-    }
-
-    fn sample() -> ObjectRecord {
-        ObjectRecord {
-            bucket: "b".into(),
-            key: "k".into(),
-            size: 1,
-            etag: "e".into(),
-            last_modified_ms: 1,
-            backend: "local".into(),
-            headers: Default::default(),
-            user_meta: Default::default(),
-        }
-    }
-}
-
 /// The public row operations: the database plus the cache, when there is one.
 impl super::Catalog {
     fn write_begins(&self) {
@@ -222,6 +189,39 @@ impl super::Catalog {
         match known {
             Some(row) => c.set_object(bucket, key, row),
             None => c.forget_object(bucket, key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_a_write_is_not_cached() {
+        let c = RowCache::default();
+        let g = c.generation();
+        c.begin_write();
+        c.set_object("b", "k", None);
+        c.fill_object(g, "b", "k", Some(sample()));
+        assert_eq!(c.object("b", "k"), Some(None), "the stale read must not replace the write");
+        let g = c.generation();
+        c.fill_object(g, "b", "k2", Some(sample()));
+        assert_eq!(c.object("b", "k2"), Some(Some(sample())));
+        c.forget_bucket("b");
+        assert_eq!(c.object("b", "k2"), None);
+    }
+
+    fn sample() -> ObjectRecord {
+        ObjectRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            size: 1,
+            etag: "e".into(),
+            last_modified_ms: 1,
+            backend: "local".into(),
+            headers: Default::default(),
+            user_meta: Default::default(),
         }
     }
 }
