@@ -214,12 +214,9 @@ impl Fill {
         };
         let n = usize::try_from(avail - off).unwrap_or(usize::MAX).min(max);
         let (file, at) = (self.file.clone(), self.hdr_len + off);
-        let bytes = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0; n];
-            file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
-        })
-        .await
-        .map_err(|e| Error::internal("hot read task", e))??;
+        let bytes = tokio::task::spawn_blocking(move || super::read::pread_exact(&file, at, n as u64))
+            .await
+            .map_err(|e| Error::internal("hot read task", e))??;
         Ok(bytes)
     }
 
