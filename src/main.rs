@@ -11,6 +11,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The blocking pool serves hot-file reads. Tokio's default of 512 threads lets a
+    // thousand concurrent streams each get a thread, and with it a malloc arena: memory
+    // that is never returned. 64 threads keep the disk busy at a bounded cost.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().max_blocking_threads(64).build()?;
     rt.block_on(strata::cli::run(cli))
 }

@@ -359,3 +359,17 @@ async fn operator_controls_and_metrics() {
     }
     let _ = ByteStream::from_static(b"");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bucket_can_opt_out_of_the_hot_tier() {
+    let toml = format!("{SMALL}[buckets.cold-only]\nbackend = \"local\"\nhot = false\n");
+    let (h, p) = start(Cold::Fs, &toml, Faults::default).await;
+    let data = body(100_000, 7);
+    h.put("cold-only", "x", &data).await;
+    for _ in 0..3 {
+        assert!(h.get("cold-only", "x").await == data);
+    }
+    assert_eq!(p.reads(), 3, "every read of an opted-out bucket goes to the cold store");
+    assert!(hot_files(&h).is_empty());
+    assert_eq!(h.hot_stats().misses, 0);
+}

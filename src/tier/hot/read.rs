@@ -277,16 +277,17 @@ impl ReadState {
                 let bstart = off / STEP * STEP;
                 let blocks = if self.hot.active.load(Relaxed) <= FEW_READERS { 4 } else { 1 };
                 let blen = (blocks * STEP).min(hdr.chunk_len - bstart);
-                let data = if bstart + blen <= head.len() as u64 {
-                    let d = head.slice(bstart as usize..(bstart + blen) as usize);
-                    // The head buffer is not needed past its last block.
-                    if bstart + blen >= head.len() as u64 {
-                        *head = Bytes::new();
-                    }
-                    d
+                let from_head = bstart + blen <= head.len() as u64;
+                let data = if from_head {
+                    head.slice(bstart as usize..(bstart + blen) as usize)
                 } else {
                     read_at(file.clone(), *hdr_len + bstart, blen).await?
                 };
+                // The head buffer serves the first step at most; holding it longer would
+                // cost its size for every open stream.
+                if !from_head || bstart + blen >= head.len() as u64 {
+                    *head = Bytes::new();
+                }
                 if data.len() as u64 != blen || !blocks_ok(hdr, bstart, &data) {
                     let (k, id) = ((self.vh, cur.idx), cur.pin.as_ref().map_or(0, |p| p.id));
                     self.cur = None;
