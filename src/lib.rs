@@ -16,7 +16,9 @@
 //! | [`catalog`] | object metadata and listings (SQLite or PostgreSQL)               |
 //! | [`backend`] | cold stores behind one narrow trait (OpenDAL inside)              |
 //! | [`config`]  | the TOML tree: parse, resolve, validate                           |
-//! | [`telemetry`] | the Prometheus recorder and its histogram buckets               |
+//! | [`health`]  | backend probes, sparkline series, the status snapshot            |
+//! | [`worker`]  | the one shape of background loops, and their supervisor          |
+//! | [`telemetry`] | the Prometheus recorder, histogram buckets, recent errors       |
 //! | [`error`]   | error kinds, retryable versus permanent                           |
 
 pub mod api;
@@ -26,7 +28,9 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
+pub mod worker;

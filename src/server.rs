@@ -2,28 +2,34 @@
 //! the HTTP server.
 //!
 //! Shutdown order: stop accepting, drain in-flight requests (bounded by
-//! `limits.shutdown_grace`), then close the catalog. Background workers (journal uploader,
-//! repairer) will be stopped between the drain and the catalog close.
+//! `limits.shutdown_grace`), stop the background workers (health, metrics upkeep; later the
+//! journal uploader and repairer), then close the catalog.
 
 use crate::api::admin::{Admin, PREFIX as ADMIN_PREFIX};
 use crate::api::s3::S3Gateway;
+use crate::api::status::OPEN_PATHS;
 use crate::backend::Backends;
 use crate::catalog::{BucketRecord, Catalog};
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
+use crate::health::{Health, HealthWorker};
 use crate::http::{ServerLimits, serve};
 use crate::tier::hot::{Hot, HotSettings};
 use crate::tier::{HotOptions, Tier, TierLimits, now_ms};
+use crate::worker::Supervisor;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A started server.
 pub struct Running {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     credentials: Credentials,
     shutdown: CancellationToken,
-    task: JoinHandle<Result<()>>,
+    tasks: Vec<JoinHandle<Result<()>>>,
+    workers: Supervisor,
     tier: Tier,
 }
 
@@ -85,13 +91,21 @@ async fn hot_options(config: &Config) -> Result<HotOptions> {
 pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     let credentials = crate::auth::load_or_create(config)?;
     let addr = config.listen.ok_or_else(|| Error::new(ErrorKind::Config, "listen is not resolved"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen on {addr}")).with_source(e))?;
+    let listener = bind(addr).await?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.admin.listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     crate::telemetry::init();
+    crate::telemetry::register(&tier.backends().names().map(str::to_owned).collect::<Vec<_>>());
+    let health = Arc::new(Health::default());
+    let mut workers = Supervisor::default();
+    workers.spawn(HealthWorker::new(tier.clone(), health.clone()));
+    workers.spawn(crate::telemetry::Upkeep);
     let gateway = S3Gateway::new(tier.clone(), &credentials, &config.region);
-    let admin = Admin::new(tier.clone(), credentials.clone());
+    let admin = Admin::new(tier.clone(), credentials.clone(), health);
     let limits = ServerLimits {
         max_connections: config.limits.max_connections,
         max_header_size: usize::try_from(config.limits.max_header_size.0).unwrap_or(usize::MAX),
@@ -99,21 +113,60 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
         shutdown_grace: config.limits.shutdown_grace.0,
     };
     let shutdown = CancellationToken::new();
+    let ops_on_main = admin_listener.is_none();
+    let (g, a) = (gateway.clone(), admin.clone());
     let handler = move |req: hyper::Request<hyper::body::Incoming>| {
-        let (g, a) = (gateway.clone(), admin.clone());
-        async move { if req.uri().path().starts_with(ADMIN_PREFIX) { a.handle(req).await } else { g.handle(req).await } }
-    };
-    let task = tokio::spawn(serve(listener, limits, handler, shutdown.clone()));
-    let upkeep = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = upkeep.cancelled() => break,
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => crate::telemetry::upkeep(),
+        let (g, a) = (g.clone(), a.clone());
+        async move {
+            match route(&req, ops_on_main) {
+                Route::Open => a.handle_open(req).await,
+                Route::Admin => a.handle(req).await,
+                Route::S3 => g.handle(req).await,
             }
         }
-    });
-    Ok(Running { addr, credentials, shutdown, task, tier })
+    };
+    let mut tasks = vec![tokio::spawn(serve(listener, limits.clone(), handler, shutdown.clone()))];
+    if let Some(l) = admin_listener {
+        let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+            let a = admin.clone();
+            async move {
+                match route(&req, true) {
+                    Route::Open => a.handle_open(req).await,
+                    _ => a.handle(req).await,
+                }
+            }
+        };
+        tasks.push(tokio::spawn(serve(l, limits, handler, shutdown.clone())));
+    }
+    Ok(Running { addr, admin_addr, credentials, shutdown, tasks, workers, tier })
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen on {addr}")).with_source(e))
+}
+
+enum Route {
+    Open,
+    Admin,
+    S3,
+}
+
+/// `/health`, `/ready` and `/metrics` are valid S3 paths too (buckets may be called
+/// "health"), so they are the operator endpoints only for unsigned GETs: an S3 client
+/// always signs.
+fn route<B>(req: &hyper::Request<B>, ops: bool) -> Route {
+    let path = req.uri().path();
+    let unsigned = !req.headers().contains_key(http::header::AUTHORIZATION)
+        && !req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature"));
+    if ops && req.method() == http::Method::GET && unsigned && OPEN_PATHS.contains(&path) {
+        Route::Open
+    } else if ops && path.starts_with(ADMIN_PREFIX) {
+        Route::Admin
+    } else {
+        Route::S3
+    }
 }
 
 /// Opens everything and starts serving.
@@ -143,9 +196,22 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Waits until the server has stopped (after a shutdown), then closes the catalog.
+    /// The admin listener's address, when `[admin] listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Waits until the listeners have drained (after a shutdown), then stops the workers,
+    /// then closes the catalog: the order in ARCHITECTURE.md.
     pub async fn wait(self) -> Result<()> {
-        let res = self.task.await.map_err(|e| Error::internal("server task", e))?;
+        let mut res = Ok(());
+        for t in self.tasks {
+            let r = t.await.map_err(|e| Error::internal("server task", e))?;
+            if res.is_ok() {
+                res = r;
+            }
+        }
+        self.workers.shutdown().await;
         self.tier.catalog().close().await;
         res
     }

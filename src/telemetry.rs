@@ -45,3 +45,86 @@ pub fn upkeep() {
         h.run_upkeep();
     }
 }
+
+/// One entry of the recent-errors list on the status page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ErrorEntry {
+    /// When, RFC 3339.
+    pub ts: String,
+    /// Where: "s3 GetObject", "backend local", "catalog", …
+    pub source: String,
+    /// What.
+    pub message: String,
+}
+
+/// Errors kept for the status page.
+const RECENT: usize = 50;
+static ERRORS: std::sync::Mutex<std::collections::VecDeque<ErrorEntry>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Remembers an error for the status page (the last 50 are kept).
+pub fn record_error(source: &str, message: &str) {
+    let ts = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let mut q = ERRORS.lock().unwrap_or_else(|p| p.into_inner());
+    if q.len() == RECENT {
+        q.pop_back();
+    }
+    q.push_front(ErrorEntry { ts, source: source.to_owned(), message: message.chars().take(300).collect() });
+}
+
+/// The recent errors, newest first.
+pub fn recent_errors() -> Vec<ErrorEntry> {
+    ERRORS.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+}
+
+/// Counts one API request and its latency (to the response head).
+pub fn record_request(op: &'static str, status: u16, started: std::time::Instant) {
+    let status = status.to_string();
+    ::metrics::counter!("strata_requests_total", "op" => op, "status" => status).increment(1);
+    ::metrics::histogram!("strata_request_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+}
+
+/// Creates every unlabelled series at zero, and the per-backend ones for `backends`, so
+/// `/metrics` lists every documented name from the start.
+pub fn register(backends: &[String]) {
+    for c in [
+        "strata_hot_hits_total",
+        "strata_hot_fill_errors_total",
+        "strata_hot_corrupt_total",
+        "strata_hot_evictions_total",
+        "strata_hot_evicted_bytes_total",
+    ] {
+        ::metrics::counter!(c).increment(0);
+    }
+    for reason in ["absent", "corrupt", "no-space"] {
+        ::metrics::counter!("strata_hot_misses_total", "reason" => reason).increment(0);
+    }
+    for source in ["hot", "cold"] {
+        ::metrics::counter!("strata_hot_bytes_total", "source" => source).increment(0);
+    }
+    for b in backends {
+        for op in ["read", "write", "stat", "delete", "list"] {
+            ::metrics::counter!("strata_backend_requests_total", "backend" => b.clone(), "op" => op).increment(0);
+            ::metrics::counter!("strata_backend_errors_total", "backend" => b.clone(), "op" => op).increment(0);
+        }
+        ::metrics::counter!("strata_backend_read_bytes_total", "backend" => b.clone()).increment(0);
+        ::metrics::counter!("strata_backend_write_bytes_total", "backend" => b.clone()).increment(0);
+    }
+}
+
+/// Recorder housekeeping as a background worker.
+pub struct Upkeep;
+
+#[async_trait::async_trait]
+impl crate::worker::Worker for Upkeep {
+    fn name(&self) -> &'static str {
+        "metrics-upkeep"
+    }
+    fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(5)
+    }
+    async fn tick(&mut self) -> crate::error::Result<()> {
+        upkeep();
+        Ok(())
+    }
+}

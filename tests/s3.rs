@@ -5,6 +5,7 @@
 
 mod harness;
 mod hot;
+mod status;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};

@@ -8,13 +8,17 @@
 //! | method | path                     | query             | answer                  |
 //! |--------|--------------------------|-------------------|-------------------------|
 //! | GET    | /_strata/metrics         |                   | Prometheus text         |
+//! | GET    | /_strata/status          |                   | the status page (HTML)  |
+//! | GET    | /_strata/status.json     |                   | JSON `health::Snapshot` |
 //! | GET    | /_strata/cache/stats     |                   | JSON `HotStats`         |
 //! | POST   | /_strata/cache/evict     | bucket, prefix    | `{"chunks","bytes"}`    |
 //! | POST   | /_strata/cache/pin       | bucket, prefix    | `{"pinned":true}`       |
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 
+use super::status;
 use crate::config::Credentials;
+use crate::health::Health;
 use crate::tier::Tier;
 use base64::Engine;
 use bytes::Bytes;
@@ -22,6 +26,7 @@ use http::{Method, Request, Response, StatusCode};
 use s3s::dto::StreamingBlob;
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The path prefix this module answers.
 pub const PREFIX: &str = "/_strata/";
@@ -31,6 +36,7 @@ pub const PREFIX: &str = "/_strata/";
 pub struct Admin {
     tier: Tier,
     creds: Credentials,
+    health: Arc<Health>,
 }
 
 fn reply(status: StatusCode, body: impl Into<s3s::Body>, ctype: &str) -> Response<s3s::Body> {
@@ -59,9 +65,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Admin {
-    /// An admin endpoint over `tier`, guarded by `creds`.
-    pub fn new(tier: Tier, creds: Credentials) -> Self {
-        Self { tier, creds }
+    /// An admin endpoint over `tier`, guarded by `creds`, showing `health`.
+    pub fn new(tier: Tier, creds: Credentials, health: Arc<Health>) -> Self {
+        Self { tier, creds, health }
+    }
+
+    /// Serves `/health`, `/ready` and `/metrics` (see [`status::OPEN_PATHS`]).
+    pub async fn handle_open<B>(&self, req: Request<B>) -> Response<s3s::Body> {
+        match req.uri().path() {
+            "/health" => status::health(),
+            "/ready" => status::ready(&self.tier, &self.health).await,
+            _ => status::metrics(),
+        }
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {
@@ -86,6 +101,11 @@ impl Admin {
                 r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
             }
             return r;
+        }
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "status") => return status::status_html(&self.health.snapshot(&self.tier)),
+            (&Method::GET, "status.json") => return status::status_json(&self.health.snapshot(&self.tier)),
+            _ => {}
         }
         let q = query(req.uri().query().unwrap_or(""));
         let arg = |k: &str| q.get(k).cloned().unwrap_or_default();

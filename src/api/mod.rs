@@ -3,3 +3,4 @@
 
 pub mod admin;
 pub mod s3;
+pub mod status;

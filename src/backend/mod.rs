@@ -8,7 +8,7 @@
 mod metered;
 mod opendal;
 
-pub use metered::Metered;
+pub use metered::{BackendStats, Metered};
 
 use crate::config::{BackendConfig, Limits};
 use crate::error::Result;
@@ -102,7 +102,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// Builds the backend `name` from its config, wrapped in retry, timeout and metrics layers.
-pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
+pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<(Arc<dyn Backend>, Arc<BackendStats>)> {
     Ok(Metered::wrap(opendal::build(name, cfg, limits)?))
 }
 
@@ -110,16 +110,24 @@ pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn
 #[derive(Clone, Default)]
 pub struct Backends {
     map: BTreeMap<String, Arc<dyn Backend>>,
+    stats: BTreeMap<String, Arc<BackendStats>>,
 }
 
 impl Backends {
     /// Builds every backend in the config.
     pub fn from_config(backends: &BTreeMap<String, BackendConfig>, limits: &Limits) -> Result<Self> {
-        let mut map = BTreeMap::new();
+        let mut me = Self::default();
         for (name, cfg) in backends {
-            map.insert(name.clone(), build(name, cfg, limits)?);
+            let (b, stats) = build(name, cfg, limits)?;
+            me.map.insert(name.clone(), b);
+            me.stats.insert(name.clone(), stats);
         }
-        Ok(Self { map })
+        Ok(me)
+    }
+
+    /// The running totals of backend `name`, when it was built here.
+    pub fn stats(&self, name: &str) -> Option<&Arc<BackendStats>> {
+        self.stats.get(name)
     }
 
     /// Adds or replaces a backend (tests wrap backends to count or inject faults).

@@ -31,7 +31,8 @@ pub enum CacheCommand {
 pub struct Target {
     #[command(flatten)]
     common: super::Common,
-    /// Base URL of the server (default: http:// plus the config's listen address).
+    /// Base URL of the server's operator endpoints (default: http:// plus the config's
+    /// `admin.listen`, else its `listen` address).
     #[arg(long)]
     endpoint: Option<String>,
 }
@@ -97,7 +98,7 @@ pub async fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     user: String,
@@ -105,17 +106,21 @@ struct Client {
 }
 
 impl Client {
-    fn new(t: &Target) -> anyhow::Result<Client> {
+    pub(super) fn new(t: &Target) -> anyhow::Result<Client> {
         let cfg: Config = super::load(&t.common, None)?;
         let creds = crate::auth::load(&cfg)?;
         let base = match &t.endpoint {
             Some(e) => e.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", cfg.listen.context("listen address is not resolved")?),
+            None => format!("http://{}", cfg.admin.listen.or(cfg.listen).context("listen address is not resolved")?),
         };
         Ok(Client { http: reqwest::Client::new(), base, user: creds.access_key, pass: creds.secret_key })
     }
 
-    async fn call(
+    pub(super) fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         route: &str,

@@ -1,9 +1,10 @@
-//! The command line: `strata serve`, `strata import` and `strata cache …`.
+//! The command line: `strata serve`, `strata import`, `strata cache …` and `strata status`.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
 
 mod cache;
+mod status;
 
 use crate::config::{Config, Overrides};
 use anyhow::Context;
@@ -39,6 +40,8 @@ enum Command {
     /// Inspect and control the hot tier, or simulate eviction policies.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Print a running server's health: stores, hot tier, misses, recent errors.
+    Status(cache::Target),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +67,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { common, listen } => serve(load(&common, listen)?).await,
         Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
         Command::Cache(cmd) => cache::run(cmd).await,
+        Command::Status(t) => status::run(&t).await,
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Config {
     /// The hot tier: local-disk copies of recently read objects.
     #[serde(default)]
     pub hot: HotConfig,
+    /// Where the operator endpoints listen.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Named cold stores. A local-disk backend named "local" rooted at `<data_dir>/cold` is
     /// added when none of that name is declared.
     #[serde(default)]
@@ -119,6 +122,16 @@ impl Default for Limits {
             backend_retries: 4,
         }
     }
+}
+
+/// The operator endpoints: `/metrics`, `/health`, `/ready` and `/_strata/` (status page,
+/// cache controls).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// A separate listener for them, e.g. "127.0.0.1:9090"; when set they leave the main
+    /// listener. Default: none (they answer on `listen`).
+    pub listen: Option<SocketAddr>,
 }
 
 /// The hot tier (see `docs/design/hot-tier.md`).
@@ -440,6 +453,12 @@ impl Config {
             validate_backend(name, b)?;
         }
         self.validate_hot()?;
+        if let (Some(a), Some(l)) = (self.admin.listen, self.listen)
+            && a == l
+            && a.port() != 0
+        {
+            return bad(format!("admin.listen: {a} is already the main listen address"));
+        }
         let mut taken: Vec<(&str, String, &str)> = Vec::new();
         for (name, b) in &self.buckets {
             if !valid_bucket_name(name) {

@@ -107,6 +107,11 @@ impl Tier {
         Ok(tier)
     }
 
+    /// The backends (for health probes and their running totals).
+    pub fn backends(&self) -> &Backends {
+        &self.inner.backends
+    }
+
     /// The catalog (for listings and readiness checks).
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog

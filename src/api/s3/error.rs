@@ -32,6 +32,7 @@ pub fn to_s3(e: Error) -> S3Error {
     let internal = matches!(code, S3ErrorCode::InternalError | S3ErrorCode::ServiceUnavailable);
     if internal {
         tracing::error!(error = %e, "request failed");
+        crate::telemetry::record_error("s3", &e.to_string());
     } else {
         tracing::debug!(error = %e, "request refused");
     }

@@ -10,6 +10,7 @@ pub mod error;
 mod list;
 mod multipart;
 mod object;
+mod ops;
 
 use crate::config::Credentials;
 use crate::tier::Tier;
@@ -79,6 +80,8 @@ impl S3Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let started = std::time::Instant::now();
+        let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
         let _enter = span.enter();
         let mut resp = match self.check_region(&req) {
@@ -94,7 +97,9 @@ impl S3Gateway {
                 }
             }
         };
-        tracing::info!(status = resp.status().as_u16(), "done");
+        let status = resp.status().as_u16();
+        tracing::info!(status, "done");
+        crate::telemetry::record_request(op, status, started);
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
         }

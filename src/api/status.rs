@@ -1,0 +1,210 @@
+//! Load-balancer endpoints (`/health`, `/ready`, `/metrics`) and the status page.
+//!
+//! The status page is one server-rendered HTML document: inline CSS, inline SVG
+//! sparklines, no script and no outside asset, so it works offline and behind any proxy.
+//! It refreshes itself every 10 s. This module renders; `health` gathers.
+
+use crate::health::{Health, Snapshot};
+use crate::tier::Tier;
+use http::{Response, StatusCode};
+use serde_json::json;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Paths served to anyone on the listener that carries the operator endpoints.
+pub const OPEN_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+fn reply(status: StatusCode, body: String, ctype: &str) -> Response<s3s::Body> {
+    let mut r = Response::new(s3s::Body::from(body));
+    *r.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = "no-store".parse() {
+        r.headers_mut().insert(http::header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+/// `/health`: liveness. The process answers, so it is alive.
+pub fn health() -> Response<s3s::Body> {
+    reply(StatusCode::OK, "ok\n".into(), "text/plain")
+}
+
+/// `/ready`: 200 when the catalog answers now (backends that are down are listed but do
+/// not make strata unready: hot objects are still served), else 503.
+pub async fn ready(tier: &Tier, health: &Health) -> Response<s3s::Body> {
+    let catalog = match tokio::time::timeout(Duration::from_secs(2), tier.catalog().ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("catalog ping timed out after 2s".to_owned()),
+    };
+    let degraded = health.degraded();
+    let body = json!({
+        "ready": catalog.is_ok(),
+        "catalog": catalog.as_ref().err().map_or("ok", String::as_str),
+        "degraded_backends": degraded,
+    });
+    let status = if catalog.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    reply(status, format!("{body}\n"), "application/json")
+}
+
+/// `/metrics`: Prometheus text.
+pub fn metrics() -> Response<s3s::Body> {
+    reply(StatusCode::OK, crate::telemetry::render(), "text/plain; version=0.0.4")
+}
+
+/// The snapshot as JSON (for `strata status`).
+pub fn status_json(s: &Snapshot) -> Response<s3s::Body> {
+    reply(StatusCode::OK, serde_json::to_string(s).unwrap_or_default(), "application/json")
+}
+
+/// The status page.
+pub fn status_html(s: &Snapshot) -> Response<s3s::Body> {
+    reply(StatusCode::OK, render(s), "text/html; charset=utf-8")
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", units[u]) }
+}
+
+/// An inline SVG line of `points`, scaled to its maximum.
+fn sparkline(points: &[f64]) -> String {
+    let (w, h) = (120.0, 24.0);
+    // One sample draws as a flat line, not as nothing.
+    let one;
+    let points = if points.len() == 1 {
+        one = [points[0], points[0]];
+        &one[..]
+    } else {
+        points
+    };
+    let max = points.iter().copied().fold(0.0f64, f64::max).max(1e-9);
+    let n = points.len().max(2) as f64 - 1.0;
+    let pts: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * w / n, h - v / max * (h - 2.0) - 1.0))
+        .collect();
+    format!(
+        "<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\"><rect width=\"120\" height=\"24\" fill=\"#f1f5f9\"/><polyline fill=\"none\" stroke=\"#2563eb\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        pts.join(" ")
+    )
+}
+
+fn last(points: &[f64]) -> f64 {
+    points.last().copied().unwrap_or(0.0)
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:2em;color:#111}table{border-collapse:collapse;margin-bottom:1.5em}\
+td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{background:#f4f4f5}\
+.up{color:#15803d}.degraded{color:#b45309}.down{color:#b91c1c;font-weight:bold}.num{font-variant-numeric:tabular-nums}\
+.spark{vertical-align:middle}h2{margin-top:1.5em}";
+
+fn render(s: &Snapshot) -> String {
+    let mut h = String::new();
+    let catalog =
+        if s.catalog_ok { "ok".to_owned() } else { format!("DOWN: {}", s.catalog_error.as_deref().unwrap_or("")) };
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"10\">\
+         <title>strata status</title><style>{STYLE}</style></head><body><h1>strata</h1>\
+         <p>up <span id=\"uptime\" class=\"num\">{}</span> s · catalog <span id=\"catalog\" class=\"{}\">{}</span></p>",
+        s.uptime_s,
+        if s.catalog_ok { "up" } else { "down" },
+        esc(&catalog)
+    );
+    h.push_str("<h2>Cold stores</h2><table id=\"backends\"><tr><th>backend</th><th>state</th><th>probe</th><th>latency, 10 min</th><th>reads, 10 min</th><th>errors</th></tr>");
+    for b in &s.backends {
+        let _ = write!(
+            h,
+            "<tr class=\"backend\" data-name=\"{n}\"><td>{n}</td><td class=\"{st}\" title=\"{err}\">{st}</td>\
+             <td class=\"num\">{:.1} ms</td><td>{} <span class=\"num\">{:.1} ms</span></td>\
+             <td>{} <span class=\"num\">{:.1} MiB/s</span></td><td class=\"num\">{}</td></tr>",
+            b.probe_ms,
+            sparkline(&b.latency_ms),
+            last(&b.latency_ms),
+            sparkline(&b.read_mib_s),
+            last(&b.read_mib_s),
+            b.errors,
+            n = esc(&b.name),
+            st = esc(&b.state),
+            err = esc(b.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table><h2>Hot tier</h2>");
+    match &s.hot {
+        Some(t) => {
+            let _ = write!(
+                h,
+                "<table id=\"hot\"><tr><th>used</th><td class=\"num\">{} of {}</td></tr>\
+                 <tr><th>hit ratio</th><td>{} <span class=\"num\" id=\"hit-ratio\">{:.1}%</span> since start</td></tr>\
+                 <tr><th>served</th><td class=\"num\">{} hot, {} cold</td></tr><tr><th>evictions</th><td class=\"num\">{}</td></tr></table>",
+                bytes(t.used_bytes),
+                bytes(t.max_bytes),
+                sparkline(&t.hit_ratio_series),
+                t.hit_ratio * 100.0,
+                bytes(t.bytes_hot),
+                bytes(t.bytes_cold),
+                t.evictions
+            );
+        }
+        None => h.push_str("<p>disabled (<code>hot.enabled = false</code>)</p>"),
+    }
+    h.push_str("<h2>Journal and replication</h2><p id=\"journal\">Not built yet: writes go straight to the cold store, so there is no backlog and no replica lag.</p>");
+    h.push_str("<h2>Most missed</h2><table id=\"missed\"><tr><th>bucket</th><th>key</th><th>misses</th></tr>");
+    for m in &s.top_missed {
+        let _ =
+            write!(h, "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>", esc(&m.bucket), esc(&m.key), m.count);
+    }
+    h.push_str("</table><h2>Recent errors</h2><table id=\"errors\"><tr><th>time</th><th>where</th><th>error</th></tr>");
+    for e in &s.recent_errors {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&e.ts), esc(&e.source), esc(&e.message));
+    }
+    if s.recent_errors.is_empty() {
+        h.push_str("<tr><td colspan=\"3\">none</td></tr>");
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::BackendView;
+
+    #[test]
+    fn page_escapes_and_draws() {
+        let s = Snapshot {
+            catalog_ok: true,
+            backends: vec![BackendView {
+                name: "s3<main>".into(),
+                state: "up".into(),
+                latency_ms: vec![1.0, 3.0, 2.0],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let html = render(&s);
+        assert!(html.contains("s3&lt;main&gt;") && !html.contains("s3<main>"));
+        assert!(html.contains("<polyline"));
+        assert!(!html.contains("http://") && !html.contains("https://"), "no outside assets");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
+}
