@@ -5,6 +5,7 @@
 
 mod harness;
 mod hot;
+mod limits;
 mod status;
 
 use aws_sdk_s3::primitives::ByteStream;
