@@ -16,6 +16,7 @@
 //! | [`catalog`] | object metadata and listings (SQLite or PostgreSQL)               |
 //! | [`backend`] | cold stores behind one narrow trait (OpenDAL inside)              |
 //! | [`config`]  | the TOML tree: parse, resolve, validate                           |
+//! | [`transfer`] | `strata copy/sync/move/verify` between any two stores, resumable |
 //! | [`health`]  | backend probes, sparkline series, the status snapshot            |
 //! | [`worker`]  | the one shape of background loops, and their supervisor          |
 //! | [`telemetry`] | the Prometheus recorder, histogram buckets, recent errors       |
@@ -33,4 +34,5 @@ pub mod http;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
+pub mod transfer;
 pub mod worker;

@@ -7,6 +7,7 @@ mod harness;
 mod hot;
 mod limits;
 mod status;
+mod transfer;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};

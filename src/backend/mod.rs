@@ -48,6 +48,8 @@ pub struct ObjectStat {
     pub last_modified_ms: Option<i64>,
     /// Content type, when the store keeps one.
     pub content_type: Option<String>,
+    /// The other native headers and user metadata, as a writer takes them back.
+    pub headers: WriteOptions,
 }
 
 /// One object found by [`Backend::list`].

@@ -186,6 +186,16 @@ impl Backend for OpendalBackend {
                 etag: m.etag().map(|e| e.trim_matches('"').to_owned()),
                 last_modified_ms: m.last_modified().map(|t| t.into_inner().as_millisecond()),
                 content_type: m.content_type().map(str::to_owned),
+                headers: WriteOptions {
+                    content_type: m.content_type().map(str::to_owned),
+                    cache_control: m.cache_control().map(str::to_owned),
+                    content_disposition: m.content_disposition().map(str::to_owned),
+                    content_encoding: m.content_encoding().map(str::to_owned),
+                    user_metadata: m
+                        .user_metadata()
+                        .map(|u| u.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                },
             })),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(map_err(&self.name, "stat", path, e)),

@@ -5,6 +5,7 @@
 
 mod cache;
 mod status;
+mod transfer;
 
 use crate::config::{Config, Overrides};
 use anyhow::Context;
@@ -42,6 +43,14 @@ enum Command {
     Cache(cache::CacheCommand),
     /// Print a running server's health: stores, hot tier, misses, recent errors.
     Status(cache::Target),
+    /// Copy objects that are missing or changed from SRC to DST (resumable).
+    Copy(transfer::TransferArgs),
+    /// Copy, then delete objects in DST that SRC does not have.
+    Sync(transfer::TransferArgs),
+    /// Copy, deleting each source object once it is safely at DST.
+    Move(transfer::TransferArgs),
+    /// Compare SRC and DST (listings and checksums); exit 1 on any difference.
+    Verify(transfer::TransferArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +77,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
+        Command::Copy(a) => transfer::run(crate::transfer::Mode::Copy, a).await,
+        Command::Sync(a) => transfer::run(crate::transfer::Mode::Sync, a).await,
+        Command::Move(a) => transfer::run(crate::transfer::Mode::Move, a).await,
+        Command::Verify(a) => transfer::run(crate::transfer::Mode::Verify, a).await,
     }
 }
 

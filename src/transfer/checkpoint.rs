@@ -1,0 +1,184 @@
+//! The checkpoint of a bulk transfer: a SQLite file naming every source key seen and
+//! whether it is done, so an interrupted run resumes without touching finished objects,
+//! and `sync` finds the destination's extras without holding a listing in memory.
+//!
+//! Writes are batched (one transaction per 500 keys or per second) by a background task;
+//! a crash loses at most the last batch, whose objects the next run re-checks with a stat
+//! (and skips, since they are already at the destination).
+
+use crate::error::{Error, ErrorKind, Result};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+fn db_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+    move |e| Error::new(ErrorKind::Unavailable, format!("checkpoint: {what}")).with_source(e)
+}
+
+/// What to record about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Listed in the source; not done yet.
+    Seen,
+    /// Copied, skipped as unchanged, or verified.
+    Done,
+}
+
+/// An open checkpoint.
+pub struct Checkpoint {
+    pool: SqlitePool,
+    path: PathBuf,
+    tx: Option<mpsc::Sender<(String, Mark)>>,
+    writer: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Checkpoint {
+    /// Opens (or creates) the checkpoint at `path` for the run named `run`. A file made
+    /// for another run is an error, so two transfers never share progress by mistake.
+    pub async fn open(path: &Path, run: &str) -> Result<Checkpoint> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(db_err("path"))?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(db_err("open"))?;
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS run (name TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, done INTEGER NOT NULL)",
+        ] {
+            sqlx::query(ddl).execute(&pool).await.map_err(db_err("schema"))?;
+        }
+        let existing: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM run LIMIT 1").fetch_optional(&pool).await.map_err(db_err("run"))?;
+        match existing {
+            Some((name,)) if name != run => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("checkpoint {} belongs to another run ({name}); pass another --checkpoint", path.display()),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query("INSERT INTO run (name) VALUES (?)")
+                    .bind(run)
+                    .execute(&pool)
+                    .await
+                    .map_err(db_err("run"))?;
+            }
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let writer = tokio::spawn(write_batches(pool.clone(), rx));
+        Ok(Checkpoint { pool, path: path.to_owned(), tx: Some(tx), writer: Some(writer) })
+    }
+
+    /// Whether `key` was finished by an earlier run.
+    pub async fn is_done(&self, key: &str) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT done FROM keys WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("lookup"))?;
+        Ok(row.is_some_and(|(d,)| d == 1))
+    }
+
+    /// Whether `key` was seen in the source (after [`Checkpoint::flush`]).
+    pub async fn was_seen(&self, key: &str) -> Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT done FROM keys WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("lookup"))?;
+        Ok(row.is_some())
+    }
+
+    /// Records `key` (batched).
+    pub async fn mark(&self, key: &str, mark: Mark) -> Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(|| Error::new(ErrorKind::Internal, "checkpoint closed"))?;
+        tx.send((key.to_owned(), mark)).await.map_err(|_| Error::new(ErrorKind::Internal, "checkpoint writer stopped"))
+    }
+
+    /// Writes every pending mark.
+    pub async fn flush(&mut self) -> Result<()> {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            w.await.map_err(|e| Error::internal("checkpoint writer", e))??;
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        self.writer = Some(tokio::spawn(write_batches(self.pool.clone(), rx)));
+        self.tx = Some(tx);
+        Ok(())
+    }
+
+    /// A finished run's checkpoint is removed, so the next run starts afresh.
+    pub async fn finish(mut self) -> Result<()> {
+        self.flush().await?;
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            w.await.map_err(|e| Error::internal("checkpoint writer", e))??;
+        }
+        self.pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
+async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(String, Mark)>) -> Result<()> {
+    let mut batch = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        let closed = matches!(next, Ok(None));
+        if let Ok(Some(item)) = next {
+            batch.push(item);
+            if batch.len() < 500 {
+                continue;
+            }
+        }
+        if !batch.is_empty() {
+            let mut tx = pool.begin().await.map_err(db_err("begin"))?;
+            for (key, mark) in batch.drain(..) {
+                let sql = match mark {
+                    Mark::Seen => "INSERT INTO keys (key, done) VALUES (?, 0) ON CONFLICT (key) DO NOTHING",
+                    Mark::Done => "INSERT INTO keys (key, done) VALUES (?, 1) ON CONFLICT (key) DO UPDATE SET done = 1",
+                };
+                sqlx::query(sql).bind(key).execute(&mut *tx).await.map_err(db_err("write"))?;
+            }
+            tx.commit().await.map_err(db_err("commit"))?;
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn marks_survive_reopening_and_runs_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut c = Checkpoint::open(&path, "copy a b").await.unwrap();
+        c.mark("x", Mark::Seen).await.unwrap();
+        c.mark("y", Mark::Seen).await.unwrap();
+        c.mark("y", Mark::Done).await.unwrap();
+        c.flush().await.unwrap();
+        drop(c);
+        let c = Checkpoint::open(&path, "copy a b").await.unwrap();
+        assert!(!c.is_done("x").await.unwrap() && c.was_seen("x").await.unwrap());
+        assert!(c.is_done("y").await.unwrap());
+        assert!(!c.was_seen("z").await.unwrap());
+        drop(c);
+        let other = Checkpoint::open(&path, "copy a c").await;
+        assert!(other.is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Bulk moves (issue 6): resume after an interruption, sync deletes only extras, verify
+//! finds a flipped byte, metadata survives an S3-to-S3 copy, and the CLI's exit status.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use strata::backend::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use strata::config::{Config, Overrides};
+use strata::error::{Error, ErrorKind, Result};
+use strata::transfer::{Location, Mode, Options, Stats, Summary};
+
+fn config() -> Config {
+    Config::parse("").unwrap().resolve(&Overrides::default(), &|_| None).unwrap()
+}
+
+fn dir_location(p: &Path) -> Location {
+    Location::parse(p.to_str().unwrap(), &config(), &|_| None).unwrap()
+}
+
+fn opts(ckpt: &Path) -> Options {
+    Options {
+        transfers: 4,
+        checkers: 4,
+        dry_run: false,
+        max_rate: None,
+        max_tps: None,
+        checksum: false,
+        checkpoint: ckpt.to_owned(),
+    }
+}
+
+async fn go(mode: Mode, src: &Location, dst: &Location, o: Options) -> Summary {
+    strata::transfer::run(mode, src.clone(), dst.clone(), o, Arc::new(Stats::default())).await.unwrap()
+}
+
+fn fill(dir: &Path, n: usize) {
+    for i in 0..n {
+        let p = dir.join(format!("d{}/f{i:03}", i % 3));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("object {i} ").repeat(i + 1)).unwrap();
+    }
+}
+
+/// Counts commits, and fails every commit after the first `ok` ones.
+struct Flaky {
+    inner: Arc<dyn Backend>,
+    commits: Arc<AtomicU64>,
+    ok: u64,
+}
+
+struct FlakyWriter {
+    inner: Box<dyn ObjectWriter>,
+    commits: Arc<AtomicU64>,
+    ok: u64,
+}
+
+#[async_trait]
+impl ObjectWriter for FlakyWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.inner.write(chunk).await
+    }
+    async fn commit(self: Box<Self>) -> Result<()> {
+        if self.commits.fetch_add(1, SeqCst) >= self.ok {
+            self.inner.abort().await?;
+            return Err(Error::new(ErrorKind::Unavailable, "flaky: the destination went away"));
+        }
+        self.inner.commit().await
+    }
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait]
+impl Backend for Flaky {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
+        let inner = self.inner.writer(path, opts).await?;
+        Ok(Box::new(FlakyWriter { inner, commits: self.commits.clone(), ok: self.ok }))
+    }
+    async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        self.inner.read(path, range).await
+    }
+    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
+        self.inner.stat(path).await
+    }
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.inner.delete(path).await
+    }
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
+        self.inner.list(prefix)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_copy_resumes_without_copying_anything_twice() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
+    std::fs::create_dir_all(&a).unwrap();
+    fill(&a, 60);
+    let src = dir_location(&a);
+    let plain = dir_location(&b);
+    let commits = Arc::new(AtomicU64::new(0));
+    let flaky = Location {
+        backend: Arc::new(Flaky { inner: plain.backend.clone(), commits: commits.clone(), ok: 25 }),
+        ..plain.clone()
+    };
+    let first = go(Mode::Copy, &src, &flaky, opts(&ck)).await;
+    assert_eq!(first.copied, 25, "{first:?}");
+    assert_eq!(first.failed, 35);
+    assert!(ck.exists(), "an interrupted run keeps its checkpoint");
+    let counter = Arc::new(AtomicU64::new(0));
+    let counted = Location {
+        backend: Arc::new(Flaky { inner: plain.backend.clone(), commits: counter.clone(), ok: u64::MAX }),
+        ..plain.clone()
+    };
+    let second = go(Mode::Copy, &src, &counted, opts(&ck)).await;
+    assert_eq!((second.copied, second.skipped, second.failed), (35, 25, 0), "{second:?}");
+    assert_eq!(counter.load(SeqCst), 35, "the resumed run wrote exactly the missing objects");
+    assert!(!ck.exists(), "a clean run removes its checkpoint");
+    let v = go(Mode::Verify, &src, &plain, opts(&ck)).await;
+    assert!(v.ok() && v.listed == 60, "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sync_deletes_only_the_extras() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
+    std::fs::create_dir_all(&a).unwrap();
+    fill(&a, 20);
+    let (src, dst) = (dir_location(&a), dir_location(&b));
+    go(Mode::Copy, &src, &dst, opts(&ck)).await;
+    std::fs::write(b.join("d0/extra-1"), "x").unwrap();
+    std::fs::create_dir_all(b.join("new")).unwrap();
+    std::fs::write(b.join("new/extra-2"), "y").unwrap();
+    let dry = go(Mode::Sync, &src, &dst, Options { dry_run: true, ..opts(&ck) }).await;
+    assert_eq!((dry.deleted, dry.copied), (2, 0), "{dry:?}");
+    assert!(b.join("d0/extra-1").exists(), "a dry run deleted something");
+    let s = go(Mode::Sync, &src, &dst, opts(&ck)).await;
+    assert_eq!((s.deleted, s.copied, s.skipped), (2, 0, 20), "{s:?}");
+    assert!(!b.join("d0/extra-1").exists() && !b.join("new/extra-2").exists());
+    let v = go(Mode::Verify, &src, &dst, opts(&ck)).await;
+    assert!(v.ok(), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_finds_a_flipped_byte_a_missing_and_an_extra_object() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
+    std::fs::create_dir_all(&a).unwrap();
+    fill(&a, 10);
+    let (src, dst) = (dir_location(&a), dir_location(&b));
+    go(Mode::Copy, &src, &dst, opts(&ck)).await;
+    let victim = b.join("d1/f004");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[7] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    std::fs::remove_file(b.join("d2/f005")).unwrap();
+    std::fs::write(b.join("d0/stray"), "z").unwrap();
+    let v = go(Mode::Verify, &src, &dst, opts(&ck)).await;
+    assert_eq!(v.different, vec!["d1/f004"]);
+    assert_eq!(v.missing, vec!["d2/f005"]);
+    assert_eq!(v.extra, vec!["d0/stray"]);
+    assert!(!v.ok());
+    // The CLI says so with its exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["verify", a.to_str().unwrap(), b.to_str().unwrap(), "--data-dir"])
+        .arg(t.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "verify exited 0 on a mismatch");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["different"][0], "d1/f004");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_survives_an_s3_to_s3_copy() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let var = |k: &str| {
+        std::env::var(format!("STRATA_TEST_GARAGE_{k}"))
+            .unwrap_or_else(|_| panic!("STRATA_TEST_GARAGE_{k} is not set: run the suite with scripts/test"))
+    };
+    let (endpoint, bucket, ak, sk) = (var("ENDPOINT"), var("BUCKET"), var("ACCESS_KEY"), var("SECRET_KEY"));
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(Region::new("garage"))
+        .credentials_provider(Credentials::new(&ak, &sk, None, None, "garage"))
+        .force_path_style(true)
+        .build();
+    let g = aws_sdk_s3::Client::from_conf(conf);
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    g.put_object()
+        .bucket(&bucket)
+        .key(format!("{run}/src/photo.jpg"))
+        .body(vec![9u8; 70_000].into())
+        .content_type("image/jpeg")
+        .cache_control("public, max-age=60")
+        .metadata("camera", "x100")
+        .send()
+        .await
+        .unwrap();
+    let env = |k: &str| match k {
+        "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
+        "AWS_REGION" => Some("garage".to_owned()),
+        "AWS_ACCESS_KEY_ID" => Some(ak.clone()),
+        "AWS_SECRET_ACCESS_KEY" => Some(sk.clone()),
+        _ => None,
+    };
+    let src = Location::parse(&format!("s3://{bucket}/{run}/src"), &config(), &env).unwrap();
+    let dst = Location::parse(&format!("s3://{bucket}/{run}/dst/"), &config(), &env).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let s = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
+    assert_eq!((s.copied, s.failed), (1, 0), "{s:?}");
+    let head = g.head_object().bucket(&bucket).key(format!("{run}/dst/photo.jpg")).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(head.cache_control(), Some("public, max-age=60"));
+    assert_eq!(head.metadata().and_then(|m| m.get("camera")).map(String::as_str), Some("x100"));
+    assert_eq!(head.content_length(), Some(70_000));
+    let again = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
+    assert_eq!((again.copied, again.skipped), (0, 1), "an unchanged object is copied again: {again:?}");
+}
