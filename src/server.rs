@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, HealthWorker};
 use crate::http::{ServerLimits, serve};
 use crate::tier::hot::{Hot, HotSettings};
-use crate::tier::{HotOptions, Tier, TierLimits, now_ms};
+use crate::tier::{ReadOptions, Tier, TierLimits, now_ms};
 use crate::worker::Supervisor;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ pub async fn open_tier_with(config: &Config, backends: Backends) -> Result<Tier>
     Tier::new(catalog, backends, &config.default_backend, config.data_dir().join("uploads"), limits, hot).await
 }
 
-async fn hot_options(config: &Config) -> Result<HotOptions> {
+async fn hot_options(config: &Config) -> Result<ReadOptions> {
     let h = &config.hot;
     let hot = if h.enabled {
         let settings = HotSettings {
@@ -79,7 +79,16 @@ async fn hot_options(config: &Config) -> Result<HotOptions> {
     } else {
         None
     };
-    Ok(HotOptions {
+    let origins = config
+        .buckets
+        .iter()
+        .filter_map(|(n, b)| {
+            let o = b.origin.clone()?;
+            Some((n.clone(), (o, b.origin_prefix.clone().unwrap_or_else(|| config.bucket_prefix(n)))))
+        })
+        .collect();
+    Ok(ReadOptions {
+        origins,
         hot,
         default_fill: h.fill,
         buckets: config.buckets.iter().map(|(n, b)| (n.clone(), (b.hot, b.fill))).collect(),

@@ -93,6 +93,7 @@ pub fn register(backends: &[String]) {
         "strata_hot_corrupt_total",
         "strata_hot_evictions_total",
         "strata_hot_evicted_bytes_total",
+        "strata_migrated_objects_total",
     ] {
         ::metrics::counter!(c).increment(0);
     }

@@ -340,6 +340,13 @@ pub struct BucketConfig {
     /// Fill mode for this bucket ("stream" or "store-and-forward"). Default: `hot.fill`.
     #[serde(default)]
     pub fill: Option<FillMode>,
+    /// A backend to migrate from: a read of a key this bucket lacks is copied in from
+    /// there first (copy-on-read). Default: none.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Where the keys live in the origin. Default: this bucket's `prefix`.
+    #[serde(default)]
+    pub origin_prefix: Option<String>,
 }
 
 fn yes() -> bool {
@@ -466,6 +473,13 @@ impl Config {
             }
             if !self.backends.contains_key(&b.backend) {
                 return bad(format!("buckets.{name}.backend: no backend named {:?}", b.backend));
+            }
+            if let Some(o) = &b.origin
+                && (!self.backends.contains_key(o) || (o == &b.backend && b.origin_prefix.is_none()))
+            {
+                return bad(format!(
+                    "buckets.{name}.origin: {o:?} is not another backend (or the same one under another origin_prefix)"
+                ));
             }
             let prefix = self.bucket_prefix(name);
             if prefix.starts_with('/') || !(prefix.is_empty() || prefix.ends_with('/')) || prefix.contains("//") {

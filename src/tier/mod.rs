@@ -10,13 +10,14 @@ pub mod hot;
 mod import;
 mod keys;
 mod locks;
+mod migrate;
 mod multipart;
 mod read;
 
 pub use import::ImportStats;
 pub use keys::{MAX_KEY_LEN, validate_key};
 pub use multipart::CompletedPart;
-pub use read::{HotOptions, version_of};
+pub use read::{ReadOptions, version_of};
 
 use crate::backend::{Backend, Backends, ByteStream, ObjectWriter, WriteOptions};
 use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
@@ -67,7 +68,7 @@ struct Inner {
     locks: KeyLocks,
     staging: PathBuf,
     limits: TierLimits,
-    hot: HotOptions,
+    hot: ReadOptions,
     validated: read::Validated,
 }
 
@@ -85,7 +86,7 @@ impl Tier {
         default_backend: &str,
         staging: PathBuf,
         limits: TierLimits,
-        hot: HotOptions,
+        hot: ReadOptions,
     ) -> Result<Tier> {
         if backends.get(default_backend).is_none() {
             return Err(Error::new(ErrorKind::Config, format!("no backend named {default_backend:?}")));
@@ -166,11 +167,13 @@ impl Tier {
     }
 
     async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        self.inner
-            .catalog
-            .get_object(bucket, key)
-            .await?
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no key {key:?} in {bucket}")))
+        if let Some(rec) = self.inner.catalog.get_object(bucket, key).await? {
+            return Ok(rec);
+        }
+        if let Some(rec) = self.migrate(bucket, key).await? {
+            return Ok(rec);
+        }
+        Err(Error::new(ErrorKind::NotFound, format!("no key {key:?} in {bucket}")))
     }
 
     /// Stores an object. It becomes visible, in the store and the catalog together, only

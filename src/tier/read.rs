@@ -17,9 +17,11 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How reads use the hot tier.
+/// How reads behave: the hot tier, and buckets that migrate from an origin on read.
 #[derive(Clone, Default)]
-pub struct HotOptions {
+pub struct ReadOptions {
+    /// Per-bucket origin to copy missing objects from on read: (backend, prefix).
+    pub origins: HashMap<String, (String, String)>,
     /// The tier; `None` turns it off everywhere.
     pub hot: Option<Hot>,
     /// Fill mode of buckets that do not set one.

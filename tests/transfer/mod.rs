@@ -226,3 +226,27 @@ async fn metadata_survives_an_s3_to_s3_copy() {
     let again = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
     assert_eq!((again.copied, again.skipped), (0, 1), "an unchanged object is copied again: {again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_on_read_serves_from_the_origin_and_copies_in() {
+    use crate::harness::{Cold, Harness, Opts};
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(old.path().join("albums")).unwrap();
+    std::fs::write(old.path().join("albums/cat.jpg"), vec![3u8; 90_000]).unwrap();
+    let toml = format!(
+        "[backends.old]\ntype = \"fs\"\nroot = \"{}\"\n[buckets.mig]\nbackend = \"local\"\norigin = \"old\"\norigin_prefix = \"\"\n",
+        old.path().display()
+    );
+    let h = Harness::start_opts(Cold::Fs, Opts { toml, wrap: None }).await;
+    assert!(h.keys("mig").await.is_empty(), "nothing is migrated before it is read");
+    assert_eq!(h.get("mig", "albums/cat.jpg").await, vec![3u8; 90_000]);
+    assert_eq!(h.cold_read("mig", "albums/cat.jpg").await, vec![3u8; 90_000], "copied into the bucket's own store");
+    assert_eq!(h.keys("mig").await, vec!["albums/cat.jpg"]);
+    // Once migrated, the bucket's copy is the truth: the origin is not read again.
+    std::fs::write(old.path().join("albums/cat.jpg"), b"changed at the origin").unwrap();
+    assert_eq!(h.get("mig", "albums/cat.jpg").await, vec![3u8; 90_000]);
+    let missing = h.client.get_object().bucket("mig").key("albums/dog.jpg").send().await;
+    assert_eq!(crate::harness::code(missing), "NoSuchKey");
+    let head = h.client.head_object().bucket("mig").key("albums/cat.jpg").send().await.unwrap();
+    assert_eq!(head.content_length(), Some(90_000));
+}
