@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-/// What the check stage decided for one key.
+/// What is known about one key: after the check stage, `Copy` means "not done yet";
+/// after [`Run::decide`], it means "copy it".
 enum Plan {
-    /// Copy it (source size from the listing or a stat).
+    /// Copy it (or, before `decide`, find out whether to).
     Copy(String),
     /// Already there.
     Skip(String),
@@ -115,6 +116,9 @@ impl Run {
         Ok(())
     }
 
+    /// The cheap, local part of a check: the checkpoint. Network stats happen in the
+    /// transfer stage (see [`Run::decide`]), so requests to the stores never exceed
+    /// `transfers` at once.
     async fn check(&self, e: ListEntry) -> Plan {
         let Some(key) = e.path.strip_prefix(&self.src.prefix).map(str::to_owned) else {
             return Plan::Failed(e.path, Error::new(ErrorKind::Internal, "listed outside the prefix"));
@@ -124,12 +128,18 @@ impl Run {
             return Plan::Failed(key, err);
         }
         match self.ckpt.is_done(&key).await {
-            Ok(true) if self.mode != Mode::Verify => return Plan::Skip(key),
-            Err(err) => return Plan::Failed(key, err),
-            _ => {}
+            Ok(true) if self.mode != Mode::Verify => Plan::Skip(key),
+            Ok(_) => Plan::Copy(key),
+            Err(err) => Plan::Failed(key, err),
         }
-        let (src, dst) = match (self.src.backend.stat(&e.path).await, self.dst.backend.stat(&self.dst.path(&key)).await)
-        {
+    }
+
+    /// Stats both sides of `key` and decides: copy, skip, or (verify) a finding.
+    async fn decide(&self, key: String) -> Plan {
+        let (src, dst) = match (
+            self.src.backend.stat(&self.src.path(&key)).await,
+            self.dst.backend.stat(&self.dst.path(&key)).await,
+        ) {
             (Ok(Some(s)), Ok(d)) => (s, d),
             (Ok(None), _) => return Plan::Failed(key, Error::new(ErrorKind::NotFound, "vanished from the source")),
             (Err(err), _) | (_, Err(err)) => return Plan::Failed(key, err),
@@ -176,6 +186,10 @@ impl Run {
     }
 
     async fn act(&self, plan: Plan) -> Outcome {
+        let plan = match plan {
+            Plan::Copy(key) => self.decide(key).await,
+            other => other,
+        };
         match plan {
             Plan::Skip(key) => {
                 self.stats.skipped.fetch_add(1, Relaxed);
