@@ -19,6 +19,8 @@ use std::time::Instant;
 enum Plan {
     /// Copy it (or, before `decide`, find out whether to).
     Copy(String),
+    /// After `decide`: copy it; the source's stat is in hand.
+    Transfer(String, ObjectStat),
     /// Already there.
     Skip(String),
     /// Verify: a finding.
@@ -157,7 +159,7 @@ impl Run {
         }
         match dst {
             Some(d) if self.unchanged(&key, &src, &d).await => Plan::Skip(key),
-            _ => Plan::Copy(key),
+            _ => Plan::Transfer(key, src),
         }
     }
 
@@ -199,11 +201,12 @@ impl Run {
             Plan::Finding(key, Finding::Same) => self.finish_key(&key).await,
             Plan::Finding(key, Finding::Missing) => Outcome::Missing(key),
             Plan::Finding(key, Finding::Different) => Outcome::Different(key),
-            Plan::Copy(_) if self.opts.dry_run => {
+            Plan::Copy(key) => Outcome::Failed(Failure { key, error: "internal: undecided".into() }),
+            Plan::Transfer(_, _) if self.opts.dry_run => {
                 self.stats.copied.fetch_add(1, Relaxed);
                 Outcome::Ok
             }
-            Plan::Copy(key) => match self.copy(&key).await {
+            Plan::Transfer(key, stat) => match self.copy(&key, &stat).await {
                 Ok(n) => {
                     self.stats.copied.fetch_add(1, Relaxed);
                     self.stats.bytes.fetch_add(n, Relaxed);
@@ -240,10 +243,9 @@ impl Run {
 
     /// Streams one object across with its headers and metadata. The destination sees it
     /// only once complete (the backend's writer is atomic).
-    async fn copy(&self, key: &str) -> Result<u64> {
+    async fn copy(&self, key: &str, stat: &ObjectStat) -> Result<u64> {
         self.pace_op().await;
         let from = self.src.path(key);
-        let stat = self.src.backend.stat(&from).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, "vanished"))?;
         let mut body = self.src.backend.read(&from, None).await?;
         let mut w = self.dst.backend.writer(&self.dst.path(key), &stat.headers).await?;
         let mut n = 0u64;
