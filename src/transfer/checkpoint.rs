@@ -78,22 +78,22 @@ impl Checkpoint {
 
     /// Whether `key` was finished by an earlier run.
     pub async fn is_done(&self, key: &str) -> Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT done FROM keys WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("lookup"))?;
-        Ok(row.is_some_and(|(d,)| d == 1))
+        Ok(self.lookup(key).await? == Some(true))
     }
 
     /// Whether `key` was seen in the source (after [`Checkpoint::flush`]).
     pub async fn was_seen(&self, key: &str) -> Result<bool> {
+        Ok(self.lookup(key).await?.is_some())
+    }
+
+    /// `None` when never seen, else whether done.
+    async fn lookup(&self, key: &str) -> Result<Option<bool>> {
         let row: Option<(i64,)> = sqlx::query_as("SELECT done FROM keys WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err("lookup"))?;
-        Ok(row.is_some())
+        Ok(row.map(|(d,)| d == 1))
     }
 
     /// Records `key` (batched).

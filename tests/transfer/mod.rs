@@ -45,6 +45,26 @@ fn fill(dir: &Path, n: usize) {
     }
 }
 
+/// `n` objects in directory `a`, copied to directory `b`.
+struct Copied {
+    t: tempfile::TempDir,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+    ck: std::path::PathBuf,
+    src: Location,
+    dst: Location,
+}
+
+async fn copied(n: usize) -> Copied {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
+    std::fs::create_dir_all(&a).unwrap();
+    fill(&a, n);
+    let (src, dst) = (dir_location(&a), dir_location(&b));
+    go(Mode::Copy, &src, &dst, opts(&ck)).await;
+    Copied { t, a, b, ck, src, dst }
+}
+
 /// Counts commits, and fails every commit after the first `ok` ones.
 struct Flaky {
     inner: Arc<dyn Backend>,
@@ -130,12 +150,7 @@ async fn an_interrupted_copy_resumes_without_copying_anything_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_deletes_only_the_extras() {
-    let t = tempfile::tempdir().unwrap();
-    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
-    std::fs::create_dir_all(&a).unwrap();
-    fill(&a, 20);
-    let (src, dst) = (dir_location(&a), dir_location(&b));
-    go(Mode::Copy, &src, &dst, opts(&ck)).await;
+    let Copied { t: _t, b, ck, src, dst, .. } = copied(20).await;
     std::fs::write(b.join("d0/extra-1"), "x").unwrap();
     std::fs::create_dir_all(b.join("new")).unwrap();
     std::fs::write(b.join("new/extra-2"), "y").unwrap();
@@ -151,12 +166,7 @@ async fn sync_deletes_only_the_extras() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_finds_a_flipped_byte_a_missing_and_an_extra_object() {
-    let t = tempfile::tempdir().unwrap();
-    let (a, b, ck) = (t.path().join("a"), t.path().join("b"), t.path().join("ck.sqlite"));
-    std::fs::create_dir_all(&a).unwrap();
-    fill(&a, 10);
-    let (src, dst) = (dir_location(&a), dir_location(&b));
-    go(Mode::Copy, &src, &dst, opts(&ck)).await;
+    let Copied { t, a, b, ck, src, dst } = copied(10).await;
     let victim = b.join("d1/f004");
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[7] ^= 0x01;
