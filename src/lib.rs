@@ -5,22 +5,22 @@
 //!
 //! Dependencies point one way, top to bottom:
 //!
-//! | module      | owns                                                              |
-//! |-------------|-------------------------------------------------------------------|
-//! | [`cli`]     | the command line (`serve`, `import`)                              |
-//! | [`server`]  | wiring a config into a running process; shutdown order            |
-//! | [`http`]    | accept loop, connection cap, timeouts, graceful drain (no S3)     |
-//! | [`api`]     | protocol front ends: `api::s3` (S3), `api::admin` (`/_strata/`)   |
-//! | [`auth`]    | where the S3 keys come from                                       |
-//! | [`tier`]    | read and write paths, atomic publish, multipart, the hot tier     |
-//! | [`catalog`] | object metadata and listings (SQLite or PostgreSQL)               |
-//! | [`backend`] | cold stores behind one narrow trait (OpenDAL inside)              |
-//! | [`config`]  | the TOML tree: parse, resolve, validate                           |
-//! | [`transfer`] | `strata copy/sync/move/verify` between any two stores, resumable |
-//! | [`health`]  | backend probes, sparkline series, the status snapshot            |
-//! | [`worker`]  | the one shape of background loops, and their supervisor          |
-//! | [`telemetry`] | the Prometheus recorder, histogram buckets, recent errors       |
-//! | [`error`]   | error kinds, retryable versus permanent                           |
+//! | module        | owns                                                              |
+//! |---------------|-------------------------------------------------------------------|
+//! | [`cli`]       | the command line (serve, import, cache, status, copy/sync/…)      |
+//! | [`transfer`]  | bulk copy, sync, move, verify between any two stores; resumable   |
+//! | [`server`]    | wiring a config into a running process; shutdown order            |
+//! | [`http`]      | accept loop, connection cap, timeouts, graceful drain (no S3)     |
+//! | [`health`]    | backend probes, sparkline series, the status snapshot             |
+//! | [`worker`]    | the one shape of background loops, and their supervisor           |
+//! | [`api`]       | front ends: `api::s3`, `api::admin` (`/_strata/`), `api::status`  |
+//! | [`auth`]      | where the S3 keys come from                                       |
+//! | [`tier`]      | read and write paths, atomic publish, multipart, the hot tier     |
+//! | [`catalog`]   | object metadata and listings (SQLite or PostgreSQL), row cache    |
+//! | [`backend`]   | cold stores behind one narrow trait (OpenDAL inside), metrics     |
+//! | [`telemetry`] | the Prometheus recorder, histogram buckets, recent errors         |
+//! | [`config`]    | the TOML tree: parse, resolve, validate                           |
+//! | [`error`]     | error kinds, retryable versus permanent                           |
 
 pub mod api;
 pub mod auth;
