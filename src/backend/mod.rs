@@ -61,6 +61,8 @@ pub struct ListEntry {
     pub size: Option<u64>,
     /// ETag, when the listing carries it.
     pub etag: Option<String>,
+    /// Last modification (ms since the Unix epoch), when the listing carries it.
+    pub last_modified_ms: Option<i64>,
 }
 
 /// An object being written. Nothing becomes visible at its path before [`ObjectWriter::commit`]

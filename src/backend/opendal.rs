@@ -222,6 +222,7 @@ impl Backend for OpendalBackend {
                         path: entry.path().to_owned(),
                         size: known.then(|| m.content_length()),
                         etag: m.etag().map(|e| e.trim_matches('"').to_owned()),
+                        last_modified_ms: m.last_modified().map(|t| t.into_inner().as_millisecond()),
                     }
                 });
                 futures::future::ready(Ok(out))

@@ -50,6 +50,7 @@ impl Checkpoint {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS run (name TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, done INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS dst (key TEXT PRIMARY KEY, size INTEGER, etag TEXT, mtime INTEGER)",
         ] {
             sqlx::query(ddl).execute(&pool).await.map_err(db_err("schema"))?;
         }
@@ -94,6 +95,39 @@ impl Checkpoint {
             .await
             .map_err(db_err("lookup"))?;
         Ok(row.map(|(d,)| d == 1))
+    }
+
+    /// Forgets the destination index (it is rebuilt at the start of every run).
+    pub async fn reset_dst(&self) -> Result<()> {
+        sqlx::query("DELETE FROM dst").execute(&self.pool).await.map_err(db_err("reset"))?;
+        Ok(())
+    }
+
+    /// Adds a page of destination listing entries: (key, size, ETag, mtime).
+    pub async fn add_dst(&self, rows: &[(String, Option<u64>, Option<String>, Option<i64>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        for (key, size, etag, mtime) in rows {
+            sqlx::query("INSERT OR REPLACE INTO dst (key, size, etag, mtime) VALUES (?, ?, ?, ?)")
+                .bind(key)
+                .bind(size.and_then(|s| i64::try_from(s).ok()))
+                .bind(etag)
+                .bind(mtime)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err("index destination"))?;
+        }
+        tx.commit().await.map_err(db_err("commit"))
+    }
+
+    /// The destination listing's entry for `key`: `None` when the listing had no such key.
+    pub async fn dst(&self, key: &str) -> Result<Option<(Option<u64>, Option<String>, Option<i64>)>> {
+        let row: Option<(Option<i64>, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT size, etag, mtime FROM dst WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("lookup"))?;
+        Ok(row.map(|(s, e, m)| (s.and_then(|s| u64::try_from(s).ok()), e, m)))
     }
 
     /// Records `key` (batched).

@@ -65,6 +65,7 @@ pub async fn run(mode: Mode, src: Location, dst: Location, opts: Options, stats:
     let mut run = Run { mode, src, dst, opts, stats, bytes_pace, ops_pace, ckpt };
     let mut summary =
         Summary { mode: format!("{mode:?}").to_lowercase(), dry_run: run.opts.dry_run, ..Default::default() };
+    run.index_destination().await?;
     run.main_pass(&mut summary).await?;
     if matches!(mode, Mode::Sync | Mode::Verify) && summary.failed == 0 {
         run.ckpt.flush().await?;
@@ -136,12 +137,44 @@ impl Run {
         }
     }
 
+    /// Lists the destination once into the checkpoint, so deciding needs no request to
+    /// the destination for keys it lacks, nor for keys whose listing gives size and ETag.
+    async fn index_destination(&self) -> Result<()> {
+        self.ckpt.reset_dst().await?;
+        let mut listing = self.dst.backend.list(&self.dst.prefix);
+        let mut page = Vec::with_capacity(1000);
+        while let Some(e) = listing.next().await {
+            let e = e?;
+            if let Some(key) = e.path.strip_prefix(&self.dst.prefix) {
+                page.push((key.to_owned(), e.size, e.etag, e.last_modified_ms));
+            }
+            if page.len() == 1000 {
+                self.ckpt.add_dst(&page).await?;
+                page.clear();
+            }
+        }
+        self.ckpt.add_dst(&page).await
+    }
+
+    /// The destination's view of `key`: from the listing index when it says enough, else
+    /// a stat.
+    async fn dst_stat(&self, key: &str) -> Result<Option<ObjectStat>> {
+        match self.ckpt.dst(key).await? {
+            None => Ok(None),
+            Some((Some(size), etag, mtime)) if etag.is_some() || mtime.is_some() => Ok(Some(ObjectStat {
+                size,
+                etag,
+                last_modified_ms: mtime,
+                content_type: None,
+                headers: Default::default(),
+            })),
+            Some(_) => self.dst.backend.stat(&self.dst.path(key)).await,
+        }
+    }
+
     /// Stats both sides of `key` and decides: copy, skip, or (verify) a finding.
     async fn decide(&self, key: String) -> Plan {
-        let (src, dst) = match (
-            self.src.backend.stat(&self.src.path(&key)).await,
-            self.dst.backend.stat(&self.dst.path(&key)).await,
-        ) {
+        let (src, dst) = match (self.src.backend.stat(&self.src.path(&key)).await, self.dst_stat(&key).await) {
             (Ok(Some(s)), Ok(d)) => (s, d),
             (Ok(None), _) => return Plan::Failed(key, Error::new(ErrorKind::NotFound, "vanished from the source")),
             (Err(err), _) | (_, Err(err)) => return Plan::Failed(key, err),
