@@ -17,6 +17,9 @@ fn db_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
     move |e| Error::new(ErrorKind::Unavailable, format!("checkpoint: {what}")).with_source(e)
 }
 
+/// One destination listing entry: key, size, ETag, mtime (ms).
+pub type DstRow = (String, Option<u64>, Option<String>, Option<i64>);
+
 /// What to record about a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -37,7 +40,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Opens (or creates) the checkpoint at `path` for the run named `run`. A file made
     /// for another run is an error, so two transfers never share progress by mistake.
-    pub async fn open(path: &Path, run: &str) -> Result<Checkpoint> {
+    ///
+    /// `in_flight` is the most lookups that may be pending at once. The pool gets a
+    /// connection for each: a lookup future that its stream has stopped polling keeps its
+    /// connection, and with fewer connections than such futures the others would wait for
+    /// ever (they did, until the 30 s acquire timeout, before this bound).
+    pub async fn open(path: &Path, run: &str, in_flight: usize) -> Result<Checkpoint> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -46,7 +54,8 @@ impl Checkpoint {
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(db_err("open"))?;
+        let conns = u32::try_from(in_flight + 2).unwrap_or(u32::MAX);
+        let pool = SqlitePoolOptions::new().max_connections(conns).connect_with(opts).await.map_err(db_err("open"))?;
         for ddl in [
             "CREATE TABLE IF NOT EXISTS run (name TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS keys (key TEXT PRIMARY KEY, done INTEGER NOT NULL)",
@@ -104,7 +113,7 @@ impl Checkpoint {
     }
 
     /// Adds a page of destination listing entries: (key, size, ETag, mtime).
-    pub async fn add_dst(&self, rows: &[(String, Option<u64>, Option<String>, Option<i64>)]) -> Result<()> {
+    pub async fn add_dst(&self, rows: &[DstRow]) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
         for (key, size, etag, mtime) in rows {
             sqlx::query("INSERT OR REPLACE INTO dst (key, size, etag, mtime) VALUES (?, ?, ?, ?)")
@@ -201,18 +210,18 @@ mod tests {
     async fn marks_survive_reopening_and_runs_do_not_mix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
-        let mut c = Checkpoint::open(&path, "copy a b").await.unwrap();
+        let mut c = Checkpoint::open(&path, "copy a b", 2).await.unwrap();
         c.mark("x", Mark::Seen).await.unwrap();
         c.mark("y", Mark::Seen).await.unwrap();
         c.mark("y", Mark::Done).await.unwrap();
         c.flush().await.unwrap();
         drop(c);
-        let c = Checkpoint::open(&path, "copy a b").await.unwrap();
+        let c = Checkpoint::open(&path, "copy a b", 2).await.unwrap();
         assert!(!c.is_done("x").await.unwrap() && c.was_seen("x").await.unwrap());
         assert!(c.is_done("y").await.unwrap());
         assert!(!c.was_seen("z").await.unwrap());
         drop(c);
-        let other = Checkpoint::open(&path, "copy a c").await;
+        let other = Checkpoint::open(&path, "copy a c", 2).await;
         assert!(other.is_err());
     }
 }
