@@ -262,11 +262,11 @@ impl Index {
     /// the caller, whose bytes are then freed with [`Index::freed`].
     pub fn fail(&mut self, k: ChunkKey, id: u64) {
         if self.entries.get(&k).is_some_and(|e| e.id == id) {
-            let pins = self.entries.get(&k).map_or(0, |e| e.pins);
             if let Some(e) = self.unlink_entry(&k) {
                 // The temp file is the caller's to unlink; the readers still pinning the
                 // failed fill only need their pins to resolve to nothing.
-                self.doomed.insert(id, Doomed { path: PathBuf::new(), file_len: e.file_len, pins, filling: false });
+                let (file_len, pins) = (e.file_len, e.pins);
+                self.doomed.insert(id, Doomed { path: PathBuf::new(), file_len, pins, filling: false });
             }
         } else if let Some(d) = self.doomed.get_mut(&id) {
             d.filling = false;

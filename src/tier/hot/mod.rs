@@ -301,11 +301,17 @@ impl HotInner {
     /// Unlinks files that left the index and that nobody reads any more.
     fn sweep(&self) {
         let gone = self.lock().take_unlinkable();
-        if gone.is_empty() {
-            return;
+        self.remove_files(gone);
+    }
+
+    /// Unlinks files (an empty path: already gone), then frees their bytes from the
+    /// bound. Returns the bytes.
+    fn remove_files(&self, files: Vec<(PathBuf, u64)>) -> u64 {
+        if files.is_empty() {
+            return 0;
         }
         let mut bytes = 0;
-        for (path, n) in gone {
+        for (path, n) in files {
             if !path.as_os_str().is_empty() {
                 let _ = std::fs::remove_file(&path);
             }
@@ -313,6 +319,7 @@ impl HotInner {
         }
         self.lock().freed(bytes);
         self.gauges();
+        bytes
     }
 
     fn gauges(&self) {
@@ -406,18 +413,9 @@ impl HotInner {
     }
 
     fn unlink(&self, victims: Vec<(PathBuf, u64)>) {
-        if victims.is_empty() {
-            return;
-        }
         ::metrics::counter!("strata_hot_evictions_total").increment(victims.len() as u64);
-        let mut bytes = 0;
-        for (p, n) in victims {
-            let _ = std::fs::remove_file(p);
-            bytes += n;
-        }
+        let bytes = self.remove_files(victims);
         ::metrics::counter!("strata_hot_evicted_bytes_total").increment(bytes);
-        self.lock().freed(bytes);
-        self.gauges();
     }
 }
 
