@@ -48,6 +48,8 @@ pub enum ErrorKind {
     Unavailable,
     /// An operation or the client took too long; retrying may succeed.
     Timeout,
+    /// The journal is full or the server is read-only; retrying later may succeed.
+    SlowDown,
     /// Configuration is invalid.
     Config,
     /// A bug or an unexpected state; not retryable.
@@ -93,7 +95,7 @@ impl Error {
 
     /// Whether the same operation may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::SlowDown)
     }
 }
 

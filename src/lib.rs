@@ -15,9 +15,13 @@
 //! | [`worker`]    | the one shape of background loops, and their supervisor           |
 //! | [`api`]       | front ends: `api::s3`, `api::admin` (`/_strata/`), `api::status`  |
 //! | [`auth`]      | where the S3 keys come from                                       |
-//! | [`tier`]      | read and write paths, atomic publish, multipart, the hot tier     |
+//! | [`tier`]      | read and write paths, atomic publish, multipart, the hot tier,    |
+//! |               | replica failover on read                                          |
+//! | [`replication`]| the scrub that queues repairs of missing replicas; lag report    |
+//! | [`journal`]   | staging files, write placement, the uploader that drains entries  |
 //! | [`catalog`]   | object metadata and listings (SQLite or PostgreSQL), row cache    |
-//! | [`backend`]   | cold stores behind one narrow trait (OpenDAL inside), metrics     |
+//! | [`backend`]   | cold stores behind one narrow trait (OpenDAL inside), metrics,    |
+//! |               | circuit breakers with latency budgets                             |
 //! | [`telemetry`] | the Prometheus recorder, histogram buckets, recent errors         |
 //! | [`config`]    | the TOML tree: parse, resolve, validate                           |
 //! | [`error`]     | error kinds, retryable versus permanent                           |
@@ -31,6 +35,8 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod journal;
+pub mod replication;
 pub mod server;
 pub mod telemetry;
 pub mod tier;

@@ -2,20 +2,23 @@
 //! the HTTP server.
 //!
 //! Shutdown order: stop accepting, drain in-flight requests (bounded by
-//! `limits.shutdown_grace`), stop the background workers (health, metrics upkeep; later the
-//! journal uploader and repairer), then close the catalog.
+//! `limits.shutdown_grace`), stop the background workers (scrub, journal uploader, metrics
+//! upkeep, health: last started first), then close the catalog. An upload the uploader
+//! had under way is dropped and runs again at the next start.
 
 use crate::api::admin::{Admin, PREFIX as ADMIN_PREFIX};
 use crate::api::s3::S3Gateway;
 use crate::api::status::OPEN_PATHS;
-use crate::backend::Backends;
+use crate::backend::{Backends, BreakerSettings};
 use crate::catalog::{BucketRecord, Catalog};
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, HealthWorker};
 use crate::http::{ServerLimits, serve};
+use crate::journal::{Journal, JournalSettings, Placements, Uploader};
+use crate::replication::Scrub;
 use crate::tier::hot::{Hot, HotSettings};
-use crate::tier::{ReadOptions, Tier, TierLimits, now_ms};
+use crate::tier::{ReadOptions, Tier, TierLimits, WriteSetup, now_ms};
 use crate::worker::Supervisor;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +38,18 @@ pub struct Running {
 
 /// Opens the catalog and backends of a validated config and builds the tier.
 pub async fn open_tier(config: &Config) -> Result<Tier> {
-    open_tier_with(config, Backends::from_config(&config.backends, &config.limits)?).await
+    open_tier_with(config, Backends::from_config(&config.backends, &config.limits, &breaker_settings(config))?).await
+}
+
+/// The circuit-breaker settings of a config.
+pub fn breaker_settings(config: &Config) -> BreakerSettings {
+    let f = &config.failover;
+    BreakerSettings {
+        latency_budget: f.latency_budget.0,
+        io_budget: config.journal.store_timeout.0,
+        failures: f.failures,
+        cooldown: f.cooldown.0,
+    }
 }
 
 /// Like [`open_tier`] with backends built by the caller (tests wrap them to count calls or
@@ -58,7 +72,15 @@ pub async fn open_tier_with(config: &Config, backends: Backends) -> Result<Tier>
         body_idle_timeout: config.limits.body_idle_timeout.0,
     };
     let hot = hot_options(config).await?;
-    Tier::new(catalog, backends, &config.default_backend, config.data_dir().join("uploads"), limits, hot).await
+    let j = &config.journal;
+    let settings = JournalSettings { dir: config.journal_dir(), max_size: j.max_size.0, min_free: j.min_free.0 };
+    let writes = WriteSetup {
+        journal: Journal::open(settings).await?,
+        placements: Placements::from_config(config),
+        read_only: config.read_only,
+    };
+    let uploads = config.data_dir().join("uploads");
+    Tier::new(catalog, backends, &config.default_backend, uploads, limits, hot, writes).await
 }
 
 async fn hot_options(config: &Config) -> Result<ReadOptions> {
@@ -113,6 +135,19 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), health.clone()));
     workers.spawn(crate::telemetry::Upkeep);
+    tier.journal().recover(tier.catalog()).await?;
+    let mut uploader = Uploader::new(
+        tier.journal().clone(),
+        tier.catalog().clone(),
+        tier.backends().clone(),
+        tier.placements().clone(),
+    );
+    uploader.retry = (config.journal.retry_min.0, config.journal.retry_max.0);
+    uploader.uploads = config.journal.uploads;
+    workers.spawn(uploader);
+    if !config.journal.scrub_interval.0.is_zero() {
+        workers.spawn(scrub(&tier, config.journal.scrub_interval.0));
+    }
     let gateway = S3Gateway::new(tier.clone(), &credentials, &config.region);
     let admin = Admin::new(tier.clone(), credentials.clone(), health);
     let limits = ServerLimits {
@@ -148,6 +183,12 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
         tasks.push(tokio::spawn(serve(l, limits, handler, shutdown.clone())));
     }
     Ok(Running { addr, admin_addr, credentials, shutdown, tasks, workers, tier })
+}
+
+/// The scrub of `tier`'s replicated buckets.
+pub fn scrub(tier: &Tier, interval: std::time::Duration) -> Scrub {
+    let (c, b, p) = (tier.catalog().clone(), tier.backends().clone(), tier.placements().clone());
+    Scrub::new(c, b, p, tier.journal().node(), interval)
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {

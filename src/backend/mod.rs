@@ -5,9 +5,11 @@
 //! timeouts are layers wrapped around a store at construction, not code inside callers.
 //! This module knows nothing of buckets, the catalog or S3 requests: it sees paths.
 
+mod breaker;
 mod metered;
 mod opendal;
 
+pub use breaker::{Breaker, BreakerSettings, BreakerState};
 pub use metered::{BackendStats, Metered};
 
 use crate::config::{BackendConfig, Limits};
@@ -115,16 +117,24 @@ pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<(Arc<dy
 pub struct Backends {
     map: BTreeMap<String, Arc<dyn Backend>>,
     stats: BTreeMap<String, Arc<BackendStats>>,
+    breakers: BTreeMap<String, Arc<BreakerState>>,
+    settings: Option<BreakerSettings>,
 }
 
 impl Backends {
-    /// Builds every backend in the config.
-    pub fn from_config(backends: &BTreeMap<String, BackendConfig>, limits: &Limits) -> Result<Self> {
-        let mut me = Self::default();
+    /// Builds every backend in the config, each behind a circuit breaker.
+    pub fn from_config(
+        backends: &BTreeMap<String, BackendConfig>,
+        limits: &Limits,
+        breaker: &BreakerSettings,
+    ) -> Result<Self> {
+        let mut me = Self { settings: Some(breaker.clone()), ..Self::default() };
         for (name, cfg) in backends {
-            let (b, stats) = build(name, cfg, limits)?;
+            let (inner, stats) = Metered::wrap(opendal::build(name, cfg, limits)?);
+            let (b, state) = Breaker::wrap(inner, breaker);
             me.map.insert(name.clone(), b);
             me.stats.insert(name.clone(), stats);
+            me.breakers.insert(name.clone(), state);
         }
         Ok(me)
     }
@@ -134,9 +144,26 @@ impl Backends {
         self.stats.get(name)
     }
 
-    /// Adds or replaces a backend (tests wrap backends to count or inject faults).
+    /// Whether backend `name` is taking calls (its circuit breaker is closed or cooling
+    /// down). Unknown names are up.
+    pub fn is_up(&self, name: &str) -> bool {
+        self.breakers.get(name).is_none_or(|b| b.is_up())
+    }
+
+    /// Adds or replaces a backend (tests wrap backends to count or inject faults). It gets
+    /// a circuit breaker of its own when the others have one.
     pub fn insert(&mut self, backend: Arc<dyn Backend>) {
-        self.map.insert(backend.name().to_owned(), backend);
+        let name = backend.name().to_owned();
+        match &self.settings {
+            Some(s) => {
+                let (b, state) = Breaker::wrap(backend, s);
+                self.map.insert(name.clone(), b);
+                self.breakers.insert(name, state);
+            }
+            None => {
+                self.map.insert(name, backend);
+            }
+        }
     }
 
     /// The backend called `name`.

@@ -95,7 +95,7 @@ impl RowCache {
 
 /// The public row operations: the database plus the cache, when there is one.
 impl super::Catalog {
-    fn write_begins(&self) {
+    pub(super) fn write_begins(&self) {
         if let Some(c) = &self.cache {
             c.begin_write();
         }
@@ -184,7 +184,7 @@ impl super::Catalog {
     }
 
     /// After a write: the row it left (`Some`), or forget the key when the outcome is unknown.
-    fn settle(&self, bucket: &str, key: &str, known: Option<Option<ObjectRecord>>) {
+    pub(super) fn settle(&self, bucket: &str, key: &str, known: Option<Option<ObjectRecord>>) {
         let Some(c) = &self.cache else { return };
         match known {
             Some(row) => c.set_object(bucket, key, row),
@@ -222,6 +222,7 @@ mod tests {
             backend: "local".into(),
             headers: Default::default(),
             user_meta: Default::default(),
+            ..Default::default()
         }
     }
 }

@@ -55,6 +55,7 @@ fn obj(bucket: &str, key: &str, size: u64) -> ObjectRecord {
         backend: "local".into(),
         headers: ObjectHeaders { content_type: Some("image/png".into()), ..Default::default() },
         user_meta: BTreeMap::from([("owner".into(), "ann".into())]),
+        ..Default::default()
     }
 }
 

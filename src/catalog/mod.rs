@@ -7,9 +7,11 @@
 mod cache;
 #[cfg(test)]
 mod conformance;
+mod journal;
 mod listing;
 mod records;
 
+pub use journal::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use listing::{ListPage, ListQuery};
 pub use records::{BucketRecord, ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};
 
@@ -39,7 +41,7 @@ fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
     }
 }
 
-const OBJECT_COLS: &str = "bucket, key, size, etag, last_modified_ms, backend, headers, user_meta";
+const OBJECT_COLS: &str = "bucket, key, size, etag, last_modified_ms, backend, headers, user_meta, staging, behind";
 const UPLOAD_COLS: &str = "upload_id, bucket, key, created_ms, headers, user_meta";
 
 impl Catalog {
@@ -145,7 +147,8 @@ impl Catalog {
     async fn db_delete_bucket(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
         let busy = sqlx::query(
-            "SELECT 1 FROM objects WHERE bucket = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket = $1 LIMIT 1",
+            "SELECT 1 FROM objects WHERE bucket = $1 UNION ALL SELECT 1 FROM uploads WHERE bucket = $1 \
+             UNION ALL SELECT 1 FROM journal WHERE bucket = $1 LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -329,30 +332,37 @@ impl Catalog {
     /// one transaction, so the object appears exactly when the upload disappears.
     async fn db_complete_upload(&self, upload_id: &str, o: &ObjectRecord) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
-        let res = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("delete upload"))?;
-        if res.rows_affected() == 0 {
-            return Err(Error::new(ErrorKind::UploadNotFound, format!("no upload {upload_id}")));
-        }
-        sqlx::query("DELETE FROM parts WHERE upload_id = $1")
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("delete parts"))?;
+        remove_upload(&mut tx, upload_id).await?;
         bind_object(sqlx::query(UPSERT_OBJECT), o)?.execute(&mut *tx).await.map_err(db_err("insert object"))?;
         tx.commit().await.map_err(db_err("commit"))
     }
 }
 
-const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, user_meta) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (bucket, key) DO UPDATE SET size = excluded.size, \
-     etag = excluded.etag, last_modified_ms = excluded.last_modified_ms, backend = excluded.backend, \
-     headers = excluded.headers, user_meta = excluded.user_meta";
-const INSERT_OBJECT_IF_ABSENT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, user_meta) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (bucket, key) DO NOTHING";
+/// Removes an upload and its parts inside `tx`; `UploadNotFound` when it is gone.
+async fn remove_upload(tx: &mut sqlx::Transaction<'_, sqlx::Any>, upload_id: &str) -> Result<()> {
+    let res = sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("delete upload"))?;
+    if res.rows_affected() == 0 {
+        return Err(Error::new(ErrorKind::UploadNotFound, format!("no upload {upload_id}")));
+    }
+    sqlx::query("DELETE FROM parts WHERE upload_id = $1")
+        .bind(upload_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("delete parts"))?;
+    Ok(())
+}
+
+const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, user_meta, \
+     staging, behind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (bucket, key) DO UPDATE SET \
+     size = excluded.size, etag = excluded.etag, last_modified_ms = excluded.last_modified_ms, \
+     backend = excluded.backend, headers = excluded.headers, user_meta = excluded.user_meta, \
+     staging = excluded.staging, behind = excluded.behind";
+const INSERT_OBJECT_IF_ABSENT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, \
+     user_meta, staging, behind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (bucket, key) DO NOTHING";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
@@ -364,7 +374,9 @@ fn bind_object<'q>(q: AnyQuery<'q>, o: &'q ObjectRecord) -> Result<AnyQuery<'q>>
         .bind(o.last_modified_ms)
         .bind(&o.backend)
         .bind(o.headers.to_json())
-        .bind(records::map_to_json(&o.user_meta)))
+        .bind(records::map_to_json(&o.user_meta))
+        .bind(o.staging.clone())
+        .bind(journal::join_stores(&o.behind)))
 }
 
 fn to_i64(v: u64) -> Result<i64> {

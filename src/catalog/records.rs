@@ -67,7 +67,7 @@ fn to_u64(v: i64) -> Result<u64> {
 }
 
 /// One object's metadata: the authoritative answer to HEAD and to listings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectRecord {
     /// Bucket name.
     pub bucket: String,
@@ -85,6 +85,10 @@ pub struct ObjectRecord {
     pub headers: ObjectHeaders,
     /// `x-amz-meta-*` values, names lower-cased without the prefix.
     pub user_meta: BTreeMap<String, String>,
+    /// The journal staging file holding this version's bytes, while some store lacks it.
+    pub staging: Option<String>,
+    /// Stores that do not hold this version yet (reads skip them).
+    pub behind: Vec<String>,
 }
 
 /// A multipart upload in progress.
@@ -141,8 +145,15 @@ impl ObjectRecord {
             backend: col(r, "backend")?,
             headers: ObjectHeaders::from_json(&col::<String>(r, "headers")?)?,
             user_meta: map_from_json(&col::<String>(r, "user_meta")?)?,
+            staging: col(r, "staging")?,
+            behind: split_stores(&col::<String>(r, "behind")?),
         })
     }
+}
+
+/// `"a,b"` → `["a", "b"]`; `""` → `[]`. Backend names never contain commas.
+pub(super) fn split_stores(s: &str) -> Vec<String> {
+    s.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 
 impl UploadRecord {

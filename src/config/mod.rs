@@ -4,8 +4,10 @@
 //! checks that reject a bad file with a message naming the field. It must not open stores,
 //! sockets or databases: other modules build those from a validated [`Config`].
 
+mod journal;
 mod units;
 
+pub use journal::{FailoverConfig, JournalConfig, WriteMode};
 pub use units::{ByteSize, HumanDuration};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -55,6 +57,16 @@ pub struct Config {
     /// Where the operator endpoints listen.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The journal of writes not yet in every cold store.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// When reads move to the next replica.
+    #[serde(default)]
+    pub failover: FailoverConfig,
+    /// Refuse every write with 503 (maintenance); reads go on. Can be flipped at runtime
+    /// through `POST /_strata/read-only`. Default false.
+    #[serde(default)]
+    pub read_only: bool,
     /// Named cold stores. A local-disk backend named "local" rooted at `<data_dir>/cold` is
     /// added when none of that name is declared.
     #[serde(default)]
@@ -328,8 +340,25 @@ impl std::fmt::Debug for AzblobBackend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
-    /// Name of the backend that holds this bucket's objects. No default.
+    /// Name of the backend that holds this bucket's objects; shorthand for a one-element
+    /// `stores`. Give `backend` or `stores`, not both.
+    #[serde(default)]
     pub backend: String,
+    /// Backends that each hold every object of this bucket (replicas), in read order.
+    /// Default: `[backend]`.
+    #[serde(default)]
+    pub stores: Vec<String>,
+    /// When writes are acknowledged: "through" or "back". Default "through".
+    #[serde(default)]
+    pub write_mode: WriteMode,
+    /// Never fall back to the journal: a write that `min_durable` stores did not take gets
+    /// 503. Only with `write_mode = "through"`. Default false.
+    #[serde(default)]
+    pub strict: bool,
+    /// Stores that must hold a write before a through-mode acknowledgement; the rest are
+    /// written from the journal. Default: all of `stores`.
+    #[serde(default)]
+    pub min_durable: Option<usize>,
     /// Where the bucket's keys live inside the backend: "" maps the bucket onto the
     /// backend's root, "photos/" onto that folder. Default "<bucket name>/".
     #[serde(default)]
@@ -416,6 +445,9 @@ impl Config {
                 ));
             }
         }
+        for (name, b) in &mut self.buckets {
+            b.resolve_stores().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
+        }
         for (name, b) in &mut self.backends {
             let var = |suffix: &str| env(&format!("STRATA_BACKEND_{}_{suffix}", env_name(name)));
             match b {
@@ -460,6 +492,12 @@ impl Config {
             validate_backend(name, b)?;
         }
         self.validate_hot()?;
+        if self.journal.uploads == 0 || self.journal.uploads > 64 {
+            return bad("journal.uploads: must be between 1 and 64".into());
+        }
+        if self.failover.failures == 0 {
+            return bad("failover.failures: must be at least 1".into());
+        }
         if let (Some(a), Some(l)) = (self.admin.listen, self.listen)
             && a == l
             && a.port() != 0
@@ -471,9 +509,10 @@ impl Config {
             if !valid_bucket_name(name) {
                 return bad(format!("buckets.{name}: not a valid S3 bucket name (3-63 of a-z 0-9 . -)"));
             }
-            if !self.backends.contains_key(&b.backend) {
-                return bad(format!("buckets.{name}.backend: no backend named {:?}", b.backend));
+            if let Some(s) = b.stores.iter().find(|s| !self.backends.contains_key(*s)) {
+                return bad(format!("buckets.{name}.backend (or stores): no backend named {s:?}"));
             }
+            b.validate_writes().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
             if let Some(o) = &b.origin
                 && (!self.backends.contains_key(o) || (o == &b.backend && b.origin_prefix.is_none()))
             {
@@ -487,13 +526,17 @@ impl Config {
                     "buckets.{name}.prefix: must be \"\" or a path ending in \"/\" with no leading \"/\""
                 ));
             }
-            if let Some((other, _, _)) = taken
-                .iter()
-                .find(|(_, p, be)| *be == b.backend && (p.starts_with(&prefix) || prefix.starts_with(p.as_str())))
-            {
-                return bad(format!("buckets.{name}.prefix: overlaps bucket {other} on backend {}", b.backend));
+            for store in &b.stores {
+                if let Some((other, _, _)) = taken
+                    .iter()
+                    .find(|(_, p, be)| *be == store && (p.starts_with(&prefix) || prefix.starts_with(p.as_str())))
+                {
+                    return bad(format!("buckets.{name}.prefix: overlaps bucket {other} on backend {store}"));
+                }
             }
-            taken.push((name, prefix, &b.backend));
+            for store in &b.stores {
+                taken.push((name, prefix.clone(), store));
+            }
         }
         Ok(())
     }
@@ -511,6 +554,11 @@ impl Config {
             return bad("fill_concurrency: must be between 1 and 64");
         }
         Ok(())
+    }
+
+    /// The journal's directory.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.journal.dir.clone().unwrap_or_else(|| self.data_dir().join("journal"))
     }
 
     /// The hot tier's directory.

@@ -72,6 +72,7 @@ impl Tier {
                 backend: b.backend.clone(),
                 headers: ObjectHeaders { content_type: stat.content_type, ..Default::default() },
                 user_meta: BTreeMap::new(),
+                ..Default::default()
             };
             if existing.is_some() {
                 self.inner.catalog.put_object(&rec).await?;

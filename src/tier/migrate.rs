@@ -67,6 +67,7 @@ impl Tier {
                 ..Default::default()
             },
             user_meta: h.user_metadata.clone(),
+            ..Default::default()
         };
         self.inner.catalog.put_object(&rec).await?;
         ::metrics::counter!("strata_migrated_objects_total").increment(1);

@@ -3,9 +3,10 @@
 //! Owns object atomicity: bytes become visible in the store and in the catalog together,
 //! under a per-key lock, and a failed write leaves neither. It also owns multipart staging.
 //! It must not speak any protocol (no S3 types here) and must not parse configuration.
-//! Reads of buckets that use the hot tier go through [`hot`]; the journal (issue 4) will
-//! plug in here.
+//! Reads of buckets that use the hot tier go through [`hot`]; writes are journaled first
+//! (`write.rs`, `crate::journal`).
 
+mod failover;
 pub mod hot;
 mod import;
 mod keys;
@@ -13,16 +14,18 @@ mod locks;
 mod migrate;
 mod multipart;
 mod read;
+mod write;
 
 pub use import::ImportStats;
 pub use keys::{MAX_KEY_LEN, validate_key};
 pub use multipart::CompletedPart;
 pub use read::{ReadOptions, version_of};
 
-use crate::backend::{Backend, Backends, ByteStream, ObjectWriter, WriteOptions};
+use crate::backend::{Backend, Backends, ByteStream, ObjectWriter};
 use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
 use crate::config::valid_bucket_name;
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{Journal, Placement, Placements};
 use futures::StreamExt;
 use locks::KeyLocks;
 use md5::{Digest, Md5};
@@ -70,6 +73,19 @@ struct Inner {
     limits: TierLimits,
     hot: ReadOptions,
     validated: read::Validated,
+    journal: Journal,
+    placements: Placements,
+    read_only: std::sync::atomic::AtomicBool,
+}
+
+/// The journal and the bucket placements a tier writes with.
+pub struct WriteSetup {
+    /// This node's journal.
+    pub journal: Journal,
+    /// Stores and write modes per bucket.
+    pub placements: Placements,
+    /// Start read-only.
+    pub read_only: bool,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -87,6 +103,7 @@ impl Tier {
         staging: PathBuf,
         limits: TierLimits,
         hot: ReadOptions,
+        writes: WriteSetup,
     ) -> Result<Tier> {
         if backends.get(default_backend).is_none() {
             return Err(Error::new(ErrorKind::Config, format!("no backend named {default_backend:?}")));
@@ -102,6 +119,9 @@ impl Tier {
                 limits,
                 hot,
                 validated: read::Validated::default(),
+                journal: writes.journal,
+                placements: writes.placements,
+                read_only: writes.read_only.into(),
             }),
         };
         tier.remove_orphan_staging().await?;
@@ -176,23 +196,25 @@ impl Tier {
         Err(Error::new(ErrorKind::NotFound, format!("no key {key:?} in {bucket}")))
     }
 
-    /// Stores an object. It becomes visible, in the store and the catalog together, only
-    /// once all its bytes are durable in the store; any failure leaves the previous version.
+    /// Stores an object. It becomes visible, with the row naming its staging file, once it
+    /// is journaled; any failure before that leaves the previous version (see `write.rs`).
     pub async fn put(&self, bucket: &str, key: &str, input: PutInput) -> Result<ObjectRecord> {
         validate_key(key)?;
+        self.writable()?;
         let b = self.bucket(bucket).await?;
-        let backend = self.backend(&b.backend)?.clone();
+        let place = self.placement(&b);
         let path = keys::store_path(&b.prefix, key);
-        let mut w = backend.writer(&path, &write_options(&input.headers, &input.user_meta)).await?;
-        let (size, md5) = match self.pump(input.body, w.as_mut(), input.content_length).await {
+        let opts = crate::journal::write_options(&input.headers, &input.user_meta);
+        let mut staged = self.begin_write(&place, &path, &opts).await?;
+        let (size, md5) = match self.pump(input.body, &mut staged, input.content_length).await {
             Ok(v) => v,
             Err(e) => {
-                abort_quietly(w).await;
+                abort_quietly(Box::new(staged)).await;
                 return Err(e);
             }
         };
         if input.content_md5.is_some_and(|want| want != md5) {
-            abort_quietly(w).await;
+            abort_quietly(Box::new(staged)).await;
             return Err(Error::new(ErrorKind::BadDigest, "Content-MD5 does not match the body"));
         }
         let rec = ObjectRecord {
@@ -204,36 +226,35 @@ impl Tier {
             backend: b.backend.clone(),
             headers: input.headers,
             user_meta: input.user_meta,
+            ..Default::default()
         };
-        self.publish(w, &rec).await?;
-        Ok(rec)
+        self.commit_write(staged, rec, &place, None).await
     }
 
-    /// Commits the store write and the catalog row under the key's write lock, so readers
-    /// (who open the store under the read lock) never pair one version's row with another's
-    /// bytes, and of two concurrent writers the one that commits last wins in both places.
-    async fn publish(&self, w: Box<dyn ObjectWriter>, rec: &ObjectRecord) -> Result<()> {
-        let _guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
-        w.commit().await?;
-        let mut last = None;
-        for attempt in 0..3u32 {
-            match self.inner.catalog.put_object(rec).await {
-                Ok(()) => {
-                    self.invalidate_hot(&rec.bucket, &rec.key, Some(rec));
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "catalog write failed after store commit");
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-            }
-        }
-        // The store now holds bytes the row does not describe: drop the row rather than
-        // serve a mismatched pair. The write was not acknowledged.
-        let _ = self.inner.catalog.delete_object(&rec.bucket, &rec.key).await;
-        self.invalidate_hot(&rec.bucket, &rec.key, None);
-        Err(last.unwrap_or_else(|| Error::new(ErrorKind::Internal, "catalog write failed")))
+    /// Where `b`'s objects go and when its writes are acknowledged.
+    pub(super) fn placement(&self, b: &BucketRecord) -> Placement {
+        self.inner.placements.of(&b.name, &b.backend)
+    }
+
+    /// Whether writes are refused (maintenance).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Turns the read-only switch on or off.
+    pub fn set_read_only(&self, on: bool) {
+        self.inner.read_only.store(on, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(read_only = on, "read-only switch");
+    }
+
+    /// Stores and write modes per bucket.
+    pub fn placements(&self) -> &Placements {
+        &self.inner.placements
+    }
+
+    /// The journal (for the status page and the uploader).
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
     }
 
     /// Copies a body into `w`, enforcing the size limit, the declared length and the idle
@@ -281,52 +302,39 @@ impl Tier {
         plan: impl Fn(&ObjectRecord) -> Result<Option<Range<u64>>>,
     ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
         let b = self.bucket(bucket).await?;
-        if let Some(hot) = self.hot_for(bucket) {
-            // A write that commits between reading the row and the first cold read makes
-            // the fill refuse the stale version (NotFound); read the new row and go again.
-            let mut attempt = 0;
-            loop {
-                let rec = self.record(bucket, key).await?;
-                let rec = self.revalidate(&b, rec).await?;
-                let range = plan(&rec)?;
-                match self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await {
-                    Ok(stream) => return Ok((rec, range, stream)),
-                    Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => attempt += 1,
-                    Err(e) => return Err(e),
-                }
+        let hot = self.hot_for(bucket);
+        // A write that commits between reading the row and the first byte makes a hot fill
+        // refuse the stale version, and a staged version may move to the stores meanwhile
+        // (NotFound in both cases): read the new row and go again.
+        let mut attempt = 0;
+        loop {
+            // Without the hot tier, the read lock keeps writers out until the store has
+            // started answering: from then on the version being read is fixed.
+            let guard = match hot {
+                None => Some(self.inner.locks.read(bucket, key).await),
+                Some(_) => None,
+            };
+            let rec = self.record(bucket, key).await?;
+            let rec = if hot.is_some() { self.revalidate(&b, rec).await? } else { rec };
+            let range = plan(&rec)?;
+            let res = match (&rec.staging, hot) {
+                (Some(id), _) => self.read_staged(id, range.clone()).await,
+                (None, Some(hot)) => self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await,
+                (None, None) => match self.read_replicas(&b, &rec, range.clone()).await {
+                    Ok(mut s) => {
+                        let first = s.next().await;
+                        Ok(futures::stream::iter(first).chain(s).boxed())
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            drop(guard);
+            match res {
+                Ok(stream) => return Ok((rec, range, stream)),
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                Err(e) => return Err(e),
             }
         }
-        let guard = self.inner.locks.read(bucket, key).await;
-        let rec = self.record(bucket, key).await?;
-        let range = plan(&rec)?;
-        let path = keys::store_path(&b.prefix, key);
-        let mut stream = self.backend(&rec.backend)?.read(&path, range.clone()).await?;
-        // Pull the first chunk while the read lock is held: once the store has started
-        // answering, the version being read is fixed (an open file, an HTTP response), so a
-        // writer committing after this cannot mix its bytes into this read.
-        let first = stream.next().await;
-        drop(guard);
-        let stream = futures::stream::iter(first).chain(stream).boxed();
-        Ok((rec, range, stream))
-    }
-
-    /// Deletes an object. Idempotent: deleting a missing key succeeds.
-    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        let b = self.bucket(bucket).await?;
-        if validate_key(key).is_err() {
-            // No such key can exist, so there is nothing to delete.
-            return Ok(());
-        }
-        let _guard = self.inner.locks.write(bucket, key).await;
-        let backend_name = match self.inner.catalog.get_object(bucket, key).await? {
-            Some(rec) => rec.backend,
-            None => b.backend.clone(),
-        };
-        // Row first: a failure between the two steps leaves unreferenced bytes (harmless,
-        // and removed by a retried DELETE), never a row pointing at nothing.
-        self.inner.catalog.delete_object(bucket, key).await?;
-        self.invalidate_hot(bucket, key, None);
-        self.backend(&backend_name)?.delete(&keys::store_path(&b.prefix, key)).await
     }
 
     /// Copies an object, keeping its metadata or replacing it with `replace`.
@@ -363,15 +371,5 @@ fn too_large(limit: u64) -> Error {
 async fn abort_quietly(w: Box<dyn ObjectWriter>) {
     if let Err(e) = w.abort().await {
         tracing::warn!(error = %e, "aborting a failed write");
-    }
-}
-
-fn write_options(h: &ObjectHeaders, meta: &BTreeMap<String, String>) -> WriteOptions {
-    WriteOptions {
-        content_type: h.content_type.clone(),
-        cache_control: h.cache_control.clone(),
-        content_disposition: h.content_disposition.clone(),
-        content_encoding: h.content_encoding.clone(),
-        user_metadata: meta.clone(),
     }
 }

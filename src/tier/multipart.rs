@@ -50,6 +50,7 @@ impl Tier {
         user_meta: BTreeMap<String, String>,
     ) -> Result<UploadRecord> {
         validate_key(key)?;
+        self.writable()?;
         self.bucket(bucket).await?;
         let rec = UploadRecord {
             upload_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -155,17 +156,19 @@ impl Tier {
         parts: &[CompletedPart],
     ) -> Result<ObjectRecord> {
         let up = self.upload(bucket, key, upload_id).await?;
+        self.writable()?;
         let stored = self.check_parts(upload_id, parts).await?;
         let b = self.bucket(bucket).await?;
-        let backend = self.backend(&b.backend)?.clone();
+        let place = self.placement(&b);
         let path = keys::store_path(&b.prefix, key);
-        let mut w = backend.writer(&path, &super::write_options(&up.headers, &up.user_meta)).await?;
+        let opts = crate::journal::write_options(&up.headers, &up.user_meta);
+        let mut staged = self.begin_write(&place, &path, &opts).await?;
         let mut etag_md5 = Md5::new();
         let mut size = 0u64;
         for p in &stored {
             let file = self.upload_dir(upload_id).join(p.part_number.to_string());
-            if let Err(e) = copy_file(&file, w.as_mut()).await {
-                super::abort_quietly(w).await;
+            if let Err(e) = copy_file(&file, &mut staged).await {
+                super::abort_quietly(Box::new(staged)).await;
                 return Err(e);
             }
             etag_md5.update(hex::decode(&p.etag).unwrap_or_default());
@@ -180,13 +183,9 @@ impl Tier {
             backend: b.backend.clone(),
             headers: up.headers,
             user_meta: up.user_meta,
+            ..Default::default()
         };
-        {
-            let _guard = self.inner.locks.write(bucket, key).await;
-            w.commit().await?;
-            self.inner.catalog.complete_upload(upload_id, &rec).await?;
-            self.invalidate_hot(bucket, key, Some(&rec));
-        }
+        let rec = self.commit_write(staged, rec, &place, Some(upload_id)).await?;
         let _ = tokio::fs::remove_dir_all(self.upload_dir(upload_id)).await;
         Ok(rec)
     }

@@ -83,17 +83,20 @@ impl Tier {
     /// Opens cold reads of exactly the version `rec` describes.
     fn opener(&self, b: &BucketRecord, rec: &ObjectRecord) -> OpenFn {
         let tier = self.clone();
-        let path = keys::store_path(&b.prefix, &rec.key);
+        let b = Arc::new(b.clone());
         let rec = Arc::new(rec.clone());
         Arc::new(move |range: Range<u64>| {
-            let (tier, path, rec) = (tier.clone(), path.clone(), rec.clone());
+            let (tier, b, rec) = (tier.clone(), b.clone(), rec.clone());
             async move {
                 let _guard = tier.inner.locks.read(&rec.bucket, &rec.key).await;
-                match tier.inner.catalog.get_object(&rec.bucket, &rec.key).await? {
-                    Some(now) if now.etag == rec.etag && now.last_modified_ms == rec.last_modified_ms => {}
+                let now = match tier.inner.catalog.get_object(&rec.bucket, &rec.key).await? {
+                    Some(now) if now.etag == rec.etag && now.last_modified_ms == rec.last_modified_ms => now,
                     _ => return Err(Error::new(ErrorKind::NotFound, "the object changed while it was being read")),
-                }
-                let mut s = tier.backend(&rec.backend)?.read(&path, Some(range)).await?;
+                };
+                let mut s = match &now.staging {
+                    Some(id) => tier.read_staged(id, Some(range)).await?,
+                    None => tier.read_replicas(&b, &now, Some(range)).await?,
+                };
                 // As in `Tier::get`: once the store answers, the version read is fixed.
                 let first = s.next().await;
                 Ok(futures::stream::iter(first).chain(s).boxed())
@@ -107,6 +110,10 @@ impl Tier {
     /// changed behind strata's back (size, ETag or a later modification time).
     pub(super) async fn revalidate(&self, b: &BucketRecord, rec: ObjectRecord) -> Result<ObjectRecord> {
         let Some(after) = self.inner.hot.revalidate_after else { return Ok(rec) };
+        if rec.staging.is_some() || !rec.behind.is_empty() {
+            // strata is still writing this version to its stores: nothing to compare yet.
+            return Ok(rec);
+        }
         let id = (rec.bucket.clone(), rec.key.clone());
         {
             let map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,7 +122,12 @@ impl Tier {
             }
         }
         let path = keys::store_path(&b.prefix, &rec.key);
-        let stat = self.backend(&rec.backend)?.stat(&path).await?;
+        let stat = match self.backend(&rec.backend)?.stat(&path).await {
+            Ok(s) => s,
+            // A store that is down cannot say the object changed; serve what is known.
+            Err(e) if e.is_retryable() => return Ok(rec),
+            Err(e) => return Err(e),
+        };
         let Some(stat) = stat else {
             return Err(Error::new(ErrorKind::NotFound, "the object is gone from its store"));
         };

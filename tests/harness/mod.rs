@@ -68,7 +68,8 @@ pub struct Harness {
 }
 
 async fn launch(cfg: &Config, opts: &Opts) -> Running {
-    let mut backends = Backends::from_config(&cfg.backends, &cfg.limits).unwrap();
+    let mut backends =
+        Backends::from_config(&cfg.backends, &cfg.limits, &strata::server::breaker_settings(cfg)).unwrap();
     if let Some(wrap) = &opts.wrap {
         let inner = backends.get(&cfg.default_backend).unwrap().clone();
         backends.insert(wrap(inner));
@@ -193,6 +194,18 @@ impl Harness {
             }
             _ => std::fs::read(self.fs_path(bucket, key)).ok(),
         }
+    }
+
+    /// Waits until the journal is empty: every store holds every acknowledged write.
+    pub async fn drained(&self) {
+        let catalog = self.running.as_ref().expect("running").tier().catalog().clone();
+        for _ in 0..300 {
+            if catalog.journal_lag().await.unwrap().iter().all(|l| l.entries == 0) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the journal did not drain in 30 s: {:?}", catalog.journal_lag().await.unwrap());
     }
 
     pub async fn cold_read(&self, bucket: &str, key: &str) -> Vec<u8> {

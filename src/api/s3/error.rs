@@ -27,6 +27,7 @@ pub fn to_s3(e: Error) -> S3Error {
         K::InvalidRange => S3ErrorCode::InvalidRange,
         K::Timeout => S3ErrorCode::RequestTimeout,
         K::Unavailable => S3ErrorCode::ServiceUnavailable,
+        K::SlowDown => S3ErrorCode::SlowDown,
         K::Config | K::Internal => S3ErrorCode::InternalError,
     };
     let internal = matches!(code, S3ErrorCode::InternalError | S3ErrorCode::ServiceUnavailable);
@@ -68,6 +69,7 @@ mod tests {
             (ErrorKind::NotModified, "NotModified", 304),
             (ErrorKind::InvalidRange, "InvalidRange", 416),
             (ErrorKind::Unavailable, "ServiceUnavailable", 503),
+            (ErrorKind::SlowDown, "SlowDown", 503),
         ];
         for (kind, code, status) in cases {
             let e = to_s3(Error::new(kind, "x"));

@@ -1,0 +1,484 @@
+//! The journal table: one entry per (write, store) that the store does not hold yet.
+//!
+//! Entries of one key and store are applied in `seq` order; [`Catalog::journal_ready`]
+//! never hands out an entry while an earlier one of its key and store is unfinished. Rows
+//! and entries change together in one transaction, so a crash leaves either both or
+//! neither. This file owns only the SQL; the staging files and the uploader live in
+//! `crate::journal`.
+
+use super::{Catalog, ObjectRecord, bind_object, col, db_err, to_i64};
+use crate::error::{Error, ErrorKind, Result};
+use sqlx::any::AnyRow;
+
+/// What an entry does to its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalOp {
+    /// Write the version `etag` (from the staging file, or copied from a replica when the
+    /// entry names no staging file).
+    Put,
+    /// Remove the key.
+    Delete,
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// Waiting for its turn (`next_ms`).
+    Pending,
+    /// Being applied now, by a request or the uploader.
+    Uploading,
+    /// Failed permanently; shown to the operator, retried only on request.
+    Stuck,
+}
+
+impl EntryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryState::Pending => "pending",
+            EntryState::Uploading => "uploading",
+            EntryState::Stuck => "stuck",
+        }
+    }
+}
+
+/// An entry to add.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// The store it targets.
+    pub store: String,
+    /// Put or delete.
+    pub op: JournalOp,
+    /// The version a put writes ("" for a delete).
+    pub etag: String,
+    /// Bytes a put moves.
+    pub size: u64,
+    /// The staging file of a put; `None` copies from a replica.
+    pub staging: Option<String>,
+    /// `Uploading` when the caller applies it at once, else `Pending`.
+    pub state: EntryState,
+}
+
+/// An entry as stored.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    /// Order of application per key and store.
+    pub seq: i64,
+    /// The node whose journal directory holds the staging file.
+    pub node: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Target store.
+    pub store: String,
+    /// Put or delete.
+    pub op: JournalOp,
+    /// Version of a put.
+    pub etag: String,
+    /// Bytes of a put.
+    pub size: u64,
+    /// Staging file of a put, if any.
+    pub staging: Option<String>,
+    /// State.
+    pub state: EntryState,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// Not retried before this time (ms since the epoch).
+    pub next_ms: i64,
+    /// When the write was journaled.
+    pub created_ms: i64,
+}
+
+/// The backlog of one store.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreLag {
+    /// Store name.
+    pub store: String,
+    /// Unfinished entries.
+    pub entries: u64,
+    /// Bytes those entries still have to move.
+    pub bytes: u64,
+    /// Entries that failed permanently.
+    pub stuck: u64,
+    /// Creation time of the oldest unfinished entry (ms since the epoch).
+    pub oldest_ms: Option<i64>,
+    /// The most recent failure message.
+    pub last_error: Option<String>,
+}
+
+const ENTRY_COLS: &str =
+    "seq, node, bucket, key, store, op, etag, size, staging, state, attempts, last_error, next_ms, created_ms";
+
+impl JournalEntry {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        let op = match col::<String>(r, "op")?.as_str() {
+            "put" => JournalOp::Put,
+            "delete" => JournalOp::Delete,
+            other => return Err(Error::new(ErrorKind::Internal, format!("journal: unknown op {other:?}"))),
+        };
+        let state = match col::<String>(r, "state")?.as_str() {
+            "pending" => EntryState::Pending,
+            "uploading" => EntryState::Uploading,
+            _ => EntryState::Stuck,
+        };
+        Ok(Self {
+            seq: col(r, "seq")?,
+            node: col(r, "node")?,
+            bucket: col(r, "bucket")?,
+            key: col(r, "key")?,
+            store: col(r, "store")?,
+            op,
+            etag: col(r, "etag")?,
+            size: u64::try_from(col::<i64>(r, "size")?).unwrap_or(0),
+            staging: col(r, "staging")?,
+            state,
+            attempts: u32::try_from(col::<i64>(r, "attempts")?).unwrap_or(u32::MAX),
+            last_error: col(r, "last_error")?,
+            next_ms: col(r, "next_ms")?,
+            created_ms: col(r, "created_ms")?,
+        })
+    }
+}
+
+/// `["a", "b"]` → `",a,b,"` (commas around every name, so one can be removed in SQL).
+pub(super) fn join_stores(stores: &[String]) -> String {
+    if stores.is_empty() { String::new() } else { format!(",{},", stores.join(",")) }
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+async fn insert_entries(tx: &mut Tx<'_>, o: (&str, &str), node: &str, entries: &[NewEntry]) -> Result<Vec<i64>> {
+    let now = crate::tier::now_ms();
+    let mut seqs = Vec::with_capacity(entries.len());
+    for e in entries {
+        let op = if e.op == JournalOp::Put { "put" } else { "delete" };
+        let row = sqlx::query(
+            "INSERT INTO journal (node, bucket, key, store, op, etag, size, staging, state, attempts, last_error, \
+             next_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, NULL, $10, $10) RETURNING seq",
+        )
+        .bind(node)
+        .bind(o.0)
+        .bind(o.1)
+        .bind(&e.store)
+        .bind(op)
+        .bind(&e.etag)
+        .bind(to_i64(e.size)?)
+        .bind(e.staging.clone())
+        .bind(e.state.as_str())
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err("journal insert"))?;
+        seqs.push(col(&row, "seq")?);
+    }
+    Ok(seqs)
+}
+
+impl Catalog {
+    /// Stores with an unfinished entry for `bucket`/`key`: a write must queue behind them
+    /// there rather than go to the store directly.
+    pub async fn journal_stores(&self, bucket: &str, key: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT store FROM journal WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("journal stores"))?;
+        rows.iter().map(|r| col(r, "store")).collect()
+    }
+
+    /// Writes the row of `o` and its journal entries in one transaction (the moment a
+    /// write is journaled). With `upload`, also removes that multipart upload and its
+    /// parts (`UploadNotFound` when it is gone). Returns the entries' `seq`s.
+    pub async fn put_object_journaled(
+        &self,
+        o: &ObjectRecord,
+        node: &str,
+        entries: &[NewEntry],
+        upload: Option<&str>,
+    ) -> Result<Vec<i64>> {
+        self.write_begins();
+        let r = self.db_put_object_journaled(o, node, entries, upload).await;
+        self.settle(&o.bucket, &o.key, r.is_ok().then(|| Some(o.clone())));
+        r
+    }
+
+    async fn db_put_object_journaled(
+        &self,
+        o: &ObjectRecord,
+        node: &str,
+        entries: &[NewEntry],
+        upload: Option<&str>,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        if let Some(id) = upload {
+            super::remove_upload(&mut tx, id).await?;
+        }
+        bind_object(sqlx::query(super::UPSERT_OBJECT), o)?.execute(&mut *tx).await.map_err(db_err("put object"))?;
+        let seqs = insert_entries(&mut tx, (&o.bucket, &o.key), node, entries).await?;
+        tx.commit().await.map_err(db_err("commit"))?;
+        Ok(seqs)
+    }
+
+    /// Removes the row of `bucket`/`key` and adds `entries`, in one transaction. Returns
+    /// the removed row and the entries' `seq`s.
+    pub async fn delete_object_journaled(
+        &self,
+        bucket: &str,
+        key: &str,
+        node: &str,
+        entries: &[NewEntry],
+    ) -> Result<(Option<ObjectRecord>, Vec<i64>)> {
+        self.write_begins();
+        let r = self.db_delete_object_journaled(bucket, key, node, entries).await;
+        self.settle(bucket, key, r.is_ok().then_some(None));
+        r
+    }
+
+    async fn db_delete_object_journaled(
+        &self,
+        bucket: &str,
+        key: &str,
+        node: &str,
+        entries: &[NewEntry],
+    ) -> Result<(Option<ObjectRecord>, Vec<i64>)> {
+        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING {}",
+            super::OBJECT_COLS
+        ))
+        .bind(bucket)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("delete object"))?;
+        let old = row.map(|r| ObjectRecord::from_row(&r)).transpose()?;
+        let seqs = insert_entries(&mut tx, (bucket, key), node, entries).await?;
+        tx.commit().await.map_err(db_err("commit"))?;
+        Ok((old, seqs))
+    }
+
+    /// Up to `limit` entries of `node` due at `now_ms`, oldest first, leaving out any whose
+    /// key and store have an earlier unfinished entry (so order per key and store holds).
+    pub async fn journal_ready(&self, node: &str, now_ms: i64, limit: usize) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM journal j WHERE node = $1 AND state = 'pending' AND next_ms <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM journal e WHERE e.bucket = j.bucket AND e.key = j.key \
+             AND e.store = j.store AND e.seq < j.seq) ORDER BY seq LIMIT $3"
+        ))
+        .bind(node)
+        .bind(now_ms)
+        .bind(to_i64(limit as u64)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("journal ready"))?;
+        rows.iter().map(JournalEntry::from_row).collect()
+    }
+
+    /// Moves a pending entry to `uploading`; false when another worker took it.
+    pub async fn journal_claim(&self, seq: i64) -> Result<bool> {
+        let res = sqlx::query("UPDATE journal SET state = 'uploading' WHERE seq = $1 AND state = 'pending'")
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("journal claim"))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The store now holds `e`: removes the entry, takes the store off the row's `behind`
+    /// when the row is still that version, and, when no entry needs the staging file any
+    /// more, clears it from the row. Returns whether the staging file can be removed.
+    pub async fn journal_done(&self, e: &JournalEntry) -> Result<bool> {
+        self.write_begins();
+        let r = self.db_journal_done(e).await;
+        self.settle(&e.bucket, &e.key, None);
+        r
+    }
+
+    async fn db_journal_done(&self, e: &JournalEntry) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        sqlx::query("DELETE FROM journal WHERE seq = $1")
+            .bind(e.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("journal done"))?;
+        if e.op == JournalOp::Put {
+            // Only the version this entry wrote is now in the store.
+            sqlx::query(
+                "UPDATE objects SET behind = CASE WHEN REPLACE(behind, ',' || $3 || ',', ',') = ',' THEN '' \
+                 ELSE REPLACE(behind, ',' || $3 || ',', ',') END \
+                 WHERE bucket = $1 AND key = $2 AND etag = $4 AND (staging = $5 OR $5 IS NULL)",
+            )
+            .bind(&e.bucket)
+            .bind(&e.key)
+            .bind(&e.store)
+            .bind(&e.etag)
+            .bind(e.staging.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("journal done: behind"))?;
+        }
+        let free = match &e.staging {
+            None => false,
+            Some(s) => {
+                let used = sqlx::query("SELECT 1 FROM journal WHERE staging = $1 LIMIT 1")
+                    .bind(s)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err("journal done: staging"))?;
+                if used.is_none() {
+                    sqlx::query("UPDATE objects SET staging = NULL WHERE bucket = $1 AND key = $2 AND staging = $3")
+                        .bind(&e.bucket)
+                        .bind(&e.key)
+                        .bind(s)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("journal done: clear staging"))?;
+                }
+                used.is_none()
+            }
+        };
+        tx.commit().await.map_err(db_err("commit"))?;
+        Ok(free)
+    }
+
+    /// Records a failed attempt: back to `pending` until `next_ms`, or `stuck`.
+    pub async fn journal_failed(&self, seq: i64, error: &str, next_ms: i64, stuck: bool) -> Result<()> {
+        let state = if stuck { "stuck" } else { "pending" };
+        sqlx::query(
+            "UPDATE journal SET state = $2, attempts = attempts + 1, last_error = $3, next_ms = $4 WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(state)
+        .bind(error)
+        .bind(next_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("journal failed"))?;
+        Ok(())
+    }
+
+    /// At start: entries of `node` left `uploading` by a crash go back to `pending`; with
+    /// `stuck`, stuck entries are retried too. Returns how many changed.
+    pub async fn journal_recover(&self, node: &str, stuck: bool) -> Result<u64> {
+        let sql = if stuck {
+            "UPDATE journal SET state = 'pending', next_ms = 0 WHERE node = $1 AND state <> 'pending'"
+        } else {
+            "UPDATE journal SET state = 'pending' WHERE node = $1 AND state = 'uploading'"
+        };
+        let res = sqlx::query(sql).bind(node).execute(&self.pool).await.map_err(db_err("journal recover"))?;
+        Ok(res.rows_affected())
+    }
+
+    /// Staging files of `node` that an entry or a row still names.
+    pub async fn staging_in_use(&self, node: &str) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT staging FROM journal WHERE node = $1 AND staging IS NOT NULL \
+             UNION SELECT staging FROM objects WHERE staging IS NOT NULL",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("staging in use"))?;
+        rows.iter().map(|r| col(r, "staging")).collect()
+    }
+
+    /// The backlog per store (all nodes).
+    pub async fn journal_lag(&self) -> Result<Vec<StoreLag>> {
+        let rows = sqlx::query(
+            "SELECT store, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes, \
+             CAST(SUM(CASE WHEN state = 'stuck' THEN 1 ELSE 0 END) AS BIGINT) AS stuck, MIN(created_ms) AS oldest \
+             FROM journal GROUP BY store ORDER BY store",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("journal lag"))?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let store: String = col(r, "store")?;
+            let last = sqlx::query(
+                "SELECT last_error FROM journal WHERE store = $1 AND last_error IS NOT NULL ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(&store)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("journal lag"))?;
+            out.push(StoreLag {
+                entries: u64::try_from(col::<i64>(r, "n")?).unwrap_or(0),
+                bytes: u64::try_from(col::<i64>(r, "bytes")?).unwrap_or(0),
+                stuck: u64::try_from(col::<i64>(r, "stuck")?).unwrap_or(0),
+                oldest_ms: col(r, "oldest")?,
+                last_error: last.map(|l| col(&l, "last_error")).transpose()?,
+                store,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stuck entries, oldest first (for the operator).
+    pub async fn journal_stuck(&self, limit: usize) -> Result<Vec<JournalEntry>> {
+        let rows =
+            sqlx::query(&format!("SELECT {ENTRY_COLS} FROM journal WHERE state = 'stuck' ORDER BY seq LIMIT $1"))
+                .bind(to_i64(limit as u64)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err("journal stuck"))?;
+        rows.iter().map(JournalEntry::from_row).collect()
+    }
+
+    /// The scrub found `store` lacking version `etag` of `bucket`/`key`: marks the row
+    /// behind there and adds a copy-from-replica entry, unless the row changed or the key
+    /// already has work queued for that store. Returns whether an entry was added.
+    pub async fn journal_repair(&self, o: &ObjectRecord, store: &str, node: &str) -> Result<bool> {
+        self.write_begins();
+        let r = self.db_journal_repair(o, store, node).await;
+        self.settle(&o.bucket, &o.key, None);
+        r
+    }
+
+    async fn db_journal_repair(&self, o: &ObjectRecord, store: &str, node: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        let res = sqlx::query(
+            "UPDATE objects SET behind = CASE WHEN behind = '' THEN ',' || $3 || ',' ELSE behind || $3 || ',' END \
+             WHERE bucket = $1 AND key = $2 AND etag = $4 AND behind NOT LIKE '%,' || $3 || ',%' \
+             AND NOT EXISTS (SELECT 1 FROM journal WHERE bucket = $1 AND key = $2 AND store = $3)",
+        )
+        .bind(&o.bucket)
+        .bind(&o.key)
+        .bind(store)
+        .bind(&o.etag)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("journal repair"))?;
+        if res.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let e = NewEntry {
+            store: store.to_owned(),
+            op: JournalOp::Put,
+            etag: o.etag.clone(),
+            size: o.size,
+            staging: None,
+            state: EntryState::Pending,
+        };
+        insert_entries(&mut tx, (&o.bucket, &o.key), node, &[e]).await?;
+        tx.commit().await.map_err(db_err("commit"))?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::records::split_stores;
+    use super::*;
+
+    #[test]
+    fn stores_round_trip_through_their_column() {
+        let v = vec!["a".to_owned(), "b-2".to_owned()];
+        assert_eq!(split_stores(&join_stores(&v)), v);
+        assert_eq!(join_stores(&[]), "");
+        assert!(split_stores("").is_empty());
+    }
+}

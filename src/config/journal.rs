@@ -1,0 +1,123 @@
+//! The `[journal]` and `[failover]` sections and the per-bucket write settings: how
+//! acknowledged writes are kept until every cold store holds them, and when a store is
+//! treated as down.
+
+use super::{BucketConfig, ByteSize, HumanDuration};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When a PUT or DELETE is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteMode {
+    /// Once `min_durable` stores hold the object; when they fail or time out, once it is
+    /// fsynced in the local journal (unless `strict`).
+    #[default]
+    Through,
+    /// Once it is fsynced in the local journal; the stores are written in the background.
+    Back,
+}
+
+/// The local journal of writes that some cold store does not hold yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Directory of staged object bytes. Default "<data_dir>/journal".
+    pub dir: Option<PathBuf>,
+    /// Most bytes staged at once; beyond it writes get 503 SlowDown. Default "10GiB".
+    pub max_size: ByteSize,
+    /// Free space the journal leaves on its filesystem; below it writes get 503 SlowDown.
+    /// Default "1GiB".
+    pub min_free: ByteSize,
+    /// Longest wait for one step of a write to a cold store (open, a body piece, commit)
+    /// before the write falls back to the journal. Default "30s".
+    pub store_timeout: HumanDuration,
+    /// First retry delay of a failed background upload; it doubles per attempt, with
+    /// jitter. Default "1s".
+    pub retry_min: HumanDuration,
+    /// Longest retry delay. Default "5m".
+    pub retry_max: HumanDuration,
+    /// Background uploads run at once. Default 4.
+    pub uploads: usize,
+    /// Time between two scrubs that look for objects missing from a replica (only buckets
+    /// with several `stores`). "0s" turns the scrub off. Default "24h".
+    pub scrub_interval: HumanDuration,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_size: ByteSize(10 << 30),
+            min_free: ByteSize(1 << 30),
+            store_timeout: HumanDuration(Duration::from_secs(30)),
+            retry_min: HumanDuration(Duration::from_secs(1)),
+            retry_max: HumanDuration(Duration::from_secs(300)),
+            uploads: 4,
+            scrub_interval: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// When reads leave a cold store for the next replica.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    /// Longest wait for a store's first byte (or a stat or delete) before the call counts
+    /// as failed and a read moves to the next replica. Default "10s".
+    pub latency_budget: HumanDuration,
+    /// Failed calls in a row that mark a store down. Default 3.
+    pub failures: u32,
+    /// How long a store stays down before one probe call is let through. Default "5s".
+    pub cooldown: HumanDuration,
+    /// `Retry-After` sent with a 503 when no store can serve a read, in seconds. Default 5.
+    pub retry_after: u32,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        Self {
+            latency_budget: HumanDuration(Duration::from_secs(10)),
+            failures: 3,
+            cooldown: HumanDuration(Duration::from_secs(5)),
+            retry_after: 5,
+        }
+    }
+}
+
+impl BucketConfig {
+    /// Fills `stores` from `backend` (or `backend` from the first store).
+    pub(super) fn resolve_stores(&mut self) -> Result<(), String> {
+        match (self.backend.is_empty(), self.stores.is_empty()) {
+            (true, true) => Err("backend: give `backend` or `stores`".into()),
+            (false, true) => {
+                self.stores = vec![self.backend.clone()];
+                Ok(())
+            }
+            (true, false) => {
+                self.backend = self.stores[0].clone();
+                Ok(())
+            }
+            (false, false) if self.stores[0] == self.backend => Ok(()),
+            (false, false) => Err("stores: give `backend` or `stores`, not both".into()),
+        }
+    }
+
+    /// Checks the write settings against `stores`.
+    pub(super) fn validate_writes(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = self.stores.iter().find(|s| !seen.insert(s.as_str())) {
+            return Err(format!("stores: {dup:?} is named twice"));
+        }
+        if let Some(n) = self.min_durable
+            && (n == 0 || n > self.stores.len())
+        {
+            return Err(format!("min_durable: must be between 1 and {} (the number of stores)", self.stores.len()));
+        }
+        if self.strict && self.write_mode == WriteMode::Back {
+            return Err("strict: only applies to write_mode = \"through\"".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,228 @@
+//! The local journal: writes acknowledged before every cold store holds them.
+//!
+//! Owns the staging directory (one file per journaled version, fsynced before its catalog
+//! row and journal entries commit), its size accounting and free-space floor, the node id
+//! that marks this node's entries in a shared catalog, and the [`Uploader`] worker that
+//! drains entries to the stores with backoff. It must not speak any protocol, and must not
+//! decide when a write is acknowledged: that is the tier's (see
+//! `docs/design/journal.md`).
+
+mod staging;
+mod uploader;
+
+pub use staging::StagingFile;
+pub use uploader::Uploader;
+
+use crate::backend::WriteOptions;
+use crate::catalog::{Catalog, ObjectHeaders};
+use crate::config::{Config, WriteMode};
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+/// Where one bucket's objects go and when its writes are acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Replicas, in read order.
+    pub stores: Vec<String>,
+    /// Through or back.
+    pub mode: WriteMode,
+    /// Never acknowledge from the journal.
+    pub strict: bool,
+    /// Stores that must hold a through-mode write before it is acknowledged.
+    pub min_durable: usize,
+}
+
+/// Placements of the configured buckets; others use their catalog backend alone.
+#[derive(Debug, Clone, Default)]
+pub struct Placements {
+    map: HashMap<String, Placement>,
+}
+
+impl Placements {
+    /// The placements of `config`'s buckets.
+    pub fn from_config(config: &Config) -> Self {
+        let map = config
+            .buckets
+            .iter()
+            .map(|(name, b)| {
+                let p = Placement {
+                    stores: b.stores.clone(),
+                    mode: b.write_mode,
+                    strict: b.strict,
+                    min_durable: b.min_durable.unwrap_or(b.stores.len()),
+                };
+                (name.clone(), p)
+            })
+            .collect();
+        Self { map }
+    }
+
+    /// The placement of `bucket`, whose catalog row names `backend`.
+    pub fn of(&self, bucket: &str, backend: &str) -> Placement {
+        self.map.get(bucket).cloned().unwrap_or_else(|| Placement {
+            stores: vec![backend.to_owned()],
+            mode: WriteMode::Through,
+            strict: false,
+            min_durable: 1,
+        })
+    }
+
+    /// Buckets with more than one store (the scrub looks at these).
+    pub fn replicated(&self) -> impl Iterator<Item = (&str, &Placement)> {
+        self.map.iter().filter(|(_, p)| p.stores.len() > 1).map(|(n, p)| (n.as_str(), p))
+    }
+}
+
+/// Limits of the staging directory.
+#[derive(Debug, Clone)]
+pub struct JournalSettings {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Most bytes staged at once.
+    pub max_size: u64,
+    /// Free space to leave on the filesystem.
+    pub min_free: u64,
+}
+
+/// The staging directory of this node.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: JournalSettings,
+    node: String,
+    used: AtomicU64,
+}
+
+impl Journal {
+    /// Opens the directory: creates it and the node id, and counts the staged bytes.
+    /// Safe beside a running server (it changes nothing another process uses).
+    pub async fn open(settings: JournalSettings) -> Result<Journal> {
+        tokio::fs::create_dir_all(&settings.dir).await?;
+        let node = node_id(&settings.dir).await?;
+        let mut used = 0u64;
+        let mut dir = tokio::fs::read_dir(&settings.dir).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            if entry.file_name() != NODE_FILE {
+                used += entry.metadata().await.map(|m| m.len()).unwrap_or(0);
+            }
+        }
+        let inner = Inner { settings, node, used: AtomicU64::new(used) };
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// The replay at a server's start: removes staging files of writes that were never
+    /// journaled (no entry or row names them; a crash between the staging file and the
+    /// transaction leaves these) and returns entries left `uploading` by a stop to
+    /// `pending`, so the uploader applies them again. Only the server may call this.
+    pub async fn recover(&self, catalog: &Catalog) -> Result<()> {
+        let in_use = catalog.staging_in_use(self.node()).await?;
+        let mut dir = tokio::fs::read_dir(&self.inner.settings.dir).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == NODE_FILE || in_use.contains(&name) {
+                continue;
+            }
+            tracing::info!(file = %name, "removing a staging file no journaled write names");
+            let len = entry.metadata().await.map(|m| m.len()).unwrap_or(0);
+            if tokio::fs::remove_file(entry.path()).await.is_ok() {
+                self.release(len);
+            }
+        }
+        let back = catalog.journal_recover(self.node(), false).await?;
+        if back > 0 {
+            tracing::info!(entries = back, "journal entries interrupted by a stop are pending again");
+        }
+        Ok(())
+    }
+
+    /// This node's id (names its entries in the catalog).
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Bytes staged now.
+    pub fn used(&self) -> u64 {
+        self.inner.used.load(SeqCst)
+    }
+
+    /// The bound on staged bytes.
+    pub fn max_size(&self) -> u64 {
+        self.inner.settings.max_size
+    }
+
+    /// Starts a staging file for a new write.
+    pub async fn stage(&self) -> Result<StagingFile> {
+        StagingFile::create(self.clone()).await
+    }
+
+    /// The path of staged version `id`.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.inner.settings.dir.join(id)
+    }
+
+    /// Removes staged version `id` once nothing needs it.
+    pub async fn remove(&self, id: &str) {
+        let path = self.path(id);
+        if let Ok(m) = tokio::fs::metadata(&path).await
+            && tokio::fs::remove_file(&path).await.is_ok()
+        {
+            self.release(m.len());
+        }
+    }
+
+    /// Counts `n` more staged bytes, or refuses with `SlowDown` when the journal is full
+    /// or its filesystem is below the free-space floor.
+    fn reserve(&self, n: u64, check_disk: bool) -> Result<()> {
+        let s = &self.inner.settings;
+        let before = self.inner.used.fetch_add(n, SeqCst);
+        let full = before + n > s.max_size;
+        let low = check_disk && free_space(&s.dir).is_some_and(|free| free < s.min_free + n);
+        if full || low {
+            self.release(n);
+            let why = if full { "journal.max_size" } else { "journal.min_free" };
+            return Err(Error::new(ErrorKind::SlowDown, format!("the journal is full ({why}); retry later")));
+        }
+        Ok(())
+    }
+
+    fn release(&self, n: u64) {
+        let _ = self.inner.used.fetch_update(SeqCst, SeqCst, |u| Some(u.saturating_sub(n)));
+    }
+}
+
+const NODE_FILE: &str = "node-id";
+
+/// The node id kept in the journal directory (made once, at random).
+async fn node_id(dir: &Path) -> Result<String> {
+    let path = dir.join(NODE_FILE);
+    match tokio::fs::read_to_string(&path).await {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let id = format!("node-{}", hex::encode(rand::random::<[u8; 8]>()));
+            tokio::fs::write(&path, &id).await?;
+            Ok(id)
+        }
+    }
+}
+
+fn free_space(dir: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The native headers an object is written with.
+pub fn write_options(h: &ObjectHeaders, meta: &BTreeMap<String, String>) -> WriteOptions {
+    WriteOptions {
+        content_type: h.content_type.clone(),
+        cache_control: h.cache_control.clone(),
+        content_disposition: h.content_disposition.clone(),
+        content_encoding: h.content_encoding.clone(),
+        user_metadata: meta.clone(),
+    }
+}

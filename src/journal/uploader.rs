@@ -1,0 +1,240 @@
+//! The worker that drains the journal: each due entry is applied to its store, with
+//! exponential backoff and jitter on failure, and never dropped without a trace.
+//!
+//! Entries of one key and store run in order (the catalog hands out only the first
+//! unfinished one), so the last acknowledged write of a key is the last one every store
+//! sees. A put whose row has since moved to another version is skipped: a later entry for
+//! that key and store carries the newer state. A failure that no retry can fix (the
+//! staging file is gone and no replica holds the version) makes the entry `stuck`, shown
+//! by `strata replicate status` and the status page, and retried only on request.
+
+use super::{Journal, Placements, write_options};
+use crate::backend::{Backends, ByteStream};
+use crate::catalog::{Catalog, JournalEntry, JournalOp, ObjectRecord};
+use crate::error::{Error, ErrorKind, Result};
+use crate::worker::Worker;
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+
+/// Entries fetched per round.
+const BATCH: usize = 64;
+
+/// Drains this node's journal.
+pub struct Uploader {
+    journal: Journal,
+    catalog: Catalog,
+    backends: Backends,
+    placements: Placements,
+    /// First and longest retry delay.
+    pub retry: (Duration, Duration),
+    /// Entries applied at once.
+    pub uploads: usize,
+    gauges_at: Option<Instant>,
+}
+
+impl Uploader {
+    /// A drainer for `journal`.
+    pub fn new(journal: Journal, catalog: Catalog, backends: Backends, placements: Placements) -> Self {
+        let retry = (Duration::from_secs(1), Duration::from_secs(300));
+        Self { journal, catalog, backends, placements, retry, uploads: 4, gauges_at: None }
+    }
+
+    /// Applies every entry that is due now; returns how many were attempted.
+    pub async fn drain_once(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let batch = self.catalog.journal_ready(self.journal.node(), crate::tier::now_ms(), BATCH).await?;
+            if batch.is_empty() {
+                return Ok(total);
+            }
+            total += batch.len();
+            let n = batch.len();
+            futures::stream::iter(batch).for_each_concurrent(self.uploads, |e| self.apply(e)).await;
+            if n < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn apply(&self, e: JournalEntry) {
+        match self.catalog.journal_claim(e.seq).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "journal: cannot claim an entry");
+                return;
+            }
+        }
+        let outcome = self.run(&e).await;
+        let res = match outcome {
+            Ok(()) => self.finish(&e).await,
+            Err(err) => self.fail(&e, &err).await,
+        };
+        if let Err(err) = res {
+            // The entry stays `uploading` until the next start returns it to `pending`.
+            tracing::error!(seq = e.seq, error = %err, "journal: cannot record an entry's outcome");
+        }
+    }
+
+    async fn finish(&self, e: &JournalEntry) -> Result<()> {
+        ::metrics::counter!("strata_journal_uploads_total", "result" => "ok").increment(1);
+        if self.catalog.journal_done(e).await?
+            && let Some(s) = &e.staging
+        {
+            self.journal.remove(s).await;
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, e: &JournalEntry, err: &Error) -> Result<()> {
+        let stuck = err.kind() == ErrorKind::Internal && err.context().starts_with(STUCK);
+        let result = if stuck { "stuck" } else { "retry" };
+        ::metrics::counter!("strata_journal_uploads_total", "result" => result).increment(1);
+        tracing::warn!(seq = e.seq, bucket = %e.bucket, key = %e.key, store = %e.store, attempts = e.attempts + 1,
+            error = %err, "journal: applying an entry failed");
+        crate::telemetry::record_error("journal", &format!("{} {}/{}: {err}", e.store, e.bucket, e.key));
+        let next = crate::tier::now_ms() + backoff(self.retry, e.attempts);
+        self.catalog.journal_failed(e.seq, &err.to_string(), next, stuck).await
+    }
+
+    /// Applies one entry to its store.
+    async fn run(&self, e: &JournalEntry) -> Result<()> {
+        let b = self.catalog.get_bucket(&e.bucket).await?.ok_or_else(|| stuck("the bucket is gone"))?;
+        let path = format!("{}{}", b.prefix, e.key);
+        let store = self.backends.get(&e.store).ok_or_else(|| stuck("the store is no longer configured"))?;
+        if e.op == JournalOp::Delete {
+            return store.delete(&path).await;
+        }
+        let Some(row) = self.catalog.get_object(&e.bucket, &e.key).await? else { return Ok(()) };
+        let current = match &e.staging {
+            Some(s) => row.staging.as_deref() == Some(s.as_str()),
+            None => row.etag == e.etag,
+        };
+        if !current {
+            return Ok(());
+        }
+        let body = self.source(e, &row, &b.backend, &path).await?;
+        let mut w = store.writer(&path, &write_options(&row.headers, &row.user_meta)).await?;
+        match copy(body, w.as_mut()).await {
+            Ok(n) if n == row.size => w.commit().await,
+            Ok(n) => {
+                let _ = w.abort().await;
+                Err(Error::new(ErrorKind::Unavailable, format!("source gave {n} of {} bytes", row.size)))
+            }
+            Err(err) => {
+                let _ = w.abort().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The bytes of the version `row` names: the staging file, else a replica that holds it.
+    async fn source(&self, e: &JournalEntry, row: &ObjectRecord, backend: &str, path: &str) -> Result<ByteStream> {
+        if let Some(s) = &e.staging {
+            match tokio::fs::File::open(self.journal.path(s)).await {
+                Ok(f) => {
+                    return Ok(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20)
+                        .map(|r| r.map_err(Error::from))
+                        .boxed());
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    tracing::error!(file = %s, "journal: a staging file is missing; trying a replica");
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        let placement = self.placements.of(&e.bucket, backend);
+        let mut last = None;
+        for st in placement.stores.iter().filter(|s| **s != e.store && !row.behind.contains(s)) {
+            let Some(b) = self.backends.get(st) else { continue };
+            match b.read(path, None).await {
+                Ok(s) => return Ok(s),
+                Err(err) => last = Some(err),
+            }
+        }
+        match last {
+            Some(err) => Err(err),
+            None => Err(stuck("no staging file and no replica holds this version")),
+        }
+    }
+
+    async fn publish_gauges(&mut self) -> Result<()> {
+        if self.gauges_at.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+            return Ok(());
+        }
+        self.gauges_at = Some(Instant::now());
+        ::metrics::gauge!("strata_journal_bytes").set(self.journal.used() as f64);
+        let lag = self.catalog.journal_lag().await?;
+        let now = crate::tier::now_ms();
+        let mut entries = 0;
+        for name in self.backends.names() {
+            let l = lag.iter().find(|l| l.store == name);
+            entries += l.map_or(0, |l| l.entries);
+            let age = l.and_then(|l| l.oldest_ms).map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+            ::metrics::gauge!("strata_replication_pending", "backend" => name.to_owned())
+                .set(l.map_or(0, |l| l.entries) as f64);
+            ::metrics::gauge!("strata_replication_lag_seconds", "backend" => name.to_owned()).set(age);
+        }
+        ::metrics::gauge!("strata_journal_entries").set(entries as f64);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Uploader {
+    fn name(&self) -> &'static str {
+        "journal-uploader"
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.drain_once().await?;
+        self.publish_gauges().await
+    }
+}
+
+const STUCK: &str = "stuck: ";
+
+fn stuck(why: &str) -> Error {
+    Error::new(ErrorKind::Internal, format!("{STUCK}{why}"))
+}
+
+/// The delay before attempt `attempts + 1`: doubling from `min`, capped at `max`, with up
+/// to 50% jitter so entries that failed together do not retry together.
+fn backoff((min, max): (Duration, Duration), attempts: u32) -> i64 {
+    let base = min.saturating_mul(1u32 << attempts.min(20)).min(max);
+    let ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+    let jitter = rand::random::<u64>() % (u64::try_from(ms / 2).unwrap_or(0) + 1);
+    ms / 2 + i64::try_from(jitter).unwrap_or(0) + ms / 2 - ms / 4
+}
+
+async fn copy(mut body: ByteStream, w: &mut dyn crate::backend::ObjectWriter) -> Result<u64> {
+    let mut n = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        n += chunk.len() as u64;
+        w.write(chunk).await?;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let r = (Duration::from_millis(100), Duration::from_secs(1));
+        for _ in 0..100 {
+            let first = backoff(r, 0);
+            assert!((75..=150).contains(&first), "{first}");
+            let later = backoff(r, 3);
+            assert!((600..=1250).contains(&later), "{later}");
+            let capped = backoff(r, 30);
+            assert!((750..=1500).contains(&capped), "{capped}");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Where a read's bytes come from: the staging file while a version is journaled, else the
+//! first store that holds the version and answers within its budget.
+//!
+//! Stores listed in a row's `behind` are skipped (they hold an older version or none).
+//! Stores whose circuit breaker is open are tried last, and fail at once. A store that
+//! errors or misses its latency budget hands the read to the next one within the same
+//! request, so the client sees an error only when no replica can serve.
+
+use super::Tier;
+use crate::backend::ByteStream;
+use crate::catalog::{BucketRecord, ObjectRecord};
+use crate::error::{Error, ErrorKind, Result};
+use futures::StreamExt;
+use std::ops::Range;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+impl Tier {
+    /// Streams `range` of `rec` from the first replica that can serve it.
+    pub(super) async fn read_replicas(
+        &self,
+        b: &BucketRecord,
+        rec: &ObjectRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        let path = super::keys::store_path(&b.prefix, &rec.key);
+        let place = self.placement(b);
+        let backends = &self.inner.backends;
+        let mut order: Vec<&String> = place.stores.iter().filter(|s| !rec.behind.contains(s)).collect();
+        // Healthy stores first; a down one is still tried last (its breaker may let a
+        // probe through).
+        order.sort_by_key(|s| !backends.is_up(s));
+        let mut last = None;
+        for (i, store) in order.iter().enumerate() {
+            match self.backend(store)?.read(&path, range.clone()).await {
+                Ok(s) => {
+                    if i > 0 {
+                        ::metrics::counter!("strata_failover_reads_total", "backend" => (*store).clone()).increment(1);
+                    }
+                    return Ok(s);
+                }
+                Err(e) => {
+                    tracing::debug!(store = %store, error = %e, "read failed; trying the next replica");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(match last {
+            Some(e) if e.kind() == ErrorKind::NotFound && order.len() == 1 => e,
+            Some(e) => Error::new(ErrorKind::Unavailable, format!("no store can serve this object now: {e}")),
+            None => Error::new(ErrorKind::Unavailable, "no store holds this version yet and its staging file is gone"),
+        })
+    }
+
+    /// Streams `range` of the staged version `id`; `NotFound` once the file is gone (every
+    /// store holds the version by then: read the row again).
+    pub(super) async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let mut f = match tokio::fs::File::open(self.inner.journal.path(id)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let reader = match range {
+            Some(r) => {
+                f.seek(std::io::SeekFrom::Start(r.start)).await?;
+                f.take(r.end - r.start)
+            }
+            None => f.take(u64::MAX),
+        };
+        Ok(tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10).map(|r| r.map_err(Error::from)).boxed())
+    }
+}

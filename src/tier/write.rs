@@ -1,0 +1,281 @@
+//! The write path: every PUT, copy, multipart completion and DELETE is journaled before it
+//! touches a store, then applied to the stores directly (through mode) or left to the
+//! uploader (back mode, or a store that failed).
+//!
+//! The sequence of a put (see `docs/design/journal.md`):
+//! 1. the body streams into a staging file and, in through mode, into a writer per store;
+//! 2. under the key's write lock: the staging file is fsynced, then the row (naming the
+//!    staging file, every store `behind`) and one journal entry per store commit in one
+//!    transaction. From here the write survives a crash;
+//! 3. the direct writers commit; each success ends its entry and takes its store off
+//!    `behind`. A store with older entries for this key does not get a direct write: its
+//!    entry queues behind them, so every store sees the key's writes in order.
+//! 4. the acknowledgement: through mode once `min_durable` stores hold it, else (not
+//!    strict) from the journal; back mode after step 2.
+
+use super::{Tier, keys, validate_key};
+use crate::backend::{ObjectWriter, WriteOptions};
+use crate::catalog::{EntryState, JournalOp, NewEntry, ObjectRecord};
+use crate::config::WriteMode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{Placement, StagingFile};
+use bytes::Bytes;
+
+/// A write in progress: its staging file and the direct writers still alive.
+pub(super) struct Staged {
+    file: StagingFile,
+    writers: Vec<(String, Box<dyn ObjectWriter>)>,
+}
+
+#[async_trait::async_trait]
+impl ObjectWriter for Staged {
+    /// Appends to the staging file (whose errors fail the write) and to every live store
+    /// writer (a store that fails here is dropped and gets the write from the journal).
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.file.write(&chunk).await?;
+        let mut i = 0;
+        while i < self.writers.len() {
+            match self.writers[i].1.write(chunk.clone()).await {
+                Ok(()) => i += 1,
+                Err(e) => {
+                    let (store, w) = self.writers.remove(i);
+                    tracing::warn!(store, error = %e, "a store failed during a write; it will get it from the journal");
+                    let _ = w.abort().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        Err(Error::new(ErrorKind::Internal, "a staged write is committed through Tier::commit_write"))
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        for (_, w) in self.writers {
+            let _ = w.abort().await;
+        }
+        Ok(())
+    }
+}
+
+impl Tier {
+    /// Refuses writes while the server is read-only.
+    pub(super) fn writable(&self) -> Result<()> {
+        if self.is_read_only() {
+            return Err(Error::new(ErrorKind::Unavailable, "the server is read-only for maintenance"));
+        }
+        Ok(())
+    }
+
+    /// Starts a write of `bucket`/`key`: a staging file, plus a writer per store in
+    /// through mode (a store that cannot start one is left to the journal).
+    pub(super) async fn begin_write(&self, place: &Placement, path: &str, opts: &WriteOptions) -> Result<Staged> {
+        let file = self.inner.journal.stage().await?;
+        let mut writers = Vec::new();
+        if place.mode == WriteMode::Through {
+            let opened = futures::future::join_all(place.stores.iter().map(|s| async move {
+                let b = self.backend(s)?;
+                b.writer(path, opts).await.map(|w| (s.clone(), w))
+            }))
+            .await;
+            for (store, w) in place.stores.iter().zip(opened) {
+                match w {
+                    Ok(w) => writers.push(w),
+                    Err(e) => tracing::warn!(store, error = %e, "cannot start a write; it will come from the journal"),
+                }
+            }
+        }
+        Ok(Staged { file, writers })
+    }
+
+    /// Journals `rec` (steps 2 to 4 above) and returns it as acknowledged. With `upload`,
+    /// that multipart upload is removed in the same transaction.
+    pub(super) async fn commit_write(
+        &self,
+        staged: Staged,
+        mut rec: ObjectRecord,
+        place: &Placement,
+        upload: Option<&str>,
+    ) -> Result<ObjectRecord> {
+        let Staged { file, writers } = staged;
+        let guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
+        let queued = self.inner.catalog.journal_stores(&rec.bucket, &rec.key).await;
+        let (queued, id) = match queued {
+            Ok(q) => (q, file.persist().await),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        let id = match id {
+            Ok(id) => id,
+            Err(e) => return Err(abort_all(writers, e).await),
+        };
+        let (direct, late): (Vec<_>, Vec<_>) = writers.into_iter().partition(|(s, _)| !queued.contains(s));
+        for (_, w) in late {
+            let _ = w.abort().await;
+        }
+        let entries: Vec<NewEntry> = place
+            .stores
+            .iter()
+            .map(|s| NewEntry {
+                store: s.clone(),
+                op: JournalOp::Put,
+                etag: rec.etag.clone(),
+                size: rec.size,
+                staging: Some(id.clone()),
+                state: if direct.iter().any(|(d, _)| d == s) { EntryState::Uploading } else { EntryState::Pending },
+            })
+            .collect();
+        rec.staging = Some(id.clone());
+        rec.behind = place.stores.clone();
+        rec.backend = place.stores[0].clone();
+        let node = self.inner.journal.node().to_owned();
+        let seqs = match self.inner.catalog.put_object_journaled(&rec, &node, &entries, upload).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.journal.remove(&id).await;
+                return Err(abort_all(direct, e).await);
+            }
+        };
+        self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec));
+        drop(guard);
+        let commits = direct.into_iter().map(|(s, w)| async move { (s, w.commit().await) });
+        let results = futures::future::join_all(commits).await;
+        let mut durable = 0;
+        for (store, r) in results {
+            let i = place.stores.iter().position(|s| *s == store).unwrap_or(0);
+            let entry = self.entry_of(&rec, &entries[i], seqs[i], &node);
+            if self.settle_direct(entry, r).await {
+                durable += 1;
+                rec.behind.retain(|s| *s != store);
+            }
+        }
+        if rec.behind.is_empty() {
+            rec.staging = None;
+        }
+        self.acknowledge(place, durable, "put")?;
+        Ok(rec)
+    }
+
+    /// Through mode: whether enough stores hold the write, else the journal's answer.
+    fn acknowledge(&self, place: &Placement, durable: usize, op: &'static str) -> Result<()> {
+        let ack = if place.mode == WriteMode::Back {
+            "journal"
+        } else if durable >= place.min_durable {
+            "stores"
+        } else if place.strict {
+            "refused"
+        } else {
+            "journal"
+        };
+        ::metrics::counter!("strata_writes_total", "op" => op, "ack" => ack).increment(1);
+        if ack == "refused" {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("only {durable} of {} required stores took the write (strict)", place.min_durable),
+            ));
+        }
+        Ok(())
+    }
+
+    fn entry_of(&self, rec: &ObjectRecord, e: &NewEntry, seq: i64, node: &str) -> crate::catalog::JournalEntry {
+        crate::catalog::JournalEntry {
+            seq,
+            node: node.to_owned(),
+            bucket: rec.bucket.clone(),
+            key: rec.key.clone(),
+            store: e.store.clone(),
+            op: e.op,
+            etag: e.etag.clone(),
+            size: e.size,
+            staging: e.staging.clone(),
+            state: e.state,
+            attempts: 0,
+            last_error: None,
+            next_ms: 0,
+            created_ms: 0,
+        }
+    }
+
+    /// Records the outcome of a direct store call for its entry; returns whether the store
+    /// now holds the write.
+    async fn settle_direct(&self, entry: crate::catalog::JournalEntry, r: Result<()>) -> bool {
+        let c = &self.inner.catalog;
+        match r {
+            Ok(()) => match c.journal_done(&entry).await {
+                Ok(free) => {
+                    if free && let Some(s) = &entry.staging {
+                        self.inner.journal.remove(s).await;
+                    }
+                    true
+                }
+                Err(e) => {
+                    // The store holds it; the entry runs again later (idempotent).
+                    tracing::warn!(error = %e, "cannot close a journal entry after a direct write");
+                    let _ = c.journal_failed(entry.seq, &e.to_string(), super::now_ms(), false).await;
+                    true
+                }
+            },
+            Err(e) => {
+                tracing::warn!(store = %entry.store, error = %e, "a direct write failed; the journal will retry it");
+                let _ = c.journal_failed(entry.seq, &e.to_string(), super::now_ms() + 1000, false).await;
+                false
+            }
+        }
+    }
+
+    /// Deletes an object. Idempotent: deleting a missing key succeeds.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
+        let b = self.bucket(bucket).await?;
+        if validate_key(key).is_err() {
+            // No such key can exist, so there is nothing to delete.
+            return Ok(());
+        }
+        self.writable()?;
+        let place = self.placement(&b);
+        let path = keys::store_path(&b.prefix, key);
+        let guard = self.inner.locks.write(bucket, key).await;
+        let c = &self.inner.catalog;
+        let queued = c.journal_stores(bucket, key).await?;
+        if queued.is_empty() && c.get_object(bucket, key).await?.is_none() {
+            // Nothing acknowledged to undo; clear stray bytes where the stores answer.
+            drop(guard);
+            for s in &place.stores {
+                let _ = self.backend(s)?.delete(&path).await;
+            }
+            return Ok(());
+        }
+        let direct = |s: &String| place.mode == WriteMode::Through && !queued.contains(s);
+        let entries: Vec<NewEntry> = place
+            .stores
+            .iter()
+            .map(|s| NewEntry {
+                store: s.clone(),
+                op: JournalOp::Delete,
+                etag: String::new(),
+                size: 0,
+                staging: None,
+                state: if direct(s) { EntryState::Uploading } else { EntryState::Pending },
+            })
+            .collect();
+        let node = self.inner.journal.node().to_owned();
+        let (_, seqs) = c.delete_object_journaled(bucket, key, &node, &entries).await?;
+        self.invalidate_hot(bucket, key, None);
+        drop(guard);
+        let gone = ObjectRecord { bucket: bucket.to_owned(), key: key.to_owned(), ..Default::default() };
+        let mut durable = 0;
+        for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.state == EntryState::Uploading) {
+            let r = self.backend(&e.store)?.delete(&path).await;
+            if self.settle_direct(self.entry_of(&gone, e, seqs[i], &node), r).await {
+                durable += 1;
+            }
+        }
+        self.acknowledge(&place, durable, "delete")
+    }
+}
+
+async fn abort_all(writers: Vec<(String, Box<dyn ObjectWriter>)>, e: Error) -> Error {
+    for (_, w) in writers {
+        let _ = w.abort().await;
+    }
+    e
+}
