@@ -82,12 +82,42 @@ pub struct Snapshot {
     pub backends: Vec<BackendView>,
     /// The hot tier, when enabled.
     pub hot: Option<HotView>,
-    /// Journal backlog: not built yet (issue 4), always `None`.
-    pub journal: Option<u64>,
+    /// The journal's backlog and each store's replication lag (after the first probe).
+    pub journal: Option<JournalView>,
     /// Recent errors, newest first.
     pub recent_errors: Vec<crate::telemetry::ErrorEntry>,
     /// Most-missed objects in the miss log's tail.
     pub top_missed: Vec<Missed>,
+}
+
+/// The journal as the status page shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct JournalView {
+    /// Writes are refused (maintenance).
+    pub read_only: bool,
+    /// Bytes in staging files.
+    pub staged_bytes: u64,
+    /// `journal.max_size`.
+    pub max_size: u64,
+    /// Every store's backlog.
+    pub stores: Vec<StoreView>,
+}
+
+/// One store's backlog.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct StoreView {
+    /// Store name.
+    pub store: String,
+    /// Writes it does not hold yet.
+    pub entries: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Entries that failed permanently.
+    pub stuck: u64,
+    /// Age of the oldest, in seconds: the replication lag.
+    pub lag_s: f64,
+    /// The latest failure.
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -108,6 +138,7 @@ struct State {
     backends: BTreeMap<String, Series>,
     hit_ratio: VecDeque<f64>,
     prev_hot: (u64, u64),
+    journal: Option<JournalView>,
 }
 
 /// Shared between the worker and the handlers.
@@ -178,7 +209,7 @@ impl Health {
             },
             backends,
             hot,
-            journal: None,
+            journal: st.journal.clone(),
             recent_errors: crate::telemetry::recent_errors(),
             top_missed,
         }
@@ -238,6 +269,27 @@ impl HealthWorker {
     }
 }
 
+impl HealthWorker {
+    async fn journal(&self) -> Option<JournalView> {
+        let t = &self.tier;
+        let lag = crate::replication::lag(t.catalog(), t.backends().names().map(str::to_owned)).await.ok()?;
+        let now = crate::tier::now_ms();
+        let stores = lag
+            .into_iter()
+            .map(|l| StoreView {
+                lag_s: l.oldest_ms.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+                store: l.store,
+                entries: l.entries,
+                bytes: l.bytes,
+                stuck: l.stuck,
+                last_error: l.last_error,
+            })
+            .collect();
+        let j = t.journal();
+        Some(JournalView { read_only: t.is_read_only(), staged_bytes: j.used(), max_size: j.max_size(), stores })
+    }
+}
+
 #[async_trait::async_trait]
 impl Worker for HealthWorker {
     fn name(&self) -> &'static str {
@@ -262,10 +314,12 @@ impl Worker for HealthWorker {
         for n in &names {
             probes.push((n.clone(), self.probe(n).await));
         }
+        let journal = self.journal().await;
         let dt = self.last.elapsed().as_secs_f64().max(0.001);
         self.last = Instant::now();
         let mut st = self.health.lock();
         st.catalog = Some(catalog);
+        st.journal = journal;
         for (name, (res, ms)) in probes {
             let totals = self.tier.backends().stats(&name).map_or((0, 0, 0, 0), |s| {
                 (

@@ -94,9 +94,21 @@ pub fn register(backends: &[String]) {
         "strata_hot_evictions_total",
         "strata_hot_evicted_bytes_total",
         "strata_migrated_objects_total",
+        "strata_scrub_repairs_total",
     ] {
         ::metrics::counter!(c).increment(0);
     }
+    for result in ["ok", "retry", "stuck"] {
+        ::metrics::counter!("strata_journal_uploads_total", "result" => result).increment(0);
+    }
+    for op in ["put", "delete"] {
+        for ack in ["stores", "journal", "refused"] {
+            ::metrics::counter!("strata_writes_total", "op" => op, "ack" => ack).increment(0);
+        }
+    }
+    ::metrics::gauge!("strata_journal_bytes").set(0.0);
+    ::metrics::gauge!("strata_journal_entries").set(0.0);
+    ::metrics::gauge!("strata_read_only").set(0.0);
     for reason in ["absent", "corrupt", "no-space"] {
         ::metrics::counter!("strata_hot_misses_total", "reason" => reason).increment(0);
     }
@@ -110,6 +122,9 @@ pub fn register(backends: &[String]) {
         }
         ::metrics::counter!("strata_backend_read_bytes_total", "backend" => b.clone()).increment(0);
         ::metrics::counter!("strata_backend_write_bytes_total", "backend" => b.clone()).increment(0);
+        ::metrics::counter!("strata_failover_reads_total", "backend" => b.clone()).increment(0);
+        ::metrics::gauge!("strata_replication_pending", "backend" => b.clone()).set(0.0);
+        ::metrics::gauge!("strata_replication_lag_seconds", "backend" => b.clone()).set(0.0);
     }
 }
 

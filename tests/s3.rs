@@ -5,6 +5,7 @@
 
 mod harness;
 mod hot;
+mod journal;
 mod limits;
 mod status;
 mod transfer;

@@ -15,6 +15,8 @@
 //! | POST   | /_strata/cache/pin       | bucket, prefix    | `{"pinned":true}`       |
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
+//!
+//! The journal, replication and read-only routes are in `api::replication`.
 
 use super::status;
 use crate::config::Credentials;
@@ -108,6 +110,10 @@ impl Admin {
             _ => {}
         }
         let q = query(req.uri().query().unwrap_or(""));
+        if super::replication::owns(&path) {
+            let (status, body) = super::replication::handle(&self.tier, req.method(), &path, &q).await;
+            return json_reply(status, &body);
+        }
         let arg = |k: &str| q.get(k).cloned().unwrap_or_default();
         let Some(hot) = self.tier.hot() else {
             return error(StatusCode::CONFLICT, "the hot tier is disabled (hot.enabled = false)");

@@ -2,5 +2,6 @@
 //! the admin endpoints (issue 7) will sit beside it.
 
 pub mod admin;
+pub mod replication;
 pub mod s3;
 pub mod status;

@@ -162,7 +162,7 @@ fn render(s: &Snapshot) -> String {
         }
         None => h.push_str("<p>disabled (<code>hot.enabled = false</code>)</p>"),
     }
-    h.push_str("<h2>Journal and replication</h2><p id=\"journal\">Not built yet: writes go straight to the cold store, so there is no backlog and no replica lag.</p>");
+    journal_section(&mut h, s.journal.as_ref());
     h.push_str("<h2>Most missed</h2><table id=\"missed\"><tr><th>bucket</th><th>key</th><th>misses</th></tr>");
     for m in &s.top_missed {
         let _ =
@@ -207,4 +207,34 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 << 20), "3.0 MiB");
     }
+}
+
+/// The journal's backlog and each store's replication lag.
+fn journal_section(h: &mut String, j: Option<&crate::health::JournalView>) {
+    h.push_str("<h2>Journal and replication</h2>");
+    let Some(j) = j else {
+        h.push_str("<p id=\"journal\">not sampled yet</p>");
+        return;
+    };
+    let mode = if j.read_only { " <strong>read-only</strong>" } else { "" };
+    let _ = write!(
+        h,
+        "<p id=\"journal\">staged <span class=\"num\">{} of {}</span>{mode}</p>\
+         <table id=\"replication\"><tr><th>store</th><th>pending</th><th>bytes</th><th>stuck</th><th>lag</th><th>last error</th></tr>",
+        bytes(j.staged_bytes),
+        bytes(j.max_size)
+    );
+    for st in &j.stores {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s</td><td>{}</td></tr>",
+            esc(&st.store),
+            st.entries,
+            bytes(st.bytes),
+            st.stuck,
+            st.lag_s,
+            esc(st.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    h.push_str("</table>");
 }

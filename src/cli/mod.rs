@@ -1,9 +1,11 @@
-//! The command line: `strata serve`, `strata import`, `strata cache …` and `strata status`.
+//! The command line: `strata serve`, `strata import`, `strata cache …`, `strata status`,
+//! `strata replicate …` and the bulk transfers.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
 
 mod cache;
+mod replicate;
 mod status;
 mod transfer;
 
@@ -41,8 +43,11 @@ enum Command {
     /// Inspect and control the hot tier, or simulate eviction policies.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
-    /// Print a running server's health: stores, hot tier, misses, recent errors.
+    /// Print a running server's health: stores, hot tier, journal, misses, recent errors.
     Status(cache::Target),
+    /// The journal's backlog per store (replication lag), and retrying stuck entries.
+    #[command(subcommand)]
+    Replicate(replicate::ReplicateCommand),
     /// Copy objects that are missing or changed from SRC to DST (resumable).
     Copy(transfer::TransferArgs),
     /// Copy, then delete objects in DST that SRC does not have.
@@ -77,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
+        Command::Replicate(cmd) => replicate::run(cmd).await,
         Command::Copy(a) => transfer::run(crate::transfer::Mode::Copy, a).await,
         Command::Sync(a) => transfer::run(crate::transfer::Mode::Sync, a).await,
         Command::Move(a) => transfer::run(crate::transfer::Mode::Move, a).await,

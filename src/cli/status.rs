@@ -48,7 +48,24 @@ pub fn summary(base: &str, s: &Snapshot) -> String {
         }
         None => out += "hot tier: disabled\n",
     }
-    out += "journal: not built yet (no backlog, no replica lag)\n";
+    match &s.journal {
+        Some(j) => {
+            let ro = if j.read_only { ", READ-ONLY" } else { "" };
+            out += &format!("journal: {} of {} staged{ro}\n", mib(j.staged_bytes), mib(j.max_size));
+            for st in &j.stores {
+                out += &format!(
+                    "  {:<12} pending {:>6}  {:>10}  stuck {:>3}  lag {:>7.1} s{}\n",
+                    st.store,
+                    st.entries,
+                    mib(st.bytes),
+                    st.stuck,
+                    st.lag_s,
+                    st.last_error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+                );
+            }
+        }
+        None => out += "journal: not sampled yet\n",
+    }
     if !s.top_missed.is_empty() {
         out += "most missed:\n";
         for m in &s.top_missed {

@@ -48,11 +48,9 @@ impl Uploader {
                 return Ok(total);
             }
             total += batch.len();
-            let n = batch.len();
+            // Finishing an entry makes the next one of its key and store ready, so go on
+            // until nothing is due; failed entries wait for their backoff, so this ends.
             futures::stream::iter(batch).for_each_concurrent(self.uploads, |e| self.apply(e)).await;
-            if n < BATCH {
-                return Ok(total);
-            }
         }
     }
 
@@ -206,9 +204,10 @@ fn stuck(why: &str) -> Error {
 /// to 50% jitter so entries that failed together do not retry together.
 fn backoff((min, max): (Duration, Duration), attempts: u32) -> i64 {
     let base = min.saturating_mul(1u32 << attempts.min(20)).min(max);
-    let ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+    let ms = i64::try_from(base.as_millis()).unwrap_or(i64::MAX / 2);
+    // 75% to 125% of the base.
     let jitter = rand::random::<u64>() % (u64::try_from(ms / 2).unwrap_or(0) + 1);
-    ms / 2 + i64::try_from(jitter).unwrap_or(0) + ms / 2 - ms / 4
+    ms * 3 / 4 + i64::try_from(jitter).unwrap_or(0)
 }
 
 async fn copy(mut body: ByteStream, w: &mut dyn crate::backend::ObjectWriter) -> Result<u64> {

@@ -244,6 +244,7 @@ impl Tier {
     /// Turns the read-only switch on or off.
     pub fn set_read_only(&self, on: bool) {
         self.inner.read_only.store(on, std::sync::atomic::Ordering::SeqCst);
+        ::metrics::gauge!("strata_read_only").set(if on { 1.0 } else { 0.0 });
         tracing::info!(read_only = on, "read-only switch");
     }
 

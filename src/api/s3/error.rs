@@ -2,6 +2,15 @@
 
 use crate::error::{Error, ErrorKind};
 use s3s::{S3Error, S3ErrorCode};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// Seconds sent in `Retry-After` with a 503 (`failover.retry_after`).
+static RETRY_AFTER: AtomicU32 = AtomicU32::new(5);
+
+/// Sets the `Retry-After` of 503 answers (called once at start).
+pub fn set_retry_after(secs: u32) {
+    RETRY_AFTER.store(secs, Relaxed);
+}
 
 /// Maps a strata error to the S3 error a client expects. Internal details are logged, not
 /// sent: the client sees the code and a short message.
@@ -39,7 +48,14 @@ pub fn to_s3(e: Error) -> S3Error {
     }
     let message =
         if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
-    S3Error::with_message(code, message)
+    let mut err = S3Error::with_message(code, message);
+    if matches!(e.kind(), K::Unavailable | K::SlowDown) {
+        // A client that honours it backs off instead of hammering a store that is down.
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(RETRY_AFTER.load(Relaxed)));
+        err.set_headers(h);
+    }
+    err
 }
 
 /// Shorthand for `map_err(to_s3)`.
@@ -75,6 +91,8 @@ mod tests {
             let e = to_s3(Error::new(kind, "x"));
             assert_eq!(e.code().as_str(), code);
             assert_eq!(e.code().status_code().map(|s| s.as_u16()), Some(status), "{code}");
+            let retry = e.headers().and_then(|h| h.get("retry-after")).is_some();
+            assert_eq!(retry, status == 503, "{code}: Retry-After goes with 503 only");
         }
     }
 

@@ -1,0 +1,65 @@
+//! `strata replicate status|retry`: the journal's backlog per store, read straight from
+//! the catalog (so it works while the server is down), and a retry of stuck entries.
+
+use super::{Common, load};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReplicateCommand {
+    /// Show each store's backlog and lag, and any stuck entries.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Return stuck entries to the queue (the server retries them).
+    Retry {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub(crate) async fn run(cmd: ReplicateCommand) -> anyhow::Result<()> {
+    match cmd {
+        ReplicateCommand::Status { common, json } => status(&common, json).await,
+        ReplicateCommand::Retry { common } => {
+            let cfg = load(&common, None)?;
+            let tier = crate::server::open_tier(&cfg).await?;
+            let n = tier.catalog().journal_recover(tier.journal().node(), true).await?;
+            tier.catalog().close().await;
+            println!("{{\"retried\":{n}}}");
+            Ok(())
+        }
+    }
+}
+
+async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
+    let cfg = load(common, None)?;
+    let tier = crate::server::open_tier(&cfg).await?;
+    let v = crate::api::replication::journal(&tier).await?;
+    tier.catalog().close().await;
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    let now = crate::tier::now_ms();
+    println!("{:<14} {:>9} {:>12} {:>6} {:>10}  last error", "store", "pending", "bytes", "stuck", "lag");
+    for s in v["stores"].as_array().into_iter().flatten() {
+        let lag = s["oldest_ms"].as_i64().map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+        println!(
+            "{:<14} {:>9} {:>12} {:>6} {:>9.1}s  {}",
+            s["store"].as_str().unwrap_or("?"),
+            s["entries"],
+            indicatif::HumanBytes(s["bytes"].as_u64().unwrap_or(0)).to_string(),
+            s["stuck"],
+            lag,
+            s["last_error"].as_str().unwrap_or("")
+        );
+    }
+    for e in v["stuck"].as_array().into_iter().flatten() {
+        println!("stuck: {}/{} -> {}: {}", e["bucket"], e["key"], e["store"], e["last_error"]);
+    }
+    Ok(())
+}

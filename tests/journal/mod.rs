@@ -1,0 +1,209 @@
+//! Issue 4: the journal, replication and failover, with a switch that turns a store off.
+//!
+//! Every test checks the acknowledged state against the stores themselves after the
+//! journal drains: the bytes of every acknowledged PUT, and the absence of every
+//! acknowledged DELETE.
+
+mod crash;
+mod outage;
+mod switch;
+
+use crate::harness::{Cold, Harness, Opts, code, status};
+use aws_sdk_s3::primitives::ByteStream;
+use std::sync::Arc;
+use std::time::Duration;
+use switch::Power;
+
+/// Fast retries and a short breaker, so outages in tests last seconds.
+const FAST: &str = "[journal]\nretry_min = \"50ms\"\nretry_max = \"300ms\"\nstore_timeout = \"2s\"\n\
+                    [failover]\nlatency_budget = \"500ms\"\ncooldown = \"200ms\"\nretry_after = 7\n";
+
+fn default_store(cold: Cold) -> &'static str {
+    if cold == Cold::Garage { "garage" } else { "local" }
+}
+
+async fn start(cold: Cold, toml: &str, power: &Arc<Power>) -> Harness {
+    let opts = Opts { toml: format!("{FAST}{toml}"), wrap: Some(switch::wrap(power.clone())) };
+    Harness::start_opts(cold, opts).await
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_fs { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(crate::harness::Cold::Fs).await })* }
+        mod on_garage { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(crate::harness::Cold::Garage).await })* }
+    };
+}
+
+both!(outage_is_journaled_then_drained_in_order, replicas_fail_over_and_repair);
+
+/// Issue 4, outage and ordering: with the only store off, writes are acknowledged from the
+/// journal and read back at once; hot and pending objects are served, others get 503 with
+/// Retry-After; PUT, DELETE, PUT of one key ends as the last PUT in the store.
+async fn outage_is_journaled_then_drained_in_order(cold: Cold) {
+    let power = Arc::new(Power::default());
+    let h = start(cold, "", &power).await;
+    h.bucket("jou").await;
+    h.put("jou", "old", b"written before the outage").await;
+    h.put("jou", "gone", b"deleted during the outage").await;
+    h.put("jou", "hot", b"read before the outage").await;
+    assert_eq!(h.get("jou", "hot").await, b"read before the outage");
+    h.drained().await;
+
+    power.set_down(true);
+    for i in 0..20 {
+        h.put("jou", &format!("new/{i}"), format!("outage write {i}").as_bytes()).await;
+    }
+    h.client.delete_object().bucket("jou").key("gone").send().await.unwrap();
+    h.put("jou", "ord", b"first").await;
+    h.client.delete_object().bucket("jou").key("ord").send().await.unwrap();
+    h.put("jou", "ord", b"last").await;
+
+    // Reads of what the outage journaled, and of the hot copy, still work.
+    assert_eq!(h.get("jou", "new/7").await, b"outage write 7");
+    assert_eq!(h.get("jou", "ord").await, b"last");
+    assert_eq!(h.get("jou", "hot").await, b"read before the outage");
+    let keys = h.keys("jou").await;
+    assert!(keys.contains(&"new/19".to_owned()) && !keys.contains(&"gone".to_owned()), "{keys:?}");
+    // An object only the store holds cannot be served: 503 with Retry-After.
+    let err = h.client.get_object().bucket("jou").key("old").send().await.expect_err("the store is off");
+    let raw = err.raw_response().expect("an HTTP answer");
+    assert_eq!(raw.status().as_u16(), 503);
+    assert_eq!(raw.headers().get("retry-after"), Some("7"));
+    let lag = h.tier().catalog().journal_lag().await.unwrap();
+    assert!(lag.iter().map(|l| l.entries).sum::<u64>() >= 23, "{lag:?}");
+    assert!(default_store(cold) == lag[0].store);
+
+    power.set_down(false);
+    h.drained().await;
+    for i in 0..20 {
+        assert_eq!(h.cold_read("jou", &format!("new/{i}")).await, format!("outage write {i}").as_bytes());
+    }
+    assert_eq!(h.cold_read("jou", "ord").await, b"last");
+    assert_eq!(h.cold_read_opt("jou", "gone").await, None, "the acknowledged DELETE reached the store");
+    assert_eq!(h.get("jou", "old").await, b"written before the outage");
+    assert_staging_empty(&h);
+}
+
+/// Issue 4, failover and repair: two stores, the first turned off (then hung): reads move
+/// to the second within the request, writes are acknowledged, the first catches up from the
+/// journal, and after it loses everything the scrub and the uploader bring it back to full.
+async fn replicas_fail_over_and_repair(cold: Cold) {
+    let power = Arc::new(Power::default());
+    let second = tempfile::tempdir().unwrap();
+    let first = default_store(cold);
+    let toml = format!(
+        "[backends.disk2]\ntype = \"fs\"\nroot = \"{}\"\n[buckets.rep]\nstores = [\"{first}\", \"disk2\"]\nhot = false\n",
+        second.path().display()
+    );
+    let h = start(cold, &toml, &power).await;
+    for i in 0..10 {
+        h.put("rep", &format!("k{i}"), format!("replicated {i}").as_bytes()).await;
+    }
+    h.drained().await;
+    let in_second = |k: &str| std::fs::read(second.path().join("rep").join(k)).ok();
+    assert_eq!(in_second("k3").as_deref(), Some(&b"replicated 3"[..]));
+
+    power.set_down(true);
+    for i in 0..10 {
+        assert_eq!(h.get("rep", &format!("k{i}")).await, format!("replicated {i}").as_bytes());
+    }
+    power.set_down(false);
+    power.set_hang(true);
+    // A store that never answers costs one latency budget, then reads move on.
+    assert_eq!(h.get("rep", "k4").await, b"replicated 4");
+    h.put("rep", "during", b"written while the first store hangs").await;
+    assert_eq!(h.get("rep", "during").await, b"written while the first store hangs");
+    power.set_hang(false);
+    h.drained().await;
+    assert_eq!(h.cold_read("rep", "during").await, b"written while the first store hangs");
+    assert_eq!(in_second("during").as_deref(), Some(&b"written while the first store hangs"[..]));
+
+    // The second store loses everything; a scrub finds it and the journal refills it.
+    std::fs::remove_dir_all(second.path().join("rep")).unwrap();
+    let report = strata::server::scrub(h.tier(), Duration::ZERO).run().await.unwrap();
+    assert_eq!(report.queued, 11, "{report:?}");
+    h.drained().await;
+    for i in 0..10 {
+        assert_eq!(in_second(&format!("k{i}")), Some(format!("replicated {i}").into_bytes()));
+    }
+    let again = strata::server::scrub(h.tier(), Duration::ZERO).run().await.unwrap();
+    assert_eq!(again.queued, 0, "a full replica needs no repair: {again:?}");
+}
+
+/// Issue 4: back mode acknowledges from the journal without touching the store; strict
+/// refuses what the store did not take; a full journal answers SlowDown and fills nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn back_strict_and_backpressure() {
+    let power = Arc::new(Power::default());
+    let toml = "[buckets.back]\nbackend = \"local\"\nwrite_mode = \"back\"\n\
+                [buckets.strict]\nbackend = \"local\"\nstrict = true\n";
+    let h = start(Cold::Fs, toml, &power).await;
+    power.set_down(true);
+    h.put("back", "a", b"acknowledged from the journal").await;
+    assert_eq!(h.get("back", "a").await, b"acknowledged from the journal");
+    assert_eq!(h.cold_read_opt("back", "a").await, None);
+    let r = h.client.put_object().bucket("strict").key("s").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(status(r), 503, "strict: no fallback to the journal");
+    power.set_down(false);
+    h.drained().await;
+    assert_eq!(h.cold_read("back", "a").await, b"acknowledged from the journal");
+    h.put("strict", "s", b"stored").await;
+    assert_eq!(h.cold_read("strict", "s").await, b"stored");
+}
+
+/// Issue 4, backpressure: `journal.max_size` bounds staged bytes; beyond it writes get
+/// SlowDown, leave no partial object, and work again once the journal drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_journal_answers_slowdown() {
+    let power = Arc::new(Power::default());
+    let toml = "[buckets.small]\nbackend = \"local\"\nwrite_mode = \"back\"\n";
+    let opts = Opts {
+        toml: format!("{}{toml}", FAST.replace("[journal]\n", "[journal]\nmax_size = \"64KiB\"\n")),
+        wrap: Some(switch::wrap(power.clone())),
+    };
+    let h = Harness::start_opts(Cold::Fs, opts).await;
+    power.set_down(true);
+    h.put("small", "first", &[1u8; 40 << 10]).await;
+    let r = h.client.put_object().bucket("small").key("second").body(ByteStream::from(vec![2u8; 40 << 10])).send();
+    assert_eq!(code(r.await), "SlowDown");
+    assert!(h.tier().journal().used() <= 64 << 10, "staged {} bytes", h.tier().journal().used());
+    assert_eq!(status(h.client.get_object().bucket("small").key("second").send().await), 404);
+    power.set_down(false);
+    h.drained().await;
+    h.put("small", "second", &[2u8; 40 << 10]).await;
+    h.drained().await;
+    assert_eq!(h.cold_read("small", "second").await, vec![2u8; 40 << 10]);
+    assert_staging_empty(&h);
+}
+
+/// Issue 4: the read-only switch refuses writes and keeps reads, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_only_switch() {
+    let power = Arc::new(Power::default());
+    let h = start(Cold::Fs, "", &power).await;
+    h.bucket("rox").await;
+    h.put("rox", "k", b"kept").await;
+    let admin = |on: bool| {
+        let url = format!("http://{}/_strata/read-only?on={on}", h.addr);
+        reqwest::Client::new().post(url).basic_auth(crate::harness::ACCESS_KEY, Some(crate::harness::SECRET_KEY)).send()
+    };
+    assert_eq!(admin(true).await.unwrap().status(), 200);
+    let r = h.client.put_object().bucket("rox").key("k2").body(ByteStream::from_static(b"no")).send().await;
+    assert_eq!(status(r), 503);
+    assert_eq!(status(h.client.delete_object().bucket("rox").key("k").send().await), 503);
+    assert_eq!(h.get("rox", "k").await, b"kept");
+    assert_eq!(admin(false).await.unwrap().status(), 200);
+    h.put("rox", "k2", b"yes").await;
+}
+
+/// Nothing is left in the staging directory once every store holds every write.
+fn assert_staging_empty(h: &Harness) {
+    let dir = h.cfg.journal_dir();
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "node-id")
+        .collect();
+    assert!(left.is_empty(), "staging files left after the drain: {left:?}");
+}
