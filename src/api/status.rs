@@ -179,36 +179,6 @@ fn render(s: &Snapshot) -> String {
     h
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::health::BackendView;
-
-    #[test]
-    fn page_escapes_and_draws() {
-        let s = Snapshot {
-            catalog_ok: true,
-            backends: vec![BackendView {
-                name: "s3<main>".into(),
-                state: "up".into(),
-                latency_ms: vec![1.0, 3.0, 2.0],
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let html = render(&s);
-        assert!(html.contains("s3&lt;main&gt;") && !html.contains("s3<main>"));
-        assert!(html.contains("<polyline"));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no outside assets");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 << 20), "3.0 MiB");
-    }
-}
-
 /// The journal's backlog and each store's replication lag.
 fn journal_section(h: &mut String, j: Option<&crate::health::JournalView>) {
     h.push_str("<h2>Journal and replication</h2>");
@@ -237,4 +207,34 @@ fn journal_section(h: &mut String, j: Option<&crate::health::JournalView>) {
         );
     }
     h.push_str("</table>");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::BackendView;
+
+    #[test]
+    fn page_escapes_and_draws() {
+        let s = Snapshot {
+            catalog_ok: true,
+            backends: vec![BackendView {
+                name: "s3<main>".into(),
+                state: "up".into(),
+                latency_ms: vec![1.0, 3.0, 2.0],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let html = render(&s);
+        assert!(html.contains("s3&lt;main&gt;") && !html.contains("s3<main>"));
+        assert!(html.contains("<polyline"));
+        assert!(!html.contains("http://") && !html.contains("https://"), "no outside assets");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 << 20), "3.0 MiB");
+    }
 }

@@ -96,7 +96,7 @@ fn body(key: &str, version: u64, rng: &mut impl Rng) -> Vec<u8> {
 async fn work(c: Client, task: usize, model: Model, deadline: Instant, version: Arc<std::sync::atomic::AtomicU64>) {
     let mut rng = rand::rngs::StdRng::from_entropy();
     while Instant::now() < deadline {
-        let bucket = if task % 2 == 0 { "through" } else { "back" };
+        let bucket = if task.is_multiple_of(2) { "through" } else { "back" };
         let key = format!("{bucket}/t{task}/k{}", rng.gen_range(0..KEYS_PER_TASK));
         let v = version.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (k, next) = (
