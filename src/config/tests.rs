@@ -142,3 +142,28 @@ fn hot_defaults_and_checks() {
     assert!(Config::parse("[hot]\npolicy = \"mru\"").unwrap_err().to_string().contains("policy"));
     assert!(Config::parse("[hot]\nsize = \"1GiB\"").is_err(), "unknown fields are errors");
 }
+
+#[test]
+fn bucket_stores_and_write_settings() {
+    let two = "[backends.b2]\ntype = \"fs\"\nroot = \"/b2\"\n";
+    let c = resolved(&format!("{two}[buckets.rep]\nstores = [\"local\", \"b2\"]\nwrite_mode = \"back\"")).unwrap();
+    let b = &c.buckets["rep"];
+    assert_eq!((b.backend.as_str(), b.stores.len(), b.write_mode), ("local", 2, WriteMode::Back));
+    let c = resolved("[buckets.one]\nbackend = \"local\"").unwrap();
+    assert_eq!(c.buckets["one"].stores, ["local"]);
+    let cases = [
+        ("[buckets.xx1]\nwrite_mode = \"through\"", "give `backend` or `stores`"),
+        ("[buckets.xx1]\nbackend = \"local\"\nstores = [\"b2\"]", "not both"),
+        ("[buckets.xx1]\nstores = [\"local\", \"local\"]", "named twice"),
+        ("[buckets.xx1]\nstores = [\"local\", \"b2\"]\nmin_durable = 3", "min_durable"),
+        ("[buckets.xx1]\nbackend = \"local\"\nstrict = true\nwrite_mode = \"back\"", "strict"),
+        ("[buckets.xx1]\nbackend = \"local\"\nwrite_mode = \"sideways\"", "sideways"),
+        ("[journal]\nuploads = 0", "journal.uploads"),
+        ("[journal]\nmax_size = \"lots\"", "lots"),
+        ("[failover]\nfailures = 0", "failover.failures"),
+    ];
+    for (text, want) in cases {
+        let err = resolved(&format!("{two}{text}")).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}

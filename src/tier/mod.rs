@@ -319,7 +319,10 @@ impl Tier {
             let rec = if hot.is_some() { self.revalidate(&b, rec).await? } else { rec };
             let range = plan(&rec)?;
             let res = match (&rec.staging, hot) {
-                (Some(id), _) => self.read_staged(id, range.clone()).await,
+                // A staging file that is gone moved to the stores (read the row again) or
+                // lives on another node (after the retries: whichever store has it).
+                (Some(id), _) if attempt < 3 => self.read_staged(id, range.clone()).await,
+                (Some(_), _) => self.read_replicas(&b, &rec, range.clone()).await,
                 (None, Some(hot)) => self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await,
                 (None, None) => match self.read_replicas(&b, &rec, range.clone()).await {
                     Ok(mut s) => {
