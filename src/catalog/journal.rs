@@ -474,6 +474,18 @@ mod tests {
     use super::super::records::split_stores;
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn any_store_list_round_trips(v in proptest::collection::vec("[a-z0-9_-]{1,12}", 0..6)) {
+            proptest::prop_assert_eq!(split_stores(&join_stores(&v)), v);
+        }
+
+        #[test]
+        fn split_never_panics_and_drops_empty_names(s in "[a-z,]{0,40}") {
+            proptest::prop_assert!(split_stores(&s).iter().all(|n| !n.is_empty() && !n.contains(',')));
+        }
+    }
+
     #[test]
     fn stores_round_trip_through_their_column() {
         let v = vec!["a".to_owned(), "b-2".to_owned()];

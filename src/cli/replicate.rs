@@ -2,6 +2,8 @@
 //! the catalog (so it works while the server is down), and a retry of stuck entries.
 
 use super::{Common, load};
+use crate::catalog::Catalog;
+use crate::journal::{Journal, JournalSettings};
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -26,20 +28,40 @@ pub(crate) async fn run(cmd: ReplicateCommand) -> anyhow::Result<()> {
         ReplicateCommand::Status { common, json } => status(&common, json).await,
         ReplicateCommand::Retry { common } => {
             let cfg = load(&common, None)?;
-            let tier = crate::server::open_tier(&cfg).await?;
-            let n = tier.catalog().journal_recover(tier.journal().node(), true).await?;
-            tier.catalog().close().await;
+            let (catalog, journal) = open(&cfg).await?;
+            let n = catalog.journal_recover(journal.node(), true).await?;
+            catalog.close().await;
             println!("{{\"retried\":{n}}}");
             Ok(())
         }
     }
 }
 
+/// The catalog and this node's journal directory, without the hot tier or the stores, so
+/// these commands are safe beside a running server.
+async fn open(cfg: &crate::config::Config) -> anyhow::Result<(Catalog, Journal)> {
+    let url = cfg.catalog.as_deref().unwrap_or_default();
+    let catalog = Catalog::connect(url).await?;
+    let j = &cfg.journal;
+    let settings = JournalSettings { dir: cfg.journal_dir(), max_size: j.max_size.0, min_free: j.min_free.0 };
+    Ok((catalog, Journal::open(settings).await?))
+}
+
 async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
     let cfg = load(common, None)?;
-    let tier = crate::server::open_tier(&cfg).await?;
-    let v = crate::api::replication::journal(&tier).await?;
-    tier.catalog().close().await;
+    let (catalog, journal) = open(&cfg).await?;
+    let stores = crate::replication::lag(&catalog, cfg.backends.keys().cloned()).await?;
+    let stuck: Vec<serde_json::Value> = catalog
+        .journal_stuck(50)
+        .await?
+        .iter()
+        .map(|e| {
+            serde_json::json!({ "bucket": e.bucket, "key": e.key, "store": e.store, "attempts": e.attempts,
+                    "last_error": e.last_error, "since_ms": e.created_ms })
+        })
+        .collect();
+    catalog.close().await;
+    let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": stores, "stuck": stuck });
     if json {
         println!("{v}");
         return Ok(());

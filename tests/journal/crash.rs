@@ -185,6 +185,19 @@ async fn sigkill_at_random_points_loses_no_acknowledged_write() {
         .filter(|e| e.file_name() != "node-id")
         .collect();
     assert!(staged.is_empty(), "{} staging files left after the drain", staged.len());
+    // The operator's view agrees, from the catalog alone, beside the running server.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["replicate", "status", "--json", "--config"])
+        .arg(dir.path().join("strata.toml"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stores: Vec<_> =
+        v["stores"].as_array().unwrap().iter().map(|s| (s["store"].clone(), s["entries"].clone())).collect();
+    assert_eq!(stores, [("disk2".into(), 0.into()), ("local".into(), 0.into())], "{v}");
     let mut child = child;
     child.proc.kill().unwrap();
     child.proc.wait().unwrap();

@@ -176,6 +176,22 @@ async fn full_journal_answers_slowdown() {
     assert_staging_empty(&h);
 }
 
+/// Issue 4, backpressure: below `journal.min_free` on the journal's filesystem, writes get
+/// SlowDown before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn free_space_floor_answers_slowdown() {
+    let power = Arc::new(Power::default());
+    let opts = Opts {
+        toml: FAST.replace("[journal]\n", "[journal]\nmin_free = \"1000TiB\"\n"),
+        wrap: Some(switch::wrap(power.clone())),
+    };
+    let h = Harness::start_opts(Cold::Fs, opts).await;
+    h.bucket("floor").await;
+    let r = h.client.put_object().bucket("floor").key("k").body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(code(r), "SlowDown");
+    assert!(h.keys("floor").await.is_empty());
+}
+
 /// Issue 4: the read-only switch refuses writes and keeps reads, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_only_switch() {
