@@ -136,6 +136,7 @@ async fn status_page_renders_in_headless_chromium() {
     assert!(dom.contains("data-name=\"local\""), "the local backend is not shown");
     assert!(dom.contains("<polyline"), "no sparkline");
     assert!(dom.contains("id=\"hit-ratio\""), "no hit ratio");
+    assert!(dom.contains("<table id=\"replication\""), "no journal and replication table");
     let ratio = dom.split("id=\"hit-ratio\">").nth(1).and_then(|r| r.split('%').next()).unwrap_or("");
     assert!(ratio.parse::<f64>().is_ok_and(|r| r > 0.0), "hit ratio {ratio:?} should be a positive number");
     run(&[&format!("--screenshot={}", shot.display())]);
