@@ -263,6 +263,7 @@ impl Running {
             }
         }
         self.workers.shutdown().await;
+        self.tier.flush_journal().await;
         self.tier.catalog().close().await;
         res
     }

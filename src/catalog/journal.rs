@@ -176,6 +176,52 @@ async fn insert_entries(tx: &mut Tx<'_>, o: (&str, &str), node: &str, entries: &
     Ok(seqs)
 }
 
+/// One entry's completion inside `tx` (see [`Catalog::journal_done`]).
+async fn done_in(tx: &mut Tx<'_>, e: &JournalEntry) -> Result<bool> {
+    sqlx::query("DELETE FROM journal WHERE seq = $1")
+        .bind(e.seq)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("journal done"))?;
+    if e.op == JournalOp::Put {
+        // Only the version this entry wrote is now in the store.
+        sqlx::query(
+            "UPDATE objects SET behind = CASE WHEN REPLACE(behind, ',' || $3 || ',', ',') = ',' THEN '' \
+             ELSE REPLACE(behind, ',' || $3 || ',', ',') END \
+             WHERE bucket = $1 AND key = $2 AND etag = $4 AND (staging = $5 OR $5 IS NULL)",
+        )
+        .bind(&e.bucket)
+        .bind(&e.key)
+        .bind(&e.store)
+        .bind(&e.etag)
+        .bind(e.staging.clone())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("journal done: behind"))?;
+    }
+    let free = match &e.staging {
+        None => false,
+        Some(s) => {
+            let used = sqlx::query("SELECT 1 FROM journal WHERE staging = $1 LIMIT 1")
+                .bind(s)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db_err("journal done: staging"))?;
+            if used.is_none() {
+                sqlx::query("UPDATE objects SET staging = NULL WHERE bucket = $1 AND key = $2 AND staging = $3")
+                    .bind(&e.bucket)
+                    .bind(&e.key)
+                    .bind(s)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(db_err("journal done: clear staging"))?;
+            }
+            used.is_none()
+        }
+    };
+    Ok(free)
+}
+
 impl Catalog {
     /// Stores with an unfinished entry for `bucket`/`key`: a write must queue behind them
     /// there rather than go to the store directly.
@@ -291,59 +337,29 @@ impl Catalog {
     /// when the row is still that version, and, when no entry needs the staging file any
     /// more, clears it from the row. Returns whether the staging file can be removed.
     pub async fn journal_done(&self, e: &JournalEntry) -> Result<bool> {
+        Ok(self.journal_done_many(std::slice::from_ref(e)).await?.first().copied().unwrap_or(false))
+    }
+
+    /// [`Catalog::journal_done`] for several entries in one transaction (one commit, so one
+    /// fsync, for many). Returns, per entry, whether its staging file can be removed.
+    pub async fn journal_done_many(&self, entries: &[JournalEntry]) -> Result<Vec<bool>> {
         self.write_begins();
-        let r = self.db_journal_done(e).await;
-        self.settle(&e.bucket, &e.key, None);
+        let r = self.db_journal_done_many(entries).await;
+        for e in entries {
+            self.settle(&e.bucket, &e.key, None);
+        }
         r
     }
 
-    async fn db_journal_done(&self, e: &JournalEntry) -> Result<bool> {
+    async fn db_journal_done_many(&self, entries: &[JournalEntry]) -> Result<Vec<bool>> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
-        sqlx::query("DELETE FROM journal WHERE seq = $1")
-            .bind(e.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("journal done"))?;
-        if e.op == JournalOp::Put {
-            // Only the version this entry wrote is now in the store.
-            sqlx::query(
-                "UPDATE objects SET behind = CASE WHEN REPLACE(behind, ',' || $3 || ',', ',') = ',' THEN '' \
-                 ELSE REPLACE(behind, ',' || $3 || ',', ',') END \
-                 WHERE bucket = $1 AND key = $2 AND etag = $4 AND (staging = $5 OR $5 IS NULL)",
-            )
-            .bind(&e.bucket)
-            .bind(&e.key)
-            .bind(&e.store)
-            .bind(&e.etag)
-            .bind(e.staging.clone())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("journal done: behind"))?;
+        let mut free = Vec::with_capacity(entries.len());
+        for e in entries {
+            free.push(done_in(&mut tx, e).await?);
         }
-        let free = match &e.staging {
-            None => false,
-            Some(s) => {
-                let used = sqlx::query("SELECT 1 FROM journal WHERE staging = $1 LIMIT 1")
-                    .bind(s)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err("journal done: staging"))?;
-                if used.is_none() {
-                    sqlx::query("UPDATE objects SET staging = NULL WHERE bucket = $1 AND key = $2 AND staging = $3")
-                        .bind(&e.bucket)
-                        .bind(&e.key)
-                        .bind(s)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err("journal done: clear staging"))?;
-                }
-                used.is_none()
-            }
-        };
         tx.commit().await.map_err(db_err("commit"))?;
         Ok(free)
     }
-
     /// Records a failed attempt: back to `pending` until `next_ms`, or `stuck`.
     pub async fn journal_failed(&self, seq: i64, error: &str, next_ms: i64, stuck: bool) -> Result<()> {
         let state = if stuck { "stuck" } else { "pending" };

@@ -7,9 +7,11 @@
 //! decide when a write is acknowledged: that is the tier's (see
 //! `docs/design/journal.md`).
 
+mod closer;
 mod staging;
 mod uploader;
 
+pub use closer::Closer;
 pub use staging::StagingFile;
 pub use uploader::Uploader;
 

@@ -74,6 +74,7 @@ struct Inner {
     hot: ReadOptions,
     validated: read::Validated,
     journal: Journal,
+    closer: crate::journal::Closer,
     placements: Placements,
     read_only: std::sync::atomic::AtomicBool,
 }
@@ -109,6 +110,7 @@ impl Tier {
             return Err(Error::new(ErrorKind::Config, format!("no backend named {default_backend:?}")));
         }
         tokio::fs::create_dir_all(&staging).await?;
+        let closer = crate::journal::Closer::spawn(catalog.clone(), writes.journal.clone());
         let tier = Tier {
             inner: Arc::new(Inner {
                 catalog,
@@ -119,6 +121,7 @@ impl Tier {
                 limits,
                 hot,
                 validated: read::Validated::default(),
+                closer,
                 journal: writes.journal,
                 placements: writes.placements,
                 read_only: writes.read_only.into(),
@@ -251,6 +254,11 @@ impl Tier {
     /// Stores and write modes per bucket.
     pub fn placements(&self) -> &Placements {
         &self.inner.placements
+    }
+
+    /// Waits until the entries of finished direct writes are closed (shutdown, tests).
+    pub async fn flush_journal(&self) {
+        self.inner.closer.flush().await;
     }
 
     /// The journal (for the status page and the uploader).

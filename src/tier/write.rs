@@ -201,20 +201,11 @@ impl Tier {
     async fn settle_direct(&self, entry: crate::catalog::JournalEntry, r: Result<()>) -> bool {
         let c = &self.inner.catalog;
         match r {
-            Ok(()) => match c.journal_done(&entry).await {
-                Ok(free) => {
-                    if free && let Some(s) = &entry.staging {
-                        self.inner.journal.remove(s).await;
-                    }
-                    true
-                }
-                Err(e) => {
-                    // The store holds it; the entry runs again later (idempotent).
-                    tracing::warn!(error = %e, "cannot close a journal entry after a direct write");
-                    let _ = c.journal_failed(entry.seq, &e.to_string(), super::now_ms(), false).await;
-                    true
-                }
-            },
+            Ok(()) => {
+                // Closed in a batch shared with concurrent writes (`journal/closer.rs`).
+                self.inner.closer.close(entry).await;
+                true
+            }
             Err(e) => {
                 tracing::warn!(store = %entry.store, error = %e, "a direct write failed; the journal will retry it");
                 let _ = c.journal_failed(entry.seq, &e.to_string(), super::now_ms() + 1000, false).await;
