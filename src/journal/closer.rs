@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 const BATCH: usize = 256;
 
 enum Msg {
-    Close(JournalEntry, oneshot::Sender<()>),
+    Close(Box<JournalEntry>, oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -38,7 +38,7 @@ impl Closer {
     pub async fn close(&self, e: JournalEntry) {
         let (tx, rx) = oneshot::channel();
         // A closed channel means shutdown: the entry then runs again at the next start.
-        if self.tx.send(Msg::Close(e, tx)).is_ok() {
+        if self.tx.send(Msg::Close(Box::new(e), tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -60,7 +60,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Msg>, catalog: Catalog, journal: Jo
         while let Some(m) = next.take() {
             match m {
                 Msg::Close(e, w) => {
-                    batch.push(e);
+                    batch.push(*e);
                     waiters.push(w);
                 }
                 Msg::Flush(w) => waiters.push(w),
