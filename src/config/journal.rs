@@ -2,7 +2,7 @@
 //! acknowledged writes are kept until every cold store holds them, and when a store is
 //! treated as down.
 
-use super::{BucketConfig, ByteSize, HumanDuration};
+use super::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,41 +83,5 @@ impl Default for FailoverConfig {
             cooldown: HumanDuration(Duration::from_secs(5)),
             retry_after: 5,
         }
-    }
-}
-
-impl BucketConfig {
-    /// Fills `stores` from `backend` (or `backend` from the first store).
-    pub(super) fn resolve_stores(&mut self) -> Result<(), String> {
-        match (self.backend.is_empty(), self.stores.is_empty()) {
-            (true, true) => Err("backend: give `backend` or `stores`".into()),
-            (false, true) => {
-                self.stores = vec![self.backend.clone()];
-                Ok(())
-            }
-            (true, false) => {
-                self.backend = self.stores[0].clone();
-                Ok(())
-            }
-            (false, false) if self.stores[0] == self.backend => Ok(()),
-            (false, false) => Err("stores: give `backend` or `stores`, not both".into()),
-        }
-    }
-
-    /// Checks the write settings against `stores`.
-    pub(super) fn validate_writes(&self) -> Result<(), String> {
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(dup) = self.stores.iter().find(|s| !seen.insert(s.as_str())) {
-            return Err(format!("stores: {dup:?} is named twice"));
-        }
-        if let Some(n) = self.min_durable
-            && (n == 0 || n > self.stores.len())
-        {
-            return Err(format!("min_durable: must be between 1 and {} (the number of stores)", self.stores.len()));
-        }
-        if self.strict && self.write_mode == WriteMode::Back {
-            return Err("strict: only applies to write_mode = \"through\"".into());
-        }
-        Ok(())
     }
 }

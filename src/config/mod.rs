@@ -4,9 +4,11 @@
 //! checks that reject a bad file with a message naming the field. It must not open stores,
 //! sockets or databases: other modules build those from a validated [`Config`].
 
+mod bucket;
 mod journal;
 mod units;
 
+pub use bucket::BucketConfig;
 pub use journal::{FailoverConfig, JournalConfig, WriteMode};
 pub use units::{ByteSize, HumanDuration};
 
@@ -336,49 +338,7 @@ impl std::fmt::Debug for AzblobBackend {
     }
 }
 
-/// A bucket declared in the config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BucketConfig {
-    /// Name of the backend that holds this bucket's objects; shorthand for a one-element
-    /// `stores`. Give `backend` or `stores`, not both.
-    #[serde(default)]
-    pub backend: String,
-    /// Backends that each hold every object of this bucket (replicas), in read order.
-    /// Default: `[backend]`.
-    #[serde(default)]
-    pub stores: Vec<String>,
-    /// When writes are acknowledged: "through" or "back". Default "through".
-    #[serde(default)]
-    pub write_mode: WriteMode,
-    /// Never fall back to the journal: a write that `min_durable` stores did not take gets
-    /// 503. Only with `write_mode = "through"`. Default false.
-    #[serde(default)]
-    pub strict: bool,
-    /// Stores that must hold a write before a through-mode acknowledgement; the rest are
-    /// written from the journal. Default: all of `stores`.
-    #[serde(default)]
-    pub min_durable: Option<usize>,
-    /// Where the bucket's keys live inside the backend: "" maps the bucket onto the
-    /// backend's root, "photos/" onto that folder. Default "<bucket name>/".
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// Whether reads of this bucket go through the hot tier. Default true.
-    #[serde(default = "yes")]
-    pub hot: bool,
-    /// Fill mode for this bucket ("stream" or "store-and-forward"). Default: `hot.fill`.
-    #[serde(default)]
-    pub fill: Option<FillMode>,
-    /// A backend to migrate from: a read of a key this bucket lacks is copied in from
-    /// there first (copy-on-read). Default: none.
-    #[serde(default)]
-    pub origin: Option<String>,
-    /// Where the keys live in the origin. Default: this bucket's `prefix`.
-    #[serde(default)]
-    pub origin_prefix: Option<String>,
-}
-
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
