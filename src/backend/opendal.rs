@@ -245,3 +245,24 @@ where
         .flatten()
         .boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Regression: with OpenDAL's default features off, its HTTP client had no TLS, so
+    /// every `https://` store (AWS S3, GCS, Azure) failed with "scheme is not http". The
+    /// crate now turns on reqwest's rustls, which OpenDAL's client shares.
+    #[tokio::test]
+    async fn https_stores_are_reachable() {
+        let e = reqwest::Client::new().get("https://127.0.0.1:9/").send().await.expect_err("nothing listens on port 9");
+        // Without TLS the connector refuses the scheme before dialling; with it, the dial
+        // itself is refused.
+        let mut source: Option<&dyn std::error::Error> = Some(&e);
+        let mut refused = false;
+        while let Some(s) = source {
+            refused |=
+                s.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            source = s.source();
+        }
+        assert!(refused, "https must be dialled (connection refused), not refused as a scheme: {e:?}");
+    }
+}
