@@ -166,6 +166,10 @@ impl Backend for Breaker {
         self.guarded(self.settings.latency_budget, "a delete", self.inner.delete(path)).await
     }
 
+    fn s3_place(&self) -> Option<&super::S3Place> {
+        self.inner.s3_place()
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
         self.inner.list(prefix)
     }

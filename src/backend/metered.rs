@@ -106,6 +106,10 @@ impl Backend for Metered {
         r
     }
 
+    fn s3_place(&self) -> Option<&super::S3Place> {
+        self.inner.s3_place()
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
         ::metrics::counter!("strata_backend_requests_total", "backend" => self.name.clone(), "op" => "list")
             .increment(1);

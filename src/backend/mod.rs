@@ -8,9 +8,11 @@
 mod breaker;
 mod metered;
 mod opendal;
+mod s3copy;
 
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
 pub use metered::{BackendStats, Metered};
+pub use s3copy::S3Place;
 
 use crate::config::{BackendConfig, Limits};
 use crate::error::Result;
@@ -105,6 +107,33 @@ pub trait Backend: Send + Sync + 'static {
     /// Every object under `prefix`, recursively, page by page from the store. Directories
     /// (paths ending in `/`) and the store's own scratch files are not returned.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>>;
+
+    /// Where this store lives when it is an S3 bucket reachable with known keys, so that
+    /// [`copy_inside`] can copy between two such stores without moving the bytes.
+    /// Layers forward it; `None` (the default) means "stream copies".
+    fn s3_place(&self) -> Option<&S3Place> {
+        None
+    }
+}
+
+/// Copies `src_path` of `src` to `dst_path` of `dst` inside the store service (an S3
+/// CopyObject keeping headers and metadata) when both are S3 stores on one endpoint with
+/// the same keys and the object is at most 5 GiB. `Ok(false)` when they cannot: the
+/// caller streams the copy instead. Atomic like a writer's commit.
+pub async fn copy_inside(
+    src: &dyn Backend,
+    src_path: &str,
+    dst: &dyn Backend,
+    dst_path: &str,
+    size: u64,
+) -> Result<bool> {
+    match (src.s3_place(), dst.s3_place()) {
+        (Some(s), Some(d)) if d.can_copy_from(s) && size <= s3copy::MAX_COPY => {
+            s3copy::copy_object(s, src_path, d, dst_path).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Builds the backend `name` from its config, wrapped in retry, timeout and metrics layers.

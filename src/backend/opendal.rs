@@ -26,6 +26,7 @@ struct OpendalBackend {
     name: String,
     op: Operator,
     is_fs: bool,
+    place: Option<super::S3Place>,
 }
 
 pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
@@ -87,7 +88,26 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
     let op = op
         .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
         .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
-    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, is_fs: matches!(cfg, BackendConfig::Fs(_)) }))
+    let place = s3_place(cfg);
+    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, is_fs: matches!(cfg, BackendConfig::Fs(_)), place }))
+}
+
+/// An S3 store with explicit keys and path-style addressing, for server-side copies.
+fn s3_place(cfg: &BackendConfig) -> Option<super::S3Place> {
+    let BackendConfig::S3(s) = cfg else { return None };
+    if s.virtual_host_style {
+        return None;
+    }
+    let endpoint = s.endpoint.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", s.region));
+    let root = s.prefix.trim_matches('/');
+    Some(super::S3Place {
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
+        region: s.region.clone(),
+        bucket: s.bucket.clone(),
+        root: if root.is_empty() { String::new() } else { format!("{root}/") },
+        access_key: s.access_key.clone()?,
+        secret_key: s.secret_key.clone()?,
+    })
 }
 
 fn map_err(backend: &str, what: &str, path: &str, e: opendal::Error) -> Error {
@@ -205,6 +225,10 @@ impl Backend for OpendalBackend {
     async fn delete(&self, path: &str) -> Result<()> {
         // OpenDAL's delete already treats a missing path as success.
         self.op.delete(path).await.map_err(|e| map_err(&self.name, "delete", path, e))
+    }
+
+    fn s3_place(&self) -> Option<&super::S3Place> {
+        self.place.as_ref()
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {

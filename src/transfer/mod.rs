@@ -127,6 +127,8 @@ pub struct Stats {
     pub failed: AtomicU64,
     /// Bytes copied.
     pub bytes: AtomicU64,
+    /// Of the copied objects, those the store copied itself (S3 CopyObject).
+    pub server_side: AtomicU64,
     /// Objects deleted (sync extras, moved sources).
     pub deleted: AtomicU64,
     /// Whether the source listing has ended.
@@ -157,6 +159,8 @@ pub struct Summary {
     pub deleted: u64,
     /// Bytes copied.
     pub bytes: u64,
+    /// Of the copied objects, those the store copied itself (S3 CopyObject, same endpoint).
+    pub server_side: u64,
     /// Failed objects (the first 100; `failed` counts all).
     pub failures: Vec<Failure>,
     /// Objects that failed.

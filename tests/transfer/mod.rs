@@ -190,7 +190,7 @@ async fn verify_finds_a_flipped_byte_a_missing_and_an_extra_object() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn metadata_survives_an_s3_to_s3_copy() {
+async fn metadata_survives_a_server_side_s3_to_s3_copy() {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let var = |k: &str| {
         std::env::var(format!("STRATA_TEST_GARAGE_{k}"))
@@ -216,6 +216,9 @@ async fn metadata_survives_an_s3_to_s3_copy() {
         .send()
         .await
         .unwrap();
+    // A key that needs escaping in the CopyObject URL and its x-amz-copy-source header.
+    let odd = "odd key/naïve+1 (2)&x=y.txt";
+    g.put_object().bucket(&bucket).key(format!("{run}/src/{odd}")).body(b"odd".to_vec().into()).send().await.unwrap();
     let env = |k: &str| match k {
         "AWS_ENDPOINT_URL" => Some(endpoint.clone()),
         "AWS_REGION" => Some("garage".to_owned()),
@@ -227,14 +230,18 @@ async fn metadata_survives_an_s3_to_s3_copy() {
     let dst = Location::parse(&format!("s3://{bucket}/{run}/dst/"), &config(), &env).unwrap();
     let t = tempfile::tempdir().unwrap();
     let s = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
-    assert_eq!((s.copied, s.failed), (1, 0), "{s:?}");
+    assert_eq!((s.copied, s.failed), (2, 0), "{s:?}");
+    // One endpoint, one key pair: Garage copied both itself (S3 CopyObject).
+    assert_eq!(s.server_side, 2, "{s:?}");
+    let got = g.get_object().bucket(&bucket).key(format!("{run}/dst/{odd}")).send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"odd");
     let head = g.head_object().bucket(&bucket).key(format!("{run}/dst/photo.jpg")).send().await.unwrap();
     assert_eq!(head.content_type(), Some("image/jpeg"));
     assert_eq!(head.cache_control(), Some("public, max-age=60"));
     assert_eq!(head.metadata().and_then(|m| m.get("camera")).map(String::as_str), Some("x100"));
     assert_eq!(head.content_length(), Some(70_000));
     let again = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
-    assert_eq!((again.copied, again.skipped), (0, 1), "an unchanged object is copied again: {again:?}");
+    assert_eq!((again.copied, again.skipped), (0, 2), "an unchanged object is copied again: {again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
