@@ -17,10 +17,12 @@ use std::time::Instant;
 /// What is known about one key: after the check stage, `Copy` means "not done yet";
 /// after [`Run::decide`], it means "copy it".
 enum Plan {
-    /// Copy it (or, before `decide`, find out whether to).
-    Copy(String),
-    /// After `decide`: copy it; the source's stat is in hand.
-    Transfer(String, ObjectStat),
+    /// Copy it (or, before `decide`, find out whether to), with what the source listing
+    /// said of it when that is enough to decide (size, and an ETag or mtime).
+    Copy(String, Option<ObjectStat>),
+    /// After `decide`: copy it. The source's stat is in hand; `true` when it came from a
+    /// stat (with headers and metadata), `false` when only from the listing.
+    Transfer(String, ObjectStat, bool),
     /// Already there.
     Skip(String),
     /// Verify: a finding.
@@ -133,7 +135,7 @@ impl Run {
         }
         match self.ckpt.is_done(&key).await {
             Ok(true) if self.mode != Mode::Verify => Plan::Skip(key),
-            Ok(_) => Plan::Copy(key),
+            Ok(_) => Plan::Copy(key, listed_stat(&e)),
             Err(err) => Plan::Failed(key, err),
         }
     }
@@ -173,9 +175,17 @@ impl Run {
         }
     }
 
-    /// Stats both sides of `key` and decides: copy, skip, or (verify) a finding.
-    async fn decide(&self, key: String) -> Plan {
-        let (src, dst) = match (self.src.backend.stat(&self.src.path(&key)).await, self.dst_stat(&key).await) {
+    /// Stats both sides of `key` (the source only when its listing did not say enough)
+    /// and decides: copy, skip, or (verify) a finding.
+    async fn decide(&self, key: String, listed: Option<ObjectStat>) -> Plan {
+        let full = listed.is_none();
+        let src_stat = async {
+            match listed {
+                Some(s) => Ok(Some(s)),
+                None => self.src.backend.stat(&self.src.path(&key)).await,
+            }
+        };
+        let (src, dst) = match futures::join!(src_stat, self.dst_stat(&key)) {
             (Ok(Some(s)), Ok(d)) => (s, d),
             (Ok(None), _) => return Plan::Failed(key, Error::new(ErrorKind::NotFound, "vanished from the source")),
             (Err(err), _) | (_, Err(err)) => return Plan::Failed(key, err),
@@ -193,7 +203,7 @@ impl Run {
         }
         match dst {
             Some(d) if self.unchanged(&key, &src, &d).await => Plan::Skip(key),
-            _ => Plan::Transfer(key, src),
+            _ => Plan::Transfer(key, src, full),
         }
     }
 
@@ -223,7 +233,7 @@ impl Run {
 
     async fn act(&self, plan: Plan) -> Outcome {
         let plan = match plan {
-            Plan::Copy(key) => self.decide(key).await,
+            Plan::Copy(key, listed) => self.decide(key, listed).await,
             other => other,
         };
         match plan {
@@ -235,12 +245,12 @@ impl Run {
             Plan::Finding(key, Finding::Same) => self.finish_key(&key).await,
             Plan::Finding(key, Finding::Missing) => Outcome::Missing(key),
             Plan::Finding(key, Finding::Different) => Outcome::Different(key),
-            Plan::Copy(key) => Outcome::Failed(Failure { key, error: "internal: undecided".into() }),
-            Plan::Transfer(_, _) if self.opts.dry_run => {
+            Plan::Copy(key, _) => Outcome::Failed(Failure { key, error: "internal: undecided".into() }),
+            Plan::Transfer(..) if self.opts.dry_run => {
                 self.stats.copied.fetch_add(1, Relaxed);
                 Outcome::Ok
             }
-            Plan::Transfer(key, stat) => match self.copy(&key, &stat).await {
+            Plan::Transfer(key, stat, full) => match self.copy(&key, stat, full).await {
                 Ok(n) => {
                     self.stats.copied.fetch_add(1, Relaxed);
                     self.stats.bytes.fetch_add(n, Relaxed);
@@ -277,15 +287,24 @@ impl Run {
 
     /// Streams one object across with its headers and metadata. The destination sees it
     /// only once complete (the backend's writer is atomic).
-    async fn copy(&self, key: &str, stat: &ObjectStat) -> Result<u64> {
+    async fn copy(&self, key: &str, stat: ObjectStat, full: bool) -> Result<u64> {
         self.pace_op().await;
         let from = self.src.path(key);
-        // Two buckets of one S3 endpoint: the store copies, no byte passes through here.
+        // Two buckets of one S3 endpoint: the store copies (headers and metadata too), and
+        // no byte passes through here.
         let (src, dst) = (&*self.src.backend, &*self.dst.backend);
         if crate::backend::copy_inside(src, &from, dst, &self.dst.path(key), stat.size).await? {
             self.stats.server_side.fetch_add(1, Relaxed);
             return Ok(stat.size);
         }
+        // A streamed copy writes the headers itself: it needs the source's full stat.
+        let stat = match full {
+            true => stat,
+            false => {
+                src.stat(&from).await?.ok_or_else(|| Error::new(ErrorKind::NotFound, "vanished from the source"))?
+            }
+        };
+        let stat = &stat;
         let mut body = self.src.backend.read(&from, None).await?;
         let mut w = self.dst.backend.writer(&self.dst.path(key), &stat.headers).await?;
         let mut n = 0u64;
@@ -357,4 +376,17 @@ async fn md5_of(b: &dyn crate::backend::Backend, path: &str) -> Result<[u8; 16]>
         h.update(&c?);
     }
     Ok(h.finalize().into())
+}
+
+/// What a listing entry says of an object, when it is enough to decide (a size, and an
+/// ETag or a modification time); headers are not in listings.
+fn listed_stat(e: &ListEntry) -> Option<ObjectStat> {
+    let size = e.size?;
+    (e.etag.is_some() || e.last_modified_ms.is_some()).then(|| ObjectStat {
+        size,
+        etag: e.etag.clone(),
+        last_modified_ms: e.last_modified_ms,
+        content_type: None,
+        headers: Default::default(),
+    })
 }

@@ -242,6 +242,16 @@ async fn metadata_survives_a_server_side_s3_to_s3_copy() {
     assert_eq!(head.content_length(), Some(70_000));
     let again = go(Mode::Copy, &src, &dst, opts(&t.path().join("ck"))).await;
     assert_eq!((again.copied, again.skipped), (0, 2), "an unchanged object is copied again: {again:?}");
+    // The same Garage named another way is another endpoint to strata: the copy is
+    // streamed, and the headers come from a stat of the source (listings lack them).
+    let other = endpoint.replace("127.0.0.1", "localhost");
+    let env2 = |k: &str| if k == "AWS_ENDPOINT_URL" { Some(other.clone()) } else { env(k) };
+    let dst2 = Location::parse(&format!("s3://{bucket}/{run}/streamed/"), &config(), &env2).unwrap();
+    let s = go(Mode::Copy, &src, &dst2, opts(&t.path().join("ck2"))).await;
+    assert_eq!((s.copied, s.server_side, s.failed), (2, 0, 0), "{s:?}");
+    let head = g.head_object().bucket(&bucket).key(format!("{run}/streamed/photo.jpg")).send().await.unwrap();
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(head.metadata().and_then(|m| m.get("camera")).map(String::as_str), Some("x100"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
