@@ -192,6 +192,52 @@ async fn free_space_floor_answers_slowdown() {
     assert!(h.keys("floor").await.is_empty());
 }
 
+/// Issue 4: no failure is dropped silently. While the store is down, the entry keeps its
+/// last error; when its staging file is lost and no replica holds the version, it becomes
+/// `stuck` (shown by the admin API), and `journal/retry` queues it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failures_stay_visible_and_lost_staging_is_stuck() {
+    let power = Arc::new(Power::default());
+    let h = start(Cold::Fs, "[buckets.lost]\nbackend = \"local\"\nwrite_mode = \"back\"\n", &power).await;
+    let http = reqwest::Client::new();
+    let admin = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("http://{}/_strata/{path}", h.addr))
+            .basic_auth(crate::harness::ACCESS_KEY, Some(crate::harness::SECRET_KEY))
+            .send()
+    };
+    let journal =
+        async || -> serde_json::Value { admin(reqwest::Method::GET, "journal").await.unwrap().json().await.unwrap() };
+    power.set_down(true);
+    h.put("lost", "k", b"only in the staging file").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let v = journal().await;
+    let local = v["stores"].as_array().unwrap().iter().find(|s| s["store"] == "local").unwrap().clone();
+    assert_eq!(local["entries"], 1, "{v}");
+    assert!(local["last_error"].as_str().is_some_and(|e| e.contains("switch")), "the store's error is kept: {v}");
+    // The staging disk loses the file.
+    for e in std::fs::read_dir(h.cfg.journal_dir()).unwrap().flatten() {
+        if e.file_name() != "node-id" {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    power.set_down(false);
+    let mut stuck = serde_json::Value::Null;
+    for _ in 0..100 {
+        let v = journal().await;
+        if v["stuck"].as_array().is_some_and(|s| !s.is_empty()) {
+            stuck = v["stuck"][0].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stuck["key"], "k", "the entry is shown as stuck");
+    assert!(stuck["last_error"].as_str().is_some_and(|e| e.contains("no replica")), "{stuck}");
+    let r: serde_json::Value = admin(reqwest::Method::POST, "journal/retry").await.unwrap().json().await.unwrap();
+    assert_eq!(r["retried"], 1, "{r}");
+    let v = journal().await;
+    assert_eq!(v["stores"].as_array().unwrap().iter().map(|s| s["entries"].as_u64().unwrap()).sum::<u64>(), 1);
+}
+
 /// Issue 4: the read-only switch refuses writes and keeps reads, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_only_switch() {
