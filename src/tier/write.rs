@@ -32,10 +32,13 @@ impl ObjectWriter for Staged {
     /// Appends to the staging file (whose errors fail the write) and to every live store
     /// writer (a store that fails here is dropped and gets the write from the journal).
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.file.write(&chunk).await?;
+        // The local write and the stores' writes overlap: none waits for another.
+        let stores = futures::future::join_all(self.writers.iter_mut().map(|(_, w)| w.write(chunk.clone())));
+        let (local, results) = futures::join!(self.file.write(&chunk), stores);
+        // Results come in writer order: drop each store that failed.
         let mut i = 0;
-        while i < self.writers.len() {
-            match self.writers[i].1.write(chunk.clone()).await {
+        for r in results {
+            match r {
                 Ok(()) => i += 1,
                 Err(e) => {
                     let (store, w) = self.writers.remove(i);
@@ -44,7 +47,7 @@ impl ObjectWriter for Staged {
                 }
             }
         }
-        Ok(())
+        local
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
