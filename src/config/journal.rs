@@ -25,7 +25,8 @@ pub enum WriteMode {
 pub struct JournalConfig {
     /// Directory of staged object bytes. Default "<data_dir>/journal".
     pub dir: Option<PathBuf>,
-    /// Most bytes staged at once; beyond it writes get 503 SlowDown. Default "10GiB".
+    /// Most bytes staged at once; beyond it writes get 503 SlowDown. Every write is
+    /// staged, so it must be at least `limits.max_object_size`. Default "10GiB".
     pub max_size: ByteSize,
     /// Free space the journal leaves on its filesystem; below it writes get 503 SlowDown.
     /// Default "1GiB".

@@ -452,6 +452,11 @@ impl Config {
             validate_backend(name, b)?;
         }
         self.validate_hot()?;
+        if self.journal.max_size.0 < self.limits.max_object_size.0 {
+            // Every write is staged in the journal first, so a smaller journal would turn
+            // away the largest objects even with every store healthy.
+            return bad("journal.max_size: must be at least limits.max_object_size (every write is staged)".into());
+        }
         if self.journal.uploads == 0 || self.journal.uploads > 64 {
             return bad("journal.uploads: must be between 1 and 64".into());
         }

@@ -159,6 +159,7 @@ fn bucket_stores_and_write_settings() {
         ("[buckets.xx1]\nbackend = \"local\"\nstrict = true\nwrite_mode = \"back\"", "strict"),
         ("[buckets.xx1]\nbackend = \"local\"\nwrite_mode = \"sideways\"", "sideways"),
         ("[journal]\nuploads = 0", "journal.uploads"),
+        ("[journal]\nmax_size = \"1GiB\"", "journal.max_size"),
         ("[journal]\nmax_size = \"lots\"", "lots"),
         ("[failover]\nfailures = 0", "failover.failures"),
     ];

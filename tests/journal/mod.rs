@@ -158,7 +158,10 @@ async fn full_journal_answers_slowdown() {
     let power = Arc::new(Power::default());
     let toml = "[buckets.small]\nbackend = \"local\"\nwrite_mode = \"back\"\n";
     let opts = Opts {
-        toml: format!("{}{toml}", FAST.replace("[journal]\n", "[journal]\nmax_size = \"64KiB\"\n")),
+        toml: format!(
+            "{}{toml}[limits]\nmax_object_size = \"48KiB\"\n",
+            FAST.replace("[journal]\n", "[journal]\nmax_size = \"64KiB\"\n")
+        ),
         wrap: Some(switch::wrap(power.clone())),
     };
     let h = Harness::start_opts(Cold::Fs, opts).await;
