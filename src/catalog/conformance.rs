@@ -80,7 +80,106 @@ conformance!(
     listing_delimiter_and_markers,
     listing_is_bytewise,
     uploads_and_parts,
+    journal_order_and_completion,
+    journal_failures_lag_and_repair,
 );
+
+fn put_entry(store: &str, etag: &str, staging: Option<&str>, state: EntryState) -> NewEntry {
+    NewEntry {
+        store: store.into(),
+        op: JournalOp::Put,
+        etag: etag.into(),
+        size: 10,
+        staging: staging.map(str::to_owned),
+        state,
+    }
+}
+
+/// The journal's SQL: entries per key and store in order, closing them updates `behind`
+/// and frees the staging file only with the last one, deletes queue behind puts.
+async fn journal_order_and_completion(c: &Catalog) {
+    c.create_bucket(&bucket("jb")).await.unwrap();
+    let mut o = ObjectRecord { staging: Some("s1".into()), behind: vec!["a".into(), "b".into()], ..obj("jb", "k", 10) };
+    o.etag = "e1".into();
+    let entries = [
+        put_entry("a", "e1", Some("s1"), EntryState::Uploading),
+        put_entry("b", "e1", Some("s1"), EntryState::Pending),
+    ];
+    let seqs = c.put_object_journaled(&o, "n1", &entries, None).await.unwrap();
+    assert_eq!(seqs.len(), 2);
+    assert_eq!(c.get_object("jb", "k").await.unwrap().unwrap().behind, ["a", "b"]);
+    let mut stores = c.journal_stores("jb", "k").await.unwrap();
+    stores.sort();
+    assert_eq!(stores, ["a", "b"]);
+    // A delete of the key queues behind both puts; only the first entry per store is ready.
+    let del = NewEntry {
+        op: JournalOp::Delete,
+        etag: String::new(),
+        staging: None,
+        ..put_entry("b", "", None, EntryState::Pending)
+    };
+    let (gone, dseq) = c.delete_object_journaled("jb", "k", "n1", &[del]).await.unwrap();
+    assert_eq!(gone.map(|g| g.etag).as_deref(), Some("e1"));
+    assert!(dseq[0] > seqs[1]);
+    let ready = c.journal_ready("n1", i64::MAX, 10).await.unwrap();
+    assert_eq!(
+        ready.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [seqs[1]],
+        "uploading and queued entries are not ready"
+    );
+    assert!(c.journal_ready("n2", i64::MAX, 10).await.unwrap().is_empty(), "another node's entries are not ours");
+    assert!(c.journal_claim(seqs[1]).await.unwrap());
+    assert!(!c.journal_claim(seqs[1]).await.unwrap(), "a claimed entry is not claimed twice");
+    // Re-create the row as the version the entries wrote, then close them one by one.
+    c.put_object(&o).await.unwrap();
+    let [a, b] = [&ready[0], &ready[0]].map(|e| e.clone());
+    let a = JournalEntry { seq: seqs[0], store: "a".into(), ..a };
+    let freed = c.journal_done_many(&[a]).await.unwrap();
+    assert_eq!(freed, [false], "entry b still needs the staging file");
+    let row = c.get_object("jb", "k").await.unwrap().unwrap();
+    assert_eq!((row.behind.clone(), row.staging.clone()), (vec!["b".to_owned()], Some("s1".to_owned())));
+    assert!(c.staging_in_use("n1").await.unwrap().contains("s1"));
+    assert_eq!(c.journal_done_many(&[b]).await.unwrap(), [true]);
+    let row = c.get_object("jb", "k").await.unwrap().unwrap();
+    assert!(row.behind.is_empty() && row.staging.is_none(), "{row:?}");
+    let ready = c.journal_ready("n1", i64::MAX, 10).await.unwrap();
+    assert_eq!(ready.iter().map(|e| (e.seq, e.op)).collect::<Vec<_>>(), [(dseq[0], JournalOp::Delete)]);
+    assert!(
+        matches!(c.delete_bucket("jb").await, Err(e) if e.kind() == ErrorKind::BucketNotEmpty),
+        "pending work keeps the bucket"
+    );
+}
+
+/// Failures keep their error, `uploading` entries come back at restart, stuck ones on
+/// request, and the lag, stuck list and scrub repairs read back on both databases.
+async fn journal_failures_lag_and_repair(c: &Catalog) {
+    c.create_bucket(&bucket("jf")).await.unwrap();
+    let o = ObjectRecord { staging: Some("s2".into()), behind: vec!["a".into()], ..obj("jf", "k", 10) };
+    let e = put_entry("a", &o.etag, Some("s2"), EntryState::Pending);
+    let seq = c.put_object_journaled(&o, "n1", &[e], None).await.unwrap()[0];
+    c.journal_failed(seq, "store a is down", 5_000, false).await.unwrap();
+    assert!(c.journal_ready("n1", 4_999, 10).await.unwrap().is_empty(), "not before its backoff");
+    let ready = c.journal_ready("n1", 5_000, 10).await.unwrap();
+    assert_eq!((ready[0].attempts, ready[0].last_error.as_deref()), (1, Some("store a is down")));
+    let lag = c.journal_lag().await.unwrap();
+    assert_eq!((lag[0].store.as_str(), lag[0].entries, lag[0].bytes, lag[0].stuck), ("a", 1, 10, 0));
+    assert_eq!(lag[0].last_error.as_deref(), Some("store a is down"));
+    assert!(c.journal_claim(seq).await.unwrap());
+    assert_eq!(c.journal_recover("n1", false).await.unwrap(), 1, "uploading goes back to pending");
+    c.journal_failed(seq, "staging file missing", 0, true).await.unwrap();
+    assert_eq!(c.journal_stuck(10).await.unwrap()[0].seq, seq);
+    assert!(c.journal_ready("n1", i64::MAX, 10).await.unwrap().is_empty(), "stuck entries wait for the operator");
+    assert_eq!(c.journal_recover("n1", true).await.unwrap(), 1);
+    assert_eq!(c.journal_ready("n1", i64::MAX, 10).await.unwrap().len(), 1);
+    // The scrub: a clean row on a store that lost it gets one repair entry, once.
+    let clean = obj("jf", "clean", 20);
+    c.put_object(&clean).await.unwrap();
+    assert!(c.journal_repair(&clean, "b", "n1").await.unwrap());
+    assert!(!c.journal_repair(&clean, "b", "n1").await.unwrap(), "already queued");
+    assert_eq!(c.get_object("jf", "clean").await.unwrap().unwrap().behind, ["b"]);
+    let stale = ObjectRecord { etag: "other".into(), ..clean.clone() };
+    assert!(!c.journal_repair(&stale, "c", "n1").await.unwrap(), "a row that changed is not repaired");
+}
 
 async fn buckets_lifecycle(c: &Catalog) {
     c.create_bucket(&bucket("alpha")).await.unwrap();
