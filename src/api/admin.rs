@@ -15,6 +15,7 @@
 //! | POST   | /_strata/cache/pin       | bucket, prefix    | `{"pinned":true}`       |
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
+//! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
 //!
 //! The journal, replication and read-only routes are in `api::replication`.
 
@@ -110,6 +111,13 @@ impl Admin {
             _ => {}
         }
         let q = query(req.uri().query().unwrap_or(""));
+        if path == "migrate" && req.method() == Method::POST {
+            let bucket = q.get("bucket").cloned().unwrap_or_default();
+            return match self.tier.bucket(&bucket).await {
+                Ok(_) => self.migrate(bucket),
+                Err(_) => error(StatusCode::NOT_FOUND, &format!("no bucket {bucket:?}")),
+            };
+        }
         if super::replication::owns(&path) {
             let (status, body) = super::replication::handle(&self.tier, req.method(), &path, &q).await;
             return json_reply(status, &body);
@@ -144,30 +152,50 @@ impl Admin {
 
     /// Streams progress lines while the tier warms; the last line says done or error.
     fn warm(&self, bucket: String, prefix: String) -> Response<s3s::Body> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let tier = self.tier.clone();
-        tokio::spawn(async move {
-            let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
-            let mut last = std::time::Instant::now();
-            let progress_tx = tx.clone();
-            let res = tier
-                .warm(&bucket, &prefix, |objects, bytes, fetched| {
-                    if last.elapsed().as_millis() >= 200 {
-                        last = std::time::Instant::now();
-                        let v = json!({ "objects": objects, "bytes": bytes, "fetched": fetched });
-                        let _ = progress_tx.try_send(line(v));
-                    }
-                })
-                .await;
-            let end = match res {
-                Ok(()) => json!({ "done": true, "stats": tier.hot().map(|h| h.stats()) }),
-                Err(e) => json!({ "error": e.to_string() }),
-            };
-            let _ = tx.send(line(end)).await;
-        });
-        let stream = tokio_stream_from(rx);
-        reply(StatusCode::OK, StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)), "application/x-ndjson")
+        progress_job(move |mut report| async move {
+            tier.warm(&bucket, &prefix, |objects, bytes, fetched| {
+                report(json!({ "objects": objects, "bytes": bytes, "fetched": fetched }));
+            })
+            .await?;
+            Ok(json!({ "done": true, "stats": tier.hot().map(|h| h.stats()) }))
+        })
     }
+
+    /// Copies in what a bucket's origin still has and the bucket lacks (the end of a
+    /// copy-on-read migration), streaming progress lines.
+    fn migrate(&self, bucket: String) -> Response<s3s::Body> {
+        let tier = self.tier.clone();
+        progress_job(move |mut report| async move {
+            let stats = tier.migrate_all(&bucket, |s| report(json!(s))).await?;
+            Ok(json!({ "done": true, "stats": stats }))
+        })
+    }
+}
+
+/// Runs `job` in its own task (it goes on if the client leaves) and streams its progress
+/// as JSON lines, at most five a second, then a last line: its result or `{"error": …}`.
+fn progress_job<F, Fut>(job: F) -> Response<s3s::Body>
+where
+    F: FnOnce(Box<dyn FnMut(serde_json::Value) + Send>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = crate::error::Result<serde_json::Value>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));
+    let progress_tx = tx.clone();
+    let mut last = std::time::Instant::now();
+    let report = Box::new(move |v: serde_json::Value| {
+        if last.elapsed().as_millis() >= 200 {
+            last = std::time::Instant::now();
+            let _ = progress_tx.try_send(line(v));
+        }
+    });
+    tokio::spawn(async move {
+        let end = job(report).await.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+        let _ = tx.send(line(end)).await;
+    });
+    let stream = tokio_stream_from(rx);
+    reply(StatusCode::OK, StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)), "application/x-ndjson")
 }
 
 fn tokio_stream_from(

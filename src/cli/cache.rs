@@ -153,7 +153,27 @@ async fn simple(s: &Scoped, route: &str) -> anyhow::Result<()> {
 
 async fn warm(s: &Scoped) -> anyhow::Result<()> {
     let c = Client::new(&s.target)?;
-    let mut resp = c.call(reqwest::Method::POST, "cache/warm", Some(split(&s.path))).await?;
+    let resp = c.call(reqwest::Method::POST, "cache/warm", Some(split(&s.path))).await?;
+    follow(resp, "warm", |v| {
+        v.get("objects").map(|_| {
+            format!(
+                "{} objects, {} scanned, {} fetched",
+                v["objects"],
+                indicatif::HumanBytes(v["bytes"].as_u64().unwrap_or(0)),
+                indicatif::HumanBytes(v["fetched"].as_u64().unwrap_or(0))
+            )
+        })
+    })
+    .await
+}
+
+/// Follows a streamed admin job: progress lines (shown by `describe`) on a spinner or as
+/// plain lines, then its last line printed to stdout.
+pub(super) async fn follow(
+    mut resp: reqwest::Response,
+    what: &str,
+    describe: impl Fn(&serde_json::Value) -> Option<String>,
+) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
@@ -169,15 +189,9 @@ async fn warm(s: &Scoped) -> anyhow::Result<()> {
             let v: serde_json::Value = serde_json::from_slice(&line)?;
             if let Some(e) = v.get("error") {
                 bar.abandon();
-                bail!("warm failed: {e}");
+                bail!("{what} failed: {e}");
             }
-            if v.get("objects").is_some() {
-                let msg = format!(
-                    "{} objects, {} scanned, {} fetched",
-                    v["objects"],
-                    indicatif::HumanBytes(v["bytes"].as_u64().unwrap_or(0)),
-                    indicatif::HumanBytes(v["fetched"].as_u64().unwrap_or(0))
-                );
+            if let Some(msg) = describe(&v) {
                 if tty {
                     bar.set_message(msg);
                     bar.tick();
@@ -194,7 +208,7 @@ async fn warm(s: &Scoped) -> anyhow::Result<()> {
             println!("{v}");
             Ok(())
         }
-        _ => bail!("the server ended the warm without a result"),
+        _ => bail!("the server ended the {what} without a result"),
     }
 }
 

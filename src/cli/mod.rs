@@ -45,6 +45,14 @@ enum Command {
     Cache(cache::CacheCommand),
     /// Print a running server's health: stores, hot tier, journal, misses, recent errors.
     Status(cache::Target),
+    /// Finish a copy-on-read migration: the server copies in every object of the bucket's
+    /// origin that the bucket lacks.
+    Migrate {
+        #[command(flatten)]
+        target: cache::Target,
+        /// A bucket with an `origin`.
+        bucket: String,
+    },
     /// The journal's backlog per store (replication lag), and retrying stuck entries.
     #[command(subcommand)]
     Replicate(replicate::ReplicateCommand),
@@ -83,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
         Command::Replicate(cmd) => replicate::run(cmd).await,
+        Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
         Command::Copy(a) => transfer::run(crate::transfer::Mode::Copy, a).await,
         Command::Sync(a) => transfer::run(crate::transfer::Mode::Sync, a).await,
         Command::Move(a) => transfer::run(crate::transfer::Mode::Move, a).await,
@@ -124,6 +133,20 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
+}
+
+async fn migrate(t: &cache::Target, bucket: &str) -> anyhow::Result<()> {
+    let c = cache::Client::new(t)?;
+    let resp = c.call(reqwest::Method::POST, &format!("migrate?bucket={bucket}"), None).await?;
+    cache::follow(resp, "migration", |v| {
+        v.get("listed").map(|_| {
+            format!(
+                "{} listed, {} migrated, {} present, {} failed",
+                v["listed"], v["migrated"], v["present"], v["failed"]
+            )
+        })
+    })
+    .await
 }
 
 async fn import(cfg: Config, bucket: &str) -> anyhow::Result<()> {

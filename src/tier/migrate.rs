@@ -4,7 +4,9 @@
 //!
 //! The copy happens under the key's write lock, so concurrent first reads copy once. A
 //! write through strata always wins: a key with a row is never taken from the origin
-//! again. `strata copy ORIGIN DEST` followed by `strata import BUCKET` fills in the rest.
+//! again. [`Tier::migrate_all`] (`strata migrate BUCKET`, run by the server) fills in the
+//! rest. Objects are copied into the bucket's first store; the scrub copies them to any
+//! other replica.
 
 use super::{Tier, keys, now_ms, validate_key};
 use crate::catalog::{ObjectHeaders, ObjectRecord};
@@ -69,9 +71,66 @@ impl Tier {
             user_meta: h.user_metadata.clone(),
             ..Default::default()
         };
-        self.inner.catalog.put_object(&rec).await?;
+        // Under the key's lock no write through strata can have landed meanwhile, but an
+        // insert that never replaces a row keeps that true for a second process as well.
+        if !self.inner.catalog.insert_object_if_absent(&rec).await? {
+            return self.inner.catalog.get_object(bucket, key).await;
+        }
         ::metrics::counter!("strata_migrated_objects_total").increment(1);
         tracing::info!(bucket, key, size, origin = %origin, "migrated on read");
         Ok(Some(rec))
+    }
+}
+
+/// What [`Tier::migrate_all`] did so far.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct MigrateStats {
+    /// Objects listed in the origin.
+    pub listed: u64,
+    /// Copied in by this run.
+    pub migrated: u64,
+    /// Already in the bucket (written through strata, or migrated earlier).
+    pub present: u64,
+    /// Failed; a later run retries them.
+    pub failed: u64,
+}
+
+impl Tier {
+    /// Finishes a copy-on-read migration: copies in every object of `bucket`'s origin that
+    /// the bucket does not have yet, four at a time, through the same path as a first
+    /// read (under each key's write lock, so a client's write always wins). `progress`
+    /// sees the running totals after each object.
+    pub async fn migrate_all(&self, bucket: &str, mut progress: impl FnMut(&MigrateStats)) -> Result<MigrateStats> {
+        self.bucket(bucket).await?;
+        let Some((origin, prefix)) = self.inner.hot.origins.get(bucket).cloned() else {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("bucket {bucket} has no origin to migrate from")));
+        };
+        let listing = self.backend(&origin)?.list(&prefix);
+        let mut stats = MigrateStats::default();
+        let mut done = listing
+            .map(|entry| {
+                let prefix = prefix.clone();
+                async move {
+                    let key = entry?.path.strip_prefix(&prefix).map(str::to_owned).unwrap_or_default();
+                    if self.inner.catalog.get_object(bucket, &key).await?.is_some() {
+                        return Ok::<bool, Error>(false);
+                    }
+                    Ok(self.migrate(bucket, &key).await?.is_some())
+                }
+            })
+            .buffer_unordered(4);
+        while let Some(r) = done.next().await {
+            stats.listed += 1;
+            match r {
+                Ok(true) => stats.migrated += 1,
+                Ok(false) => stats.present += 1,
+                Err(e) => {
+                    tracing::warn!(bucket, error = %e, "migration of one object failed");
+                    stats.failed += 1;
+                }
+            }
+            progress(&stats);
+        }
+        Ok(stats)
     }
 }

@@ -18,6 +18,7 @@ mod write;
 
 pub use import::ImportStats;
 pub use keys::{MAX_KEY_LEN, validate_key};
+pub use migrate::MigrateStats;
 pub use multipart::CompletedPart;
 pub use read::{ReadOptions, version_of};
 

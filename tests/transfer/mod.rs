@@ -277,3 +277,42 @@ async fn copy_on_read_serves_from_the_origin_and_copies_in() {
     let head = h.client.head_object().bucket("mig").key("albums/cat.jpg").send().await.unwrap();
     assert_eq!(head.content_length(), Some(90_000));
 }
+
+/// Issue 6: `POST /_strata/migrate` (behind `strata migrate BUCKET`) copies in what the
+/// origin still has; what the bucket already holds, including a client's newer write, is
+/// left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_fills_in_the_rest_and_never_overwrites_a_write() {
+    use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY};
+    let old = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        std::fs::create_dir_all(old.path().join("p")).unwrap();
+        std::fs::write(old.path().join(format!("p/{i:02}.bin")), format!("origin {i}")).unwrap();
+    }
+    let toml = format!(
+        "[backends.old]\ntype = \"fs\"\nroot = \"{}\"\n[buckets.fill]\nbackend = \"local\"\norigin = \"old\"\norigin_prefix = \"\"\n",
+        old.path().display()
+    );
+    let h = Harness::start_opts(Cold::Fs, Opts { toml, wrap: None }).await;
+    assert_eq!(h.get("fill", "p/03.bin").await, b"origin 3", "one read migrates first");
+    h.put("fill", "p/07.bin", b"written through strata").await;
+    let url = format!("http://{}/_strata/migrate?bucket=fill", h.addr);
+    let r = reqwest::Client::new().post(url).basic_auth(ACCESS_KEY, Some(SECRET_KEY)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let last: serde_json::Value = serde_json::from_str(body.lines().last().unwrap()).unwrap();
+    assert_eq!(last["stats"]["listed"], 30, "{body}");
+    assert_eq!((last["stats"]["migrated"].clone(), last["stats"]["present"].clone()), (28.into(), 2.into()), "{body}");
+    assert_eq!(h.keys("fill").await.len(), 30);
+    for i in [0, 15, 29] {
+        assert_eq!(h.cold_read("fill", &format!("p/{i:02}.bin")).await, format!("origin {i}").as_bytes());
+    }
+    assert_eq!(h.get("fill", "p/07.bin").await, b"written through strata", "a client's write wins");
+    let none = reqwest::Client::new()
+        .post(format!("http://{}/_strata/migrate?bucket=nope", h.addr))
+        .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+}
