@@ -48,8 +48,10 @@ pub enum ErrorKind {
     Unavailable,
     /// An operation or the client took too long; retrying may succeed.
     Timeout,
-    /// The journal is full or the server is read-only; retrying later may succeed.
+    /// The journal is full; retrying later may succeed.
     SlowDown,
+    /// The server refuses writes for maintenance (the read-only switch).
+    ReadOnly,
     /// Configuration is invalid.
     Config,
     /// A bug or an unexpected state; not retryable.
@@ -95,7 +97,7 @@ impl Error {
 
     /// Whether the same operation may succeed if tried again later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::SlowDown)
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::SlowDown | ErrorKind::ReadOnly)
     }
 }
 

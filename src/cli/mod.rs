@@ -53,6 +53,14 @@ enum Command {
         /// A bucket with an `origin`.
         bucket: String,
     },
+    /// Turn a running server's read-only switch on or off (maintenance: writes get 503).
+    ReadOnly {
+        #[command(flatten)]
+        target: cache::Target,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
     /// The journal's backlog per store (replication lag), and retrying stuck entries.
     #[command(subcommand)]
     Replicate(replicate::ReplicateCommand),
@@ -92,6 +100,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(t) => status::run(&t).await,
         Command::Replicate(cmd) => replicate::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
+        Command::ReadOnly { target, state } => {
+            let c = cache::Client::new(&target)?;
+            let on = state == "on";
+            let resp = c.call(reqwest::Method::POST, &format!("read-only?on={on}"), None).await?;
+            print!("{}", resp.text().await?);
+            Ok(())
+        }
         Command::Copy(a) => transfer::run(crate::transfer::Mode::Copy, a).await,
         Command::Sync(a) => transfer::run(crate::transfer::Mode::Sync, a).await,
         Command::Move(a) => transfer::run(crate::transfer::Mode::Move, a).await,

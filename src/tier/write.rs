@@ -66,7 +66,7 @@ impl Tier {
     /// Refuses writes while the server is read-only.
     pub(super) fn writable(&self) -> Result<()> {
         if self.is_read_only() {
-            return Err(Error::new(ErrorKind::Unavailable, "the server is read-only for maintenance"));
+            return Err(Error::new(ErrorKind::ReadOnly, "the server is read-only for maintenance"));
         }
         Ok(())
     }

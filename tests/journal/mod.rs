@@ -256,7 +256,10 @@ async fn read_only_switch() {
     };
     assert_eq!(admin(true).await.unwrap().status(), 200);
     let r = h.client.put_object().bucket("rox").key("k2").body(ByteStream::from_static(b"no")).send().await;
-    assert_eq!(status(r), 503);
+    let e = r.expect_err("read-only");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(503));
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    assert!(e.message().is_some_and(|m| m.contains("read-only")), "the client is told why: {e:?}");
     assert_eq!(status(h.client.delete_object().bucket("rox").key("k").send().await), 503);
     assert_eq!(h.get("rox", "k").await, b"kept");
     assert_eq!(admin(false).await.unwrap().status(), 200);

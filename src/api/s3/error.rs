@@ -37,9 +37,12 @@ pub fn to_s3(e: Error) -> S3Error {
         K::Timeout => S3ErrorCode::RequestTimeout,
         K::Unavailable => S3ErrorCode::ServiceUnavailable,
         K::SlowDown => S3ErrorCode::SlowDown,
+        K::ReadOnly => S3ErrorCode::ServiceUnavailable,
         K::Config | K::Internal => S3ErrorCode::InternalError,
     };
-    let internal = matches!(code, S3ErrorCode::InternalError | S3ErrorCode::ServiceUnavailable);
+    // A refusal by the read-only switch is deliberate: say why, and do not log it as a fault.
+    let internal =
+        matches!(code, S3ErrorCode::InternalError | S3ErrorCode::ServiceUnavailable) && e.kind() != K::ReadOnly;
     if internal {
         tracing::error!(error = %e, "request failed");
         crate::telemetry::record_error("s3", &e.to_string());
@@ -49,7 +52,7 @@ pub fn to_s3(e: Error) -> S3Error {
     let message =
         if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
     let mut err = S3Error::with_message(code, message);
-    if matches!(e.kind(), K::Unavailable | K::SlowDown) {
+    if matches!(e.kind(), K::Unavailable | K::SlowDown | K::ReadOnly) {
         // A client that honours it backs off instead of hammering a store that is down.
         let mut h = http::HeaderMap::new();
         h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(RETRY_AFTER.load(Relaxed)));
@@ -86,6 +89,7 @@ mod tests {
             (ErrorKind::InvalidRange, "InvalidRange", 416),
             (ErrorKind::Unavailable, "ServiceUnavailable", 503),
             (ErrorKind::SlowDown, "SlowDown", 503),
+            (ErrorKind::ReadOnly, "ServiceUnavailable", 503),
         ];
         for (kind, code, status) in cases {
             let e = to_s3(Error::new(kind, "x"));
