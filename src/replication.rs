@@ -139,3 +139,15 @@ pub async fn lag(catalog: &Catalog, stores: impl Iterator<Item = String>) -> Res
         .map(|s| found.iter().find(|l| l.store == s).cloned().unwrap_or(StoreLag { store: s, ..Default::default() }))
         .collect())
 }
+
+/// Stuck journal entries, oldest first (up to 50), as the operator sees them.
+pub async fn stuck(catalog: &Catalog) -> Result<Vec<serde_json::Value>> {
+    let entries = catalog.journal_stuck(50).await?;
+    Ok(entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({ "bucket": e.bucket, "key": e.key, "store": e.store, "attempts": e.attempts,
+                    "last_error": e.last_error, "since_ms": e.created_ms })
+        })
+        .collect())
+}

@@ -52,14 +52,7 @@ fn set(tier: &Tier, on: bool) -> Value {
 /// The backlog: per store, plus the stuck entries an operator must look at.
 pub async fn journal(tier: &Tier) -> crate::error::Result<Value> {
     let stores = crate::replication::lag(tier.catalog(), tier.backends().names().map(str::to_owned)).await?;
-    let stuck = tier.catalog().journal_stuck(50).await?;
-    let stuck: Vec<Value> = stuck
-        .iter()
-        .map(|e| {
-            json!({ "bucket": e.bucket, "key": e.key, "store": e.store, "attempts": e.attempts,
-                    "last_error": e.last_error, "since_ms": e.created_ms })
-        })
-        .collect();
+    let stuck = crate::replication::stuck(tier.catalog()).await?;
     Ok(json!({
         "read_only": tier.is_read_only(),
         "staged_bytes": tier.journal().used(),

@@ -51,15 +51,7 @@ async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
     let cfg = load(common, None)?;
     let (catalog, journal) = open(&cfg).await?;
     let stores = crate::replication::lag(&catalog, cfg.backends.keys().cloned()).await?;
-    let stuck: Vec<serde_json::Value> = catalog
-        .journal_stuck(50)
-        .await?
-        .iter()
-        .map(|e| {
-            serde_json::json!({ "bucket": e.bucket, "key": e.key, "store": e.store, "attempts": e.attempts,
-                    "last_error": e.last_error, "since_ms": e.created_ms })
-        })
-        .collect();
+    let stuck = crate::replication::stuck(&catalog).await?;
     catalog.close().await;
     let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": stores, "stuck": stuck });
     if json {

@@ -70,14 +70,6 @@ impl StagingFile {
         self.kept = true;
         Ok(self.id.clone())
     }
-
-    /// Flushes buffered bytes (so a reader of the `.tmp` sees them all) without fsync.
-    pub async fn flush(&mut self) -> Result<()> {
-        if let Some(f) = self.file.as_mut() {
-            f.flush().await?;
-        }
-        Ok(())
-    }
 }
 
 impl Drop for StagingFile {

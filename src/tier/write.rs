@@ -269,7 +269,7 @@ impl Tier {
 
 async fn abort_all(writers: Vec<(String, Box<dyn ObjectWriter>)>, e: Error) -> Error {
     for (_, w) in writers {
-        let _ = w.abort().await;
+        super::abort_quietly(w).await;
     }
     e
 }
