@@ -2,11 +2,13 @@
 //!
 //! Owns where the keys come from: the config or `STRATA_ACCESS_KEY`/`STRATA_SECRET_KEY`
 //! (already folded into the config by `resolve`), else a pair generated once and kept in
-//! `<data_dir>/credentials.json` (mode 0600), the way MinIO does. Signature checking itself
-//! is s3s's job; per-bucket access policies arrive with issue 5.
+//! `<data_dir>/credentials.json` (mode 0600), the way MinIO does. Likewise the keys that sign
+//! links: `web.link_keys`, else one generated once into `<data_dir>/link-keys.json`.
+//! Signature checking itself is s3s's job; access rules are `policy`'s.
 
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
+use crate::policy::link::LinkKeys;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -49,6 +51,39 @@ pub fn load_or_create(config: &Config) -> Result<Credentials> {
     Ok(creds)
 }
 
+#[derive(Serialize, Deserialize)]
+struct StoredKey {
+    id: String,
+    secret: String,
+}
+
+/// The keys that sign and verify links (the first signs). With `create`, a key is
+/// generated and persisted when neither the config nor the data directory has one.
+pub fn link_keys(config: &Config, create: bool) -> Result<LinkKeys> {
+    let keys = &config.web.link_keys;
+    if !keys.is_empty() {
+        return Ok(LinkKeys::new(keys.iter().map(|k| (k.id.clone(), k.secret.as_bytes().to_vec())).collect()));
+    }
+    let path = config.data_dir().join("link-keys.json");
+    let stored: Vec<StoredKey> = if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::new(ErrorKind::Config, format!("{} is not valid link-keys JSON", path.display())).with_source(e)
+        })?
+    } else if create {
+        let k = vec![StoredKey { id: "k1".into(), secret: random_string(43, false) }];
+        let body = serde_json::to_string_pretty(&k).map_err(|e| Error::internal("encode link keys", e))?;
+        write_private(&path, body.as_bytes())?;
+        k
+    } else {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("no link keys: set web.link_keys or point --data-dir at strata's ({} is missing)", path.display()),
+        ));
+    };
+    Ok(LinkKeys::new(stored.into_iter().map(|k| (k.id, k.secret.into_bytes())).collect()))
+}
+
 fn read(path: &Path) -> Result<Credentials> {
     let text = std::fs::read_to_string(path)?;
     let s: Stored = serde_json::from_str(&text).map_err(|e| {
@@ -58,17 +93,22 @@ fn read(path: &Path) -> Result<Credentials> {
 }
 
 fn write(path: &Path, c: &Credentials) -> Result<()> {
+    let body =
+        serde_json::to_string_pretty(&Stored { access_key: c.access_key.clone(), secret_key: c.secret_key.clone() })
+            .map_err(|e| Error::internal("encode credentials", e))?;
+    write_private(path, body.as_bytes())
+}
+
+/// Writes a secret file (mode 0600) atomically: temporary file, fsync, rename.
+fn write_private(path: &Path, body: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
-    let body =
-        serde_json::to_string_pretty(&Stored { access_key: c.access_key.clone(), secret_key: c.secret_key.clone() })
-            .map_err(|e| Error::internal("encode credentials", e))?;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(body.as_bytes())?;
+    f.write_all(body)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
@@ -99,5 +139,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("credentials.json")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert!(link_keys(&cfg, false).is_err(), "nothing is made without create");
+        let k = link_keys(&cfg, true).unwrap();
+        let q = k.sign("b", "k", &crate::policy::link::LinkParams { expires: 9, ..Default::default() }).unwrap();
+        let again = link_keys(&cfg, false).unwrap();
+        assert!(again.verify("b", "k", &q, 1, std::net::Ipv4Addr::LOCALHOST.into()).unwrap().is_some());
     }
 }

@@ -75,6 +75,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    access_rules_round_trip,
     buckets_lifecycle,
     objects_round_trip,
     listing_delimiter_and_markers,
@@ -326,4 +327,34 @@ async fn reopening_keeps_data_and_reapplies_no_migration() {
     let c = Catalog::connect(&url).await.unwrap();
     c.ping().await.unwrap();
     assert_eq!(c.list_buckets().await.unwrap(), vec![bucket("kept")]);
+}
+
+/// Runtime access rules: upsert replaces every field, NULLs read back as `None`, delete
+/// reports whether a row was there.
+async fn access_rules_round_trip(c: &Catalog) {
+    let r = AccessRow {
+        bucket: "pics".into(),
+        prefix: "albums/".into(),
+        access: Some("password".into()),
+        password_hash: Some("$argon2id$x".into()),
+        cache_control: None,
+        serve: None,
+        updated_ms: 5,
+    };
+    c.put_access_rule(&r).await.unwrap();
+    let top = AccessRow {
+        prefix: String::new(),
+        access: None,
+        password_hash: None,
+        serve: Some("redirect".into()),
+        ..r.clone()
+    };
+    c.put_access_rule(&top).await.unwrap();
+    assert_eq!(c.access_rules().await.unwrap(), vec![top.clone(), r.clone()]);
+    let changed = AccessRow { access: Some("public-read".into()), password_hash: None, updated_ms: 6, ..r.clone() };
+    c.put_access_rule(&changed).await.unwrap();
+    assert_eq!(c.access_rules().await.unwrap(), vec![top, changed]);
+    assert!(c.delete_access_rule("pics", "albums/").await.unwrap());
+    assert!(!c.delete_access_rule("pics", "albums/").await.unwrap());
+    assert_eq!(c.access_rules().await.unwrap().len(), 1);
 }

@@ -4,6 +4,7 @@
 //! driver) and its versioned migrations, plus the listing algorithm (prefix, delimiter,
 //! markers) so that a listing never scans a cold store. It must not touch object bytes.
 
+mod access;
 mod cache;
 #[cfg(test)]
 mod conformance;
@@ -11,6 +12,7 @@ mod journal;
 mod listing;
 mod records;
 
+pub use access::AccessRow;
 pub use journal::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use listing::{ListPage, ListQuery};
 pub use records::{BucketRecord, ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};

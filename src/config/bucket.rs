@@ -1,6 +1,7 @@
 //! `[buckets.NAME]`: where a configured bucket's objects live (its stores, in read order),
 //! how its writes are acknowledged, and how it reads (hot tier, origin).
 
+use super::web::{AccessMode, RuleConfig, ServeMode};
 use super::{FillMode, WriteMode, yes};
 use serde::Deserialize;
 
@@ -44,6 +45,23 @@ pub struct BucketConfig {
     /// Where the keys live in the origin. Default: this bucket's `prefix`.
     #[serde(default)]
     pub origin_prefix: Option<String>,
+    /// Who may read over plain HTTP: "private", "public-read", "password" or "signed"
+    /// (the rule for prefix ""). Default "private".
+    #[serde(default)]
+    pub access: Option<AccessMode>,
+    /// Password for `access = "password"` (plain text or an argon2 PHC string). Default none.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Cache-Control for anonymous readers of the bucket's public objects. Default: the
+    /// object's own, else `web.public_cache_control`.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+    /// How anonymous GETs are served: "proxy", "redirect" or "direct". Default "proxy".
+    #[serde(default)]
+    pub serve: ServeMode,
+    /// Access rules for prefixes of the bucket (`[[buckets.NAME.rules]]`). Default none.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
 }
 
 impl BucketConfig {
@@ -62,6 +80,29 @@ impl BucketConfig {
             (false, false) if self.stores[0] == self.backend => Ok(()),
             (false, false) => Err("stores: give `backend` or `stores`, not both".into()),
         }
+    }
+
+    /// The access rules, with the bucket-level fields as the rule for prefix "".
+    pub fn access_rules(&self) -> Vec<RuleConfig> {
+        let mut rules = self.rules.clone();
+        if self.access.is_some() || self.password.is_some() || self.cache_control.is_some() {
+            rules.push(RuleConfig {
+                prefix: String::new(),
+                access: self.access,
+                password: self.password.clone(),
+                cache_control: self.cache_control.clone(),
+            });
+        }
+        rules
+    }
+
+    /// Checks the access settings.
+    pub(super) fn validate_access(&self) -> Result<(), String> {
+        let top = self.access.is_some() || self.password.is_some() || self.cache_control.is_some();
+        if top && self.rules.iter().any(|r| r.prefix.is_empty()) {
+            return Err("rules: a rule for prefix \"\" repeats the bucket's own access fields".into());
+        }
+        super::web::validate_rules(&self.access_rules())
     }
 
     /// Checks the write settings against `stores`.

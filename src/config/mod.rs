@@ -7,10 +7,12 @@
 mod bucket;
 mod journal;
 mod units;
+mod web;
 
 pub use bucket::BucketConfig;
 pub use journal::{FailoverConfig, JournalConfig, WriteMode};
 pub use units::{ByteSize, HumanDuration};
+pub use web::{AccessMode, LinkKey, LogFormat, RuleConfig, ServeMode, WebConfig};
 
 use crate::error::{Error, ErrorKind, Result};
 use serde::Deserialize;
@@ -73,6 +75,9 @@ pub struct Config {
     /// added when none of that name is declared.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// Anonymous HTTP serving: virtual hosts, custom domains, signed links, the access log.
+    #[serde(default)]
+    pub web: WebConfig,
     /// Buckets declared up front, each mapped to a backend. Buckets can also be created
     /// through the S3 API; those live on `default_backend`.
     #[serde(default)]
@@ -405,6 +410,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(log) = self.web.access_log.take() {
+            self.web.access_log = Some(if log.is_relative() { data_dir.join(log) } else { log });
+        }
         for (name, b) in &mut self.buckets {
             b.resolve_stores().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
         }
@@ -452,6 +460,7 @@ impl Config {
             validate_backend(name, b)?;
         }
         self.validate_hot()?;
+        self.web.validate(&self.buckets).map_err(|m| Error::new(ErrorKind::Config, format!("web.{m}")))?;
         if self.journal.max_size.0 < self.limits.max_object_size.0 {
             // Every write is staged in the journal first, so a smaller journal would turn
             // away the largest objects even with every store healthy.
@@ -478,6 +487,7 @@ impl Config {
                 return bad(format!("buckets.{name}.backend (or stores): no backend named {s:?}"));
             }
             b.validate_writes().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
+            b.validate_access().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
             if let Some(o) = &b.origin
                 && (!self.backends.contains_key(o) || (o == &b.backend && b.origin_prefix.is_none()))
             {

@@ -2,7 +2,11 @@
 //! shutdown.
 //!
 //! Knows nothing of S3: it hands each request to a handler function and writes back the
-//! response it gets.
+//! response it gets. Also the plain-HTTP parts any front end can use: byte ranges
+//! (`range`) and conditional requests (`conditional`).
+
+pub mod conditional;
+pub mod range;
 
 use crate::error::Result;
 use hyper::body::Incoming;
@@ -16,6 +20,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// The client's address, put in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Limits on clients.
 #[derive(Debug, Clone)]
@@ -75,8 +83,9 @@ where
             () = shutdown.cancelled() => break,
         };
         let h = handler.clone();
-        let svc = hyper::service::service_fn(move |req| {
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let h = h.clone();
+            req.extensions_mut().insert(Peer(peer));
             async move { Ok::<_, Infallible>(h(req).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
