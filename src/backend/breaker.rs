@@ -170,6 +170,15 @@ impl Backend for Breaker {
         self.inner.s3_place()
     }
 
+    async fn presign_read(
+        &self,
+        path: &str,
+        expires: std::time::Duration,
+        disposition: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.presign_read(path, expires, disposition).await
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
         self.inner.list(prefix)
     }

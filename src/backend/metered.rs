@@ -110,6 +110,15 @@ impl Backend for Metered {
         self.inner.s3_place()
     }
 
+    async fn presign_read(
+        &self,
+        path: &str,
+        expires: std::time::Duration,
+        disposition: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.presign_read(path, expires, disposition).await
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
         ::metrics::counter!("strata_backend_requests_total", "backend" => self.name.clone(), "op" => "list")
             .increment(1);

@@ -22,6 +22,7 @@ use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A stream of body bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
@@ -113,6 +114,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Layers forward it; `None` (the default) means "stream copies".
     fn s3_place(&self) -> Option<&S3Place> {
         None
+    }
+
+    /// A URL that lets anyone GET `path` for `expires`, answered with `disposition` as its
+    /// Content-Disposition when given. `Ok(None)` when the store cannot presign (a disk).
+    /// Makes no request to the store, so it says nothing about whether `path` exists.
+    /// Layers forward it.
+    async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>> {
+        let _ = (path, expires, disposition);
+        Ok(None)
     }
 }
 

@@ -231,6 +231,27 @@ impl Backend for OpendalBackend {
         self.place.as_ref()
     }
 
+    async fn presign_read(
+        &self,
+        path: &str,
+        expires: std::time::Duration,
+        disposition: Option<&str>,
+    ) -> Result<Option<String>> {
+        if !self.op.info().full_capability().presign_read {
+            return Ok(None);
+        }
+        let opts = opendal::options::ReadOptions {
+            override_content_disposition: disposition.map(str::to_owned),
+            ..Default::default()
+        };
+        let req = self
+            .op
+            .presign_read_options(path, expires, opts)
+            .await
+            .map_err(|e| map_err(&self.name, "presign", path, e))?;
+        Ok(Some(req.uri().to_string()))
+    }
+
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
         let (op, name, prefix, is_fs) = (self.op.clone(), self.name.clone(), prefix.to_owned(), self.is_fs);
         let scratch = format!("{FS_SCRATCH}/");

@@ -6,6 +6,7 @@
 //! Reads of buckets that use the hot tier go through [`hot`]; writes are journaled first
 //! (`write.rs`, `crate::journal`).
 
+mod direct;
 mod failover;
 pub mod hot;
 mod import;

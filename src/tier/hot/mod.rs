@@ -213,6 +213,19 @@ impl Hot {
         read::warm(self.inner.clone(), v, open).await
     }
 
+    /// Whether every chunk of `range` of `v` is hot or being filled right now (a request
+    /// would not start a fill): the access log's HIT. A hint, not a promise.
+    pub fn holds(&self, v: &Version, range: Range<u64>) -> bool {
+        if range.is_empty() {
+            return true;
+        }
+        let cs = self.inner.s.chunk_size;
+        let (first, last) = (range.start / cs, (range.end - 1) / cs);
+        let h = v.hash();
+        let index = self.inner.lock();
+        (first..=last).all(|c| u32::try_from(c).is_ok_and(|c| index.contains((h, c))))
+    }
+
     /// Drops every chunk of `bucket`/`key` that is not of version `keep`.
     pub fn invalidate(&self, bucket: &str, key: &str, keep: Option<&Version>) {
         let keep = keep.map(Version::hash);

@@ -1,0 +1,48 @@
+//! Reads that bypass strata's own byte path: presigned cold-store URLs for redirect and
+//! direct serving, and whether a read would be served hot (for the access log).
+
+use super::Tier;
+use crate::catalog::ObjectRecord;
+use crate::error::Result;
+use std::ops::Range;
+use std::time::Duration;
+
+impl Tier {
+    /// A presigned GET URL for `rec` on the first healthy store that holds its version,
+    /// valid for `ttl`. `Ok(None)` when no such store can presign (a disk store, or the
+    /// version is still only in the journal): the caller serves the bytes itself.
+    pub async fn presign(
+        &self,
+        rec: &ObjectRecord,
+        ttl: Duration,
+        disposition: Option<&str>,
+    ) -> Result<Option<String>> {
+        if rec.staging.is_some() {
+            return Ok(None);
+        }
+        let b = self.bucket(&rec.bucket).await?;
+        let path = super::keys::store_path(&b.prefix, &rec.key);
+        let place = self.placement(&b);
+        let backends = &self.inner.backends;
+        let mut order: Vec<&String> = place.stores.iter().filter(|s| !rec.behind.contains(s)).collect();
+        order.sort_by_key(|s| !backends.is_up(s));
+        for store in order {
+            if let Some(url) = self.backend(store)?.presign_read(&path, ttl, disposition).await? {
+                return Ok(Some(url));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether a read of `range` of `rec` would come from the hot tier (or its staging
+    /// file) without touching a cold store. A hint for logs: it can change a moment later.
+    pub fn is_hot(&self, rec: &ObjectRecord, range: Range<u64>) -> bool {
+        if rec.staging.is_some() {
+            return true;
+        }
+        match self.hot_for(&rec.bucket) {
+            Some((hot, _)) => hot.holds(&super::version_of(rec), range),
+            None => false,
+        }
+    }
+}
