@@ -26,6 +26,7 @@
 //! | [`config`]    | the TOML tree: parse, resolve, validate                           |
 //! | [`error`]     | error kinds, retryable versus permanent                           |
 
+pub mod access_log;
 pub mod api;
 pub mod auth;
 pub mod backend;
@@ -36,6 +37,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod journal;
+pub mod policy;
 pub mod replication;
 pub mod server;
 pub mod telemetry;

@@ -6,9 +6,11 @@
 //! upkeep, health: last started first), then close the catalog. An upload the uploader
 //! had under way is dropped and runs again at the next start.
 
+use crate::access_log::{AccessLog, Counted, RequestInfo};
 use crate::api::admin::{Admin, PREFIX as ADMIN_PREFIX};
 use crate::api::s3::S3Gateway;
 use crate::api::status::OPEN_PATHS;
+use crate::api::web::{Web, WebSettings};
 use crate::backend::{Backends, BreakerSettings};
 use crate::catalog::{BucketRecord, Catalog};
 use crate::config::{Config, Credentials};
@@ -16,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, HealthWorker};
 use crate::http::{ServerLimits, serve};
 use crate::journal::{Journal, JournalSettings, Placements, Uploader};
+use crate::policy::Policy;
 use crate::replication::Scrub;
 use crate::tier::hot::{Hot, HotSettings};
 use crate::tier::{ReadOptions, Tier, TierLimits, WriteSetup, now_ms};
@@ -130,7 +133,7 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     crate::telemetry::init();
-    crate::api::s3::error::set_retry_after(config.failover.retry_after);
+    crate::api::set_retry_after(config.failover.retry_after);
     crate::telemetry::register(&tier.backends().names().map(str::to_owned).collect::<Vec<_>>());
     let health = Arc::new(Health::default());
     let mut workers = Supervisor::default();
@@ -149,8 +152,17 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     if !config.journal.scrub_interval.0.is_zero() {
         workers.spawn(scrub(&tier, config.journal.scrub_interval.0));
     }
-    let gateway = S3Gateway::new(tier.clone(), &credentials, &config.region);
-    let admin = Admin::new(tier.clone(), credentials.clone(), health);
+    let links = crate::auth::link_keys(config, true)?;
+    let policy = Policy::load(config, tier.catalog().clone(), links).await?;
+    workers.spawn(crate::policy::Refresh(policy.clone()));
+    let settings = WebSettings::from_config(config);
+    let gateway = S3Gateway::new(tier.clone(), &credentials, &config.region, &settings);
+    let web = Web::new(tier.clone(), policy, settings);
+    let admin = Admin::new(tier.clone(), credentials.clone(), health, web.clone());
+    let log = match &config.web.access_log {
+        Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),
+        None => None,
+    };
     let limits = ServerLimits {
         max_connections: config.limits.max_connections,
         max_header_size: usize::try_from(config.limits.max_header_size.0).unwrap_or(usize::MAX),
@@ -159,26 +171,18 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     };
     let shutdown = CancellationToken::new();
     let ops_on_main = admin_listener.is_none();
-    let (g, a) = (gateway.clone(), admin.clone());
+    let front = Arc::new(Front { gateway, admin: admin.clone(), web, log, ops_on_main });
     let handler = move |req: hyper::Request<hyper::body::Incoming>| {
-        let (g, a) = (g.clone(), a.clone());
-        async move {
-            match route(&req, ops_on_main) {
-                Route::Open => a.handle_open(req).await,
-                Route::Admin => a.handle(req).await,
-                Route::S3 => g.handle(req).await,
-            }
-        }
+        let f = front.clone();
+        async move { f.handle(req).await }
     };
     let mut tasks = vec![tokio::spawn(serve(listener, limits.clone(), handler, shutdown.clone()))];
     if let Some(l) = admin_listener {
         let handler = move |req: hyper::Request<hyper::body::Incoming>| {
             let a = admin.clone();
             async move {
-                match route(&req, true) {
-                    Route::Open => a.handle_open(req).await,
-                    _ => a.handle(req).await,
-                }
+                let open = req.method() == http::Method::GET && OPEN_PATHS.contains(&req.uri().path());
+                if open { a.handle_open(req).await } else { a.handle(req).await }
             }
         };
         tasks.push(tokio::spawn(serve(l, limits, handler, shutdown.clone())));
@@ -201,22 +205,50 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 enum Route {
     Open,
     Admin,
+    Web,
     S3,
 }
 
-/// `/health`, `/ready` and `/metrics` are valid S3 paths too (buckets may be called
-/// "health"), so they are the operator endpoints only for unsigned GETs: an S3 client
-/// always signs.
-fn route<B>(req: &hyper::Request<B>, ops: bool) -> Route {
-    let path = req.uri().path();
-    let unsigned = !req.headers().contains_key(http::header::AUTHORIZATION)
-        && !req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature"));
-    if ops && req.method() == http::Method::GET && unsigned && OPEN_PATHS.contains(&path) {
-        Route::Open
-    } else if ops && path.starts_with(ADMIN_PREFIX) {
-        Route::Admin
-    } else {
-        Route::S3
+/// The main listener's front ends, and its access log.
+struct Front {
+    gateway: S3Gateway,
+    admin: Admin,
+    web: Web,
+    log: Option<AccessLog>,
+    ops_on_main: bool,
+}
+
+impl Front {
+    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Counted<s3s::Body>> {
+        let info = self.log.as_ref().map(|_| RequestInfo::of(&req));
+        let resp = match self.route(&req) {
+            Route::Open => self.admin.handle_open(req).await,
+            Route::Admin => self.admin.handle(req).await,
+            Route::Web => self.web.handle(req).await,
+            Route::S3 => self.gateway.handle(req).await,
+        };
+        match (&self.log, info) {
+            (Some(log), Some(info)) => log.wrap(info, resp),
+            _ => AccessLog::unlogged(resp),
+        }
+    }
+
+    /// `/health`, `/ready` and `/metrics` are valid S3 paths too (buckets may be called
+    /// "health"), so they are the operator endpoints only for unsigned GETs: an S3 client
+    /// always signs. Unsigned GETs and HEADs of objects are the web front end's.
+    fn route<B>(&self, req: &hyper::Request<B>) -> Route {
+        let path = req.uri().path();
+        let unsigned = !crate::api::web::is_s3_signed(req);
+        let ops = self.ops_on_main;
+        if ops && req.method() == http::Method::GET && unsigned && OPEN_PATHS.contains(&path) {
+            Route::Open
+        } else if self.web.wants(req) {
+            Route::Web
+        } else if ops && path.starts_with(ADMIN_PREFIX) {
+            Route::Admin
+        } else {
+            Route::S3
+        }
     }
 }
 

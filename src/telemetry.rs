@@ -95,6 +95,7 @@ pub fn register(backends: &[String]) {
         "strata_hot_evicted_bytes_total",
         "strata_migrated_objects_total",
         "strata_scrub_repairs_total",
+        "strata_access_log_dropped_total",
     ] {
         ::metrics::counter!(c).increment(0);
     }
@@ -109,6 +110,9 @@ pub fn register(backends: &[String]) {
     ::metrics::gauge!("strata_journal_bytes").set(0.0);
     ::metrics::gauge!("strata_journal_entries").set(0.0);
     ::metrics::gauge!("strata_read_only").set(0.0);
+    for reason in ["bad-link", "expired-link", "password", "signed-only", "private"] {
+        ::metrics::counter!("strata_web_denied_total", "reason" => reason).increment(0);
+    }
     for reason in ["absent", "corrupt", "no-space"] {
         ::metrics::counter!("strata_hot_misses_total", "reason" => reason).increment(0);
     }

@@ -9,6 +9,7 @@ mod journal;
 mod limits;
 mod status;
 mod transfer;
+mod web;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};

@@ -17,7 +17,8 @@
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
 //!
-//! The journal, replication and read-only routes are in `api::replication`.
+//! The journal, replication and read-only routes are in `api::replication`; access rules,
+//! signed links and direct URLs in `api::access`.
 
 use super::status;
 use crate::config::Credentials;
@@ -40,7 +41,11 @@ pub struct Admin {
     tier: Tier,
     creds: Credentials,
     health: Arc<Health>,
+    web: super::web::Web,
 }
+
+/// Largest admin request body read (a rule change).
+const MAX_BODY: usize = 64 << 10;
 
 fn reply(status: StatusCode, body: impl Into<s3s::Body>, ctype: &str) -> Response<s3s::Body> {
     let mut r = Response::new(body.into());
@@ -68,9 +73,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Admin {
-    /// An admin endpoint over `tier`, guarded by `creds`, showing `health`.
-    pub fn new(tier: Tier, creds: Credentials, health: Arc<Health>) -> Self {
-        Self { tier, creds, health }
+    /// An admin endpoint over `tier`, guarded by `creds`, showing `health`; `web` holds
+    /// the access policy it changes.
+    pub fn new(tier: Tier, creds: Credentials, health: Arc<Health>, web: super::web::Web) -> Self {
+        Self { tier, creds, health, web }
     }
 
     /// Serves `/health`, `/ready` and `/metrics` (see [`status::OPEN_PATHS`]).
@@ -93,7 +99,11 @@ impl Admin {
     }
 
     /// Serves one request under [`PREFIX`].
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body> {
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
         if path == "metrics" && req.method() == Method::GET {
             return reply(StatusCode::OK, crate::telemetry::render(), "text/plain; version=0.0.4");
@@ -117,6 +127,15 @@ impl Admin {
                 Ok(_) => self.migrate(bucket),
                 Err(_) => error(StatusCode::NOT_FOUND, &format!("no bucket {bucket:?}")),
             };
+        }
+        if super::access::owns(&path) {
+            use http_body_util::BodyExt;
+            let (parts, body) = req.into_parts();
+            let Ok(body) = http_body_util::Limited::new(body, MAX_BODY).collect().await else {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large");
+            };
+            let (status, v) = super::access::handle(&self.web, &parts.method, &path, &q, &body.to_bytes()).await;
+            return json_reply(status, &v);
         }
         if super::replication::owns(&path) {
             let (status, body) = super::replication::handle(&self.tier, req.method(), &path, &q).await;

@@ -126,10 +126,22 @@ impl Client {
         route: &str,
         scope: Option<(&str, &str)>,
     ) -> anyhow::Result<reqwest::Response> {
+        let query: Vec<(&str, &str)> = scope.map(|(b, p)| vec![("bucket", b), ("prefix", p)]).unwrap_or_default();
+        self.call_with(method, route, &query, None).await
+    }
+
+    /// Like [`Client::call`] with any query and an optional JSON body.
+    pub(super) async fn call_with(
+        &self,
+        method: reqwest::Method,
+        route: &str,
+        query: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{}{route}", self.base, crate::api::admin::PREFIX);
-        let mut req = self.http.request(method, &url).basic_auth(&self.user, Some(&self.pass));
-        if let Some((b, p)) = scope {
-            req = req.query(&[("bucket", b), ("prefix", p)]);
+        let mut req = self.http.request(method, &url).basic_auth(&self.user, Some(&self.pass)).query(query);
+        if let Some(b) = body {
+            req = req.json(&b);
         }
         let resp = req.send().await.with_context(|| format!("cannot reach strata at {}", self.base))?;
         if !resp.status().is_success() {

@@ -1,9 +1,10 @@
 //! The command line: `strata serve`, `strata import`, `strata cache …`, `strata status`,
-//! `strata replicate …` and the bulk transfers.
+//! `strata replicate …`, `strata sign`, `strata access …` and the bulk transfers.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
 
+mod access;
 mod cache;
 mod replicate;
 mod status;
@@ -61,6 +62,12 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Print a signed, expiring link to BUCKET/KEY (absolute under `web.base_url`, else a
+    /// path).
+    Sign(access::SignArgs),
+    /// Show or change a running server's access rules and serving modes.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
     /// The journal's backlog per store (replication lag), and retrying stuck entries.
     #[command(subcommand)]
     Replicate(replicate::ReplicateCommand),
@@ -99,6 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
         Command::Replicate(cmd) => replicate::run(cmd).await,
+        Command::Sign(a) => access::sign(&a),
+        Command::Access(cmd) => access::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
         Command::ReadOnly { target, state } => {
             let c = cache::Client::new(&target)?;

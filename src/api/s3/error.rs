@@ -2,15 +2,6 @@
 
 use crate::error::{Error, ErrorKind};
 use s3s::{S3Error, S3ErrorCode};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-
-/// Seconds sent in `Retry-After` with a 503 (`failover.retry_after`).
-static RETRY_AFTER: AtomicU32 = AtomicU32::new(5);
-
-/// Sets the `Retry-After` of 503 answers (called once at start).
-pub fn set_retry_after(secs: u32) {
-    RETRY_AFTER.store(secs, Relaxed);
-}
 
 /// Maps a strata error to the S3 error a client expects. Internal details are logged, not
 /// sent: the client sees the code and a short message.
@@ -55,7 +46,7 @@ pub fn to_s3(e: Error) -> S3Error {
     if matches!(e.kind(), K::Unavailable | K::SlowDown | K::ReadOnly) {
         // A client that honours it backs off instead of hammering a store that is down.
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(RETRY_AFTER.load(Relaxed)));
+        h.insert(http::header::RETRY_AFTER, crate::api::retry_after());
         err.set_headers(h);
     }
     err

@@ -12,12 +12,14 @@ mod multipart;
 mod object;
 mod ops;
 
+use crate::api::web::WebSettings;
 use crate::config::Credentials;
 use crate::tier::Tier;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use s3s::auth::SimpleAuth;
 use s3s::dto::*;
+use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3, S3Request, S3Response, S3Result};
 
@@ -66,10 +68,14 @@ pub struct S3Gateway {
 }
 
 impl S3Gateway {
-    /// An endpoint for `tier` that accepts requests signed with `creds` for `region`.
-    pub fn new(tier: Tier, creds: &Credentials, region: &str) -> Self {
+    /// An endpoint for `tier` that accepts requests signed with `creds` for `region`, with
+    /// virtual-host addressing for the domains and custom hosts of `web`.
+    pub fn new(tier: Tier, creds: &Credentials, region: &str, web: &WebSettings) -> Self {
         let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
         b.set_auth(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone()));
+        if !web.domains.is_empty() || !web.hosts.is_empty() {
+            b.set_host(Hosts(web.clone()));
+        }
         Self { service: b.build(), region: region.to_owned() }
     }
 
@@ -117,6 +123,19 @@ impl S3Gateway {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// Virtual-host addressing: `bucket.<domain>` and custom hosts name a bucket; any other
+/// host is path style (s3s's own parsers would read an unknown host as a bucket name).
+struct Hosts(WebSettings);
+
+impl S3Host for Hosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        Ok(match self.0.host_bucket(host) {
+            Some(b) => VirtualHost::new(host).with_bucket(b),
+            None => VirtualHost::new(host),
+        })
     }
 }
 

@@ -1,0 +1,279 @@
+//! The access log: one line per request on the main listener, in "combined" format or as
+//! JSON lines, with the cache status of each answer (HIT, MISS, REDIRECT, or "-" where
+//! none applies) and the bytes actually sent.
+//!
+//! A line is written when the response body ends or is dropped, so an aborted download
+//! logs what it really sent. Lines go through a bounded channel to one writer task that
+//! appends to the file; when the disk cannot keep up, lines are dropped and counted
+//! (`strata_access_log_dropped_total`), never queued without bound. Signatures in query
+//! strings are redacted, so the log cannot be used to replay links. The file is opened in
+//! append mode: rotate it with logrotate's `copytruncate`.
+
+use crate::api::web::CacheStatus;
+use crate::config::LogFormat;
+use crate::error::Result;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Lines buffered before new ones are dropped.
+const QUEUE: usize = 8192;
+
+/// Query parameters whose values are never logged.
+const SECRET_PARAMS: &[&str] = &["X-Amz-Signature", "Signature", "ss", "X-Amz-Security-Token"];
+
+/// A handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<String>,
+    format: LogFormat,
+}
+
+/// What is known of a request when it arrives.
+pub struct RequestInfo {
+    peer: Option<SocketAddr>,
+    line: String,
+    method: String,
+    uri: String,
+    host: String,
+    referer: String,
+    user_agent: String,
+    started: Instant,
+}
+
+impl RequestInfo {
+    /// Captures what the log needs of `req`.
+    pub fn of<B>(req: &http::Request<B>) -> Self {
+        let hdr =
+            |n: http::header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+        let uri = redact(&req.uri().to_string());
+        let method = req.method().to_string();
+        Self {
+            peer: req.extensions().get::<crate::http::Peer>().map(|p| p.0),
+            line: format!("{method} {uri} {:?}", req.version()),
+            method,
+            uri,
+            host: hdr(http::header::HOST),
+            referer: hdr(http::header::REFERER),
+            user_agent: hdr(http::header::USER_AGENT),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn redact(uri: &str) -> String {
+    let Some((path, q)) = uri.split_once('?') else { return uri.to_owned() };
+    let q: Vec<String> = q
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.contains(&k) => format!("{k}=REDACTED"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+impl AccessLog {
+    /// Opens (creating) `path` for appending and starts the writer task.
+    pub async fn open(path: &Path, format: LogFormat) -> Result<AccessLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(path).await?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_lines(file, rx));
+        Ok(AccessLog { tx, format })
+    }
+
+    /// Wraps `resp` so that its line is logged when its body ends or is dropped.
+    pub fn wrap<B>(&self, info: RequestInfo, resp: http::Response<B>) -> http::Response<Counted<B>> {
+        let status = resp.status().as_u16();
+        let cache = resp.extensions().get::<CacheStatus>().map_or("-", |c| c.as_str());
+        let pending = Pending { log: self.clone(), info, status, cache };
+        resp.map(|inner| Counted { inner, sent: 0, pending: Some(pending) })
+    }
+
+    /// `resp` with a body that logs nothing (no access log configured).
+    pub fn unlogged<B>(resp: http::Response<B>) -> http::Response<Counted<B>> {
+        resp.map(|inner| Counted { inner, sent: 0, pending: None })
+    }
+
+    fn line(&self, p: &Pending, sent: u64) -> String {
+        let i = &p.info;
+        let ms = i.started.elapsed().as_secs_f64() * 1000.0;
+        let ip = i.peer.map_or_else(|| "-".to_owned(), |a| a.ip().to_string());
+        let now = time::OffsetDateTime::now_utc();
+        match self.format {
+            LogFormat::Combined => {
+                let fmt =
+                    time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+                let t = now.format(fmt).unwrap_or_default();
+                let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+                format!(
+                    "{ip} - - [{t}] \"{}\" {} {sent} \"{}\" \"{}\" {} {ms:.1}\n",
+                    q(&i.line),
+                    p.status,
+                    q(&i.referer),
+                    q(&i.user_agent),
+                    p.cache
+                )
+            }
+            LogFormat::Json => {
+                let t = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+                let v = serde_json::json!({
+                    "time": t, "remote": ip, "host": i.host, "method": i.method, "uri": i.uri,
+                    "status": p.status, "bytes": sent, "referer": i.referer, "user_agent": i.user_agent,
+                    "cache": p.cache, "duration_ms": (ms * 10.0).round() / 10.0,
+                });
+                format!("{v}\n")
+            }
+        }
+    }
+}
+
+async fn write_lines(file: tokio::fs::File, mut rx: mpsc::Receiver<String>) {
+    let mut w = tokio::io::BufWriter::new(file);
+    while let Some(line) = rx.recv().await {
+        let mut ok = w.write_all(line.as_bytes()).await.is_ok();
+        while let Ok(more) = rx.try_recv() {
+            ok &= w.write_all(more.as_bytes()).await.is_ok();
+        }
+        // Flush whenever the queue runs dry, so the file is current within one batch.
+        if !ok || w.flush().await.is_err() {
+            tracing::warn!("cannot write the access log");
+        }
+    }
+}
+
+struct Pending {
+    log: AccessLog,
+    info: RequestInfo,
+    status: u16,
+    cache: &'static str,
+}
+
+/// A response body that counts the bytes it yields and logs its request when it ends or
+/// is dropped.
+pub struct Counted<B> {
+    inner: B,
+    sent: u64,
+    pending: Option<Pending>,
+}
+
+impl<B> Counted<B> {
+    fn finish(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let line = p.log.line(&p, self.sent);
+            if p.log.tx.try_send(line).is_err() {
+                ::metrics::counter!("strata_access_log_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+impl<B> Drop for Counted<B> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => this.finish(),
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_redacted() {
+        assert_eq!(redact("/b/k?se=1&sk=k1&ss=abc"), "/b/k?se=1&sk=k1&ss=REDACTED");
+        assert_eq!(
+            redact("/b/k?X-Amz-Credential=x&X-Amz-Signature=deadbeef"),
+            "/b/k?X-Amz-Credential=x&X-Amz-Signature=REDACTED"
+        );
+        assert_eq!(redact("/b/k"), "/b/k");
+    }
+
+    #[tokio::test]
+    async fn lines_in_both_formats_count_sent_bytes() {
+        use http_body_util::BodyExt;
+        let dir = tempfile::tempdir().unwrap();
+        for (format, name) in [(LogFormat::Combined, "c.log"), (LogFormat::Json, "j.log")] {
+            let path = dir.path().join(name);
+            let log = AccessLog::open(&path, format).await.unwrap();
+            let req = http::Request::builder()
+                .uri("/pics/a.jpg?ss=secret")
+                .header("user-agent", "test \"agent\"")
+                .body(())
+                .unwrap();
+            let mut resp = http::Response::new(http_body_util::Full::new(Bytes::from_static(b"12345")));
+            resp.extensions_mut().insert(CacheStatus::Hit);
+            let body = log.wrap(RequestInfo::of(&req), resp).into_body();
+            let got = body.collect().await.unwrap().to_bytes();
+            assert_eq!(&got[..], b"12345");
+            let mut text = String::new();
+            for _ in 0..100 {
+                text = std::fs::read_to_string(&path).unwrap();
+                if !text.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(!text.contains("secret"), "{text}");
+            match format {
+                LogFormat::Combined => {
+                    assert!(
+                        text.contains(
+                            "\"GET /pics/a.jpg?ss=REDACTED HTTP/1.1\" 200 5 \"-\" \"test \\\"agent\\\"\" HIT "
+                        ),
+                        "{text}"
+                    );
+                }
+                LogFormat::Json => {
+                    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+                    assert_eq!(
+                        (v["status"].as_u64(), v["bytes"].as_u64(), v["cache"].as_str()),
+                        (Some(200), Some(5), Some("HIT"))
+                    );
+                }
+            }
+        }
+    }
+}
