@@ -10,11 +10,15 @@
 //! | [`cli`]       | the command line (serve, import, cache, status, copy/sync/…)      |
 //! | [`transfer`]  | bulk copy, sync, move, verify between any two stores; resumable   |
 //! | [`server`]    | wiring a config into a running process; shutdown order            |
-//! | [`http`]      | accept loop, connection cap, timeouts, graceful drain (no S3)     |
+//! | [`http`]      | accept loop, connection cap, timeouts, graceful drain (no S3);    |
+//! |               | Range and conditional-request parsing                             |
+//! | [`access_log`]| the access log (combined or JSON lines)                           |
 //! | [`health`]    | backend probes, sparkline series, the status snapshot             |
 //! | [`worker`]    | the one shape of background loops, and their supervisor           |
-//! | [`api`]       | front ends: `api::s3`, `api::admin` (`/_strata/`), `api::status`  |
-//! | [`auth`]      | where the S3 keys come from                                       |
+//! | [`api`]       | front ends: `api::s3`, `api::web` (anonymous HTTP), `api::admin`  |
+//! |               | (`/_strata/`), `api::status`                                      |
+//! | [`auth`]      | where the S3 keys and link-signing keys come from                 |
+//! | [`policy`]    | access rules, serving modes, signed links, login cookies          |
 //! | [`tier`]      | read and write paths, atomic publish, multipart, the hot tier,    |
 //! |               | replica failover on read                                          |
 //! | [`replication`]| the scrub that queues repairs of missing replicas; lag report    |

@@ -2,8 +2,8 @@
 //! the HTTP server.
 //!
 //! Shutdown order: stop accepting, drain in-flight requests (bounded by
-//! `limits.shutdown_grace`), stop the background workers (scrub, journal uploader, metrics
-//! upkeep, health: last started first), then close the catalog. An upload the uploader
+//! `limits.shutdown_grace`), stop the background workers (policy refresh, scrub, journal
+//! uploader, metrics upkeep, health: last started first), then close the catalog. An upload the uploader
 //! had under way is dropped and runs again at the next start.
 
 use crate::access_log::{AccessLog, Counted, RequestInfo};
