@@ -168,3 +168,51 @@ fn bucket_stores_and_write_settings() {
         assert!(err.contains(want), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn web_section_and_access_rules() {
+    let ok = r#"
+[web]
+domains = ["media.example.com"]
+hosts = { "cdn.example.com" = "pics" }
+base_url = "https://media.example.com"
+link_keys = [{ id = "k2", secret = "0123456789abcdef" }]
+access_log = "logs/access.log"
+access_log_format = "json"
+[buckets.pics]
+backend = "local"
+access = "public-read"
+serve = "redirect"
+[[buckets.pics.rules]]
+prefix = "albums/"
+access = "password"
+password = "pw"
+"#;
+    let c = resolved(ok).unwrap();
+    assert_eq!(c.web.access_log.as_deref(), Some(c.data_dir().join("logs/access.log").as_path()));
+    assert_eq!(c.buckets["pics"].access_rules().len(), 2);
+    assert_eq!(c.buckets["pics"].serve, ServeMode::Redirect);
+    let cases = [
+        ("[web]\ndomains = [\"http://x.com\"]", "web.domains"),
+        ("[web]\nbase_url = \"media.example.com\"", "web.base_url"),
+        ("[web]\nlink_keys = [{ id = \"k1\", secret = \"short\" }]", "at least 16 bytes"),
+        ("[web]\nlink_keys = [{ id = \"bad id\", secret = \"0123456789abcdef\" }]", "web.link_keys"),
+        ("[web]\nredirect_ttl = \"30d\"", "web.redirect_ttl"),
+        ("[web]\naccess_log_format = \"xml\"", "xml"),
+        ("[buckets.pics]\nbackend = \"local\"\naccess = \"password\"", "has no password"),
+        ("[buckets.pics]\nbackend = \"local\"\naccess = \"everyone\"", "everyone"),
+        ("[buckets.pics]\nbackend = \"local\"\nserve = \"teleport\"", "teleport"),
+        (
+            "[buckets.pics]\nbackend = \"local\"\n[[buckets.pics.rules]]\nprefix = \"a/\"\n[[buckets.pics.rules]]\nprefix = \"a/\"",
+            "twice",
+        ),
+        (
+            "[buckets.pics]\nbackend = \"local\"\naccess = \"public-read\"\n[[buckets.pics.rules]]\nprefix = \"\"",
+            "repeats",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = resolved(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}

@@ -201,6 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn links_are_absolute_under_a_base_url() {
+        let p = LinkParams { expires: 7, ..Default::default() };
+        let abs = link(&keys(), Some("https://media.example.com/"), "b", "a dir/ü.jpg", &p).unwrap();
+        assert!(abs.starts_with("https://media.example.com/b/a%20dir/%C3%BC.jpg?se=7&sk=k2&ss="), "{abs}");
+        let path = link(&keys(), None, "b", "k", &p).unwrap();
+        assert!(path.starts_with("/b/k?se=7"), "{path}");
+        assert!(link(&LinkKeys::new(Vec::new()), None, "b", "k", &p).is_none(), "no key, no link");
+    }
+
+    #[test]
     fn rotated_keys_still_verify_and_unknown_ids_do_not() {
         let old = LinkKeys::new(vec![("k1".into(), b"first-secret-0123456789".to_vec())]);
         let q = old.sign("b", "k", &LinkParams { expires: 50, ..Default::default() }).unwrap();

@@ -169,6 +169,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn virtual_hosts_name_buckets_and_other_hosts_are_path_style() {
+        let web = WebSettings {
+            domains: vec!["media.test".into()],
+            hosts: [("cdn.test".to_owned(), "pics".to_owned())].into(),
+            base_url: None,
+            public_cache_control: String::new(),
+            login_ttl: std::time::Duration::from_secs(1),
+            redirect_ttl: std::time::Duration::from_secs(1),
+            compress: false,
+        };
+        let h = Hosts(web);
+        let bucket = |host: &str| h.parse_host_header(host).unwrap().bucket().map(str::to_owned);
+        assert_eq!(bucket("pics.media.test:7070").as_deref(), Some("pics"));
+        assert_eq!(bucket("cdn.test").as_deref(), Some("pics"));
+        assert_eq!(bucket("media.test"), None);
+        assert_eq!(bucket("localhost:7070"), None, "an unknown host is not a bucket name");
+    }
+
+    #[test]
     fn finds_region_in_header_and_query() {
         let r = Request::builder()
             .header(
