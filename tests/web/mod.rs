@@ -131,7 +131,8 @@ async fn three_addressing_styles_and_private_by_default(cold: Cold) {
         let r = c.head(u).send().await.unwrap();
         assert_eq!((r.status().as_u16(), hdr(&r, "content-length")), (200, "4"), "HEAD {u}");
     }
-    assert_eq!(c.get(format!("http://{}/pics/a/missing.jpg", h.addr)).send().await.unwrap().status(), 404);
+    let r = c.get(format!("http://{}/pics/a/missing.jpg", h.addr)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), hdr(&r, "cache-control")), (404, "no-store"), "a CDN must not keep a 404");
     // Private data: a missing key answers like a present one, so nothing leaks.
     for k in ["secret.txt", "nothing-here"] {
         assert_eq!(c.get(format!("http://{}/vault/{k}", h.addr)).send().await.unwrap().status(), 403, "{k}");

@@ -42,21 +42,30 @@ impl Web {
             Ok(g) => g,
             Err(denied) => return denied,
         };
-        let head = req.method() == Method::HEAD;
-        let rec = match self.tier.head(&target.bucket, &target.key).await {
-            Ok(r) => r,
-            Err(e) => return from_error(&e),
-        };
         if self.policy.serve_mode(&target.bucket) == ServeMode::Redirect {
+            let rec = match self.tier.head(&target.bucket, &target.key).await {
+                Ok(r) => r,
+                Err(e) => return from_error(&e),
+            };
             match self.redirect(&rec, &grant).await {
                 Ok(Some(r)) => return r,
                 Ok(None) => {} // no store can presign it (a disk, or still journaled): proxy
                 Err(e) => return from_error(&e),
             }
         }
-        let plan = Plan::new(self, req.headers(), &rec);
-        let mut resp = if head { plan.head(&rec) } else { self.get(req.headers(), &target, &rec, plan).await };
-        finish(&mut resp, &rec, &grant, &target);
+        let (mut resp, rec) = if req.method() == Method::HEAD {
+            match self.tier.head(&target.bucket, &target.key).await {
+                Ok(rec) => (Plan::new(self, req.headers(), &rec).head(&rec), Some(rec)),
+                Err(e) => (from_error(&e), None),
+            }
+        } else {
+            // One catalog read: the tier hands its row to the plan before any byte moves.
+            self.get(req.headers(), &target).await
+        };
+        // Error answers keep their own headers (never a public Cache-Control on a 503).
+        if let Some(rec) = rec {
+            finish(&mut resp, &rec, &grant, &target);
+        }
         resp
     }
 
@@ -123,14 +132,11 @@ impl Web {
         Ok(Some(r))
     }
 
-    async fn get(&self, headers: &HeaderMap, t: &Target, rec: &ObjectRecord, plan: Plan) -> Response<Body> {
-        // The row may change between the lookup above and the read: the tier calls `plan`
-        // again with the row it reads, and the answer describes that row.
-        let seen = Mutex::new(None::<(ObjectRecord, Plan)>);
-        let hot_hint = {
-            let r = plan.range.clone().unwrap_or(0..rec.size);
-            self.tier.is_hot(rec, r)
-        };
+    /// Reads the object: the answer, and the row it describes (`None` for an error
+    /// answer). The tier calls the plan with the row it is about to read, before any byte
+    /// moves, so the hot-tier hint and the headers describe exactly that version.
+    async fn get(&self, headers: &HeaderMap, t: &Target) -> (Response<Body>, Option<ObjectRecord>) {
+        let seen = Mutex::new(None::<(ObjectRecord, Plan, bool)>);
         let res = self
             .tier
             .get(&t.bucket, &t.key, |now| {
@@ -139,13 +145,14 @@ impl Web {
                     Ok(()) => Ok(p.range.clone()),
                     Err(e) => Err(Error::new(e.kind(), e.context())),
                 };
-                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((now.clone(), p));
+                let hot = out.is_ok() && self.tier.is_hot(now, p.range.clone().unwrap_or(0..now.size));
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((now.clone(), p, hot));
                 out
             })
             .await;
         let seen = seen.into_inner().unwrap_or_else(|e| e.into_inner());
         match (res, seen) {
-            (Ok((rec, _, stream)), Some((_, plan))) => {
+            (Ok((rec, _, stream)), Some((_, plan, hot))) => {
                 let stream = match plan.coding {
                     Some(c) => encode::compress(stream, c),
                     None => stream,
@@ -153,20 +160,19 @@ impl Web {
                 let body = s3s::dto::StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream));
                 let mut r = plan.head(&rec);
                 *r.body_mut() = body.into();
-                let status = if hot_hint { CacheStatus::Hit } else { CacheStatus::Miss };
-                r.extensions_mut().insert(status);
-                r
+                r.extensions_mut().insert(if hot { CacheStatus::Hit } else { CacheStatus::Miss });
+                (r, Some(rec))
             }
-            (Err(e), Some((rec, plan)))
+            (Err(e), Some((rec, plan, _)))
                 if matches!(
                     e.kind(),
                     ErrorKind::NotModified | ErrorKind::PreconditionFailed | ErrorKind::InvalidRange
                 ) =>
             {
-                plan.head(&rec)
+                (plan.head(&rec), Some(rec))
             }
-            (Err(e), _) => from_error(&e),
-            (Ok(_), None) => from_error(&Error::new(ErrorKind::Internal, "read without a plan")),
+            (Err(e), _) => (from_error(&e), None),
+            (Ok(_), None) => (from_error(&Error::new(ErrorKind::Internal, "read without a plan")), None),
         }
     }
 }
