@@ -223,6 +223,12 @@ impl Policy {
     /// Changes the runtime rule of `bucket`/`prefix` (stored in the catalog, so it outlives
     /// a restart and reaches every node).
     pub async fn change(&self, bucket: &str, prefix: &str, c: RuleChange) -> Result<()> {
+        if !crate::config::valid_bucket_name(bucket) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("{bucket:?} is not a bucket name")));
+        }
+        if prefix.starts_with('/') || prefix.len() > crate::tier::MAX_KEY_LEN {
+            return Err(Error::new(ErrorKind::InvalidInput, "the prefix must not start with \"/\" (and fit a key)"));
+        }
         if c.serve.is_some() && !prefix.is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
