@@ -133,7 +133,6 @@ pub async fn start_with(config: &Config, tier: Tier) -> Result<Running> {
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     crate::telemetry::init();
-    crate::api::set_retry_after(config.failover.retry_after);
     crate::telemetry::register(&tier.backends().names().map(str::to_owned).collect::<Vec<_>>());
     let health = Arc::new(Health::default());
     let mut workers = Supervisor::default();

@@ -8,17 +8,28 @@ pub mod s3;
 pub mod status;
 pub mod web;
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-
-/// Seconds sent in `Retry-After` with a 503 (`failover.retry_after`).
-static RETRY_AFTER: AtomicU32 = AtomicU32::new(5);
-
-/// Sets the `Retry-After` of 503 answers (called once at start).
-pub fn set_retry_after(secs: u32) {
-    RETRY_AFTER.store(secs, Relaxed);
+/// Adds `Retry-After: secs` to a 503 that has none (`failover.retry_after`): a client that
+/// honours it backs off instead of hammering a store that is down. Each front end applies
+/// its own server's value, so two servers in one process never share it.
+pub fn with_retry_after<B>(resp: &mut http::Response<B>, secs: u32) {
+    if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE && !resp.headers().contains_key(http::header::RETRY_AFTER)
+    {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
 }
 
-/// The `Retry-After` value of 503 answers.
-pub fn retry_after() -> http::HeaderValue {
-    http::HeaderValue::from(RETRY_AFTER.load(Relaxed))
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_goes_on_503s_only_and_keeps_an_existing_one() {
+        let mut r = http::Response::new(());
+        *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        super::with_retry_after(&mut r, 7);
+        assert_eq!(r.headers()["retry-after"], "7");
+        super::with_retry_after(&mut r, 9);
+        assert_eq!(r.headers()["retry-after"], "7");
+        let mut ok = http::Response::new(());
+        super::with_retry_after(&mut ok, 7);
+        assert!(ok.headers().get("retry-after").is_none());
+    }
 }

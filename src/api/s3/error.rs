@@ -42,14 +42,8 @@ pub fn to_s3(e: Error) -> S3Error {
     }
     let message =
         if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
-    let mut err = S3Error::with_message(code, message);
-    if matches!(e.kind(), K::Unavailable | K::SlowDown | K::ReadOnly) {
-        // A client that honours it backs off instead of hammering a store that is down.
-        let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, crate::api::retry_after());
-        err.set_headers(h);
-    }
-    err
+    // Retry-After goes on every 503 in `S3Gateway::handle`, with its server's setting.
+    S3Error::with_message(code, message)
 }
 
 /// Shorthand for `map_err(to_s3)`.
@@ -86,8 +80,6 @@ mod tests {
             let e = to_s3(Error::new(kind, "x"));
             assert_eq!(e.code().as_str(), code);
             assert_eq!(e.code().status_code().map(|s| s.as_u16()), Some(status), "{code}");
-            let retry = e.headers().and_then(|h| h.get("retry-after")).is_some();
-            assert_eq!(retry, status == 503, "{code}: Retry-After goes with 503 only");
         }
     }
 

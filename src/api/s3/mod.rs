@@ -65,18 +65,20 @@ delegate! {
 pub struct S3Gateway {
     service: S3Service,
     region: String,
+    retry_after: u32,
 }
 
 impl S3Gateway {
     /// An endpoint for `tier` that accepts requests signed with `creds` for `region`, with
-    /// virtual-host addressing for the domains and custom hosts of `web`.
+    /// virtual-host addressing for the domains and custom hosts of `web`, and its
+    /// `retry_after` on every 503.
     pub fn new(tier: Tier, creds: &Credentials, region: &str, web: &WebSettings) -> Self {
         let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
         b.set_auth(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone()));
         if !web.domains.is_empty() || !web.hosts.is_empty() {
             b.set_host(Hosts(web.clone()));
         }
-        Self { service: b.build(), region: region.to_owned() }
+        Self { service: b.build(), region: region.to_owned(), retry_after: web.retry_after }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -103,6 +105,7 @@ impl S3Gateway {
                 }
             }
         };
+        crate::api::with_retry_after(&mut resp, self.retry_after);
         let status = resp.status().as_u16();
         tracing::info!(status, "done");
         crate::telemetry::record_request(op, status, started);
@@ -178,6 +181,7 @@ mod tests {
             login_ttl: std::time::Duration::from_secs(1),
             redirect_ttl: std::time::Duration::from_secs(1),
             compress: false,
+            retry_after: 5,
         };
         let h = Hosts(web);
         let bucket = |host: &str| h.parse_host_header(host).unwrap().bucket().map(str::to_owned);

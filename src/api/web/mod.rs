@@ -60,6 +60,8 @@ pub struct WebSettings {
     pub redirect_ttl: Duration,
     /// Whether to compress compressible types.
     pub compress: bool,
+    /// Seconds in `Retry-After` on a 503 (`failover.retry_after`).
+    pub retry_after: u32,
 }
 
 impl WebSettings {
@@ -74,6 +76,7 @@ impl WebSettings {
             login_ttl: w.login_ttl.0,
             redirect_ttl: w.redirect_ttl.0,
             compress: w.compress,
+            retry_after: config.failover.retry_after,
         }
     }
 
@@ -240,10 +243,9 @@ impl Web {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if req.method() == http::Method::POST {
-            return self.login(req).await;
-        }
-        self.serve(&req).await
+        let mut resp = if req.method() == http::Method::POST { self.login(req).await } else { self.serve(&req).await };
+        crate::api::with_retry_after(&mut resp, self.s.retry_after);
+        resp
     }
 }
 
@@ -265,9 +267,8 @@ fn from_error(e: &Error) -> Response<Body> {
             (StatusCode::BAD_REQUEST, "bad request: invalid object name")
         }
         ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::SlowDown => {
-            let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "the object's stores are unavailable; try again");
-            r.headers_mut().insert(http::header::RETRY_AFTER, crate::api::retry_after());
-            return r;
+            // `Web::handle` adds Retry-After.
+            (StatusCode::SERVICE_UNAVAILABLE, "the object's stores are unavailable; try again")
         }
         _ => {
             tracing::warn!(error = %e, "web read failed");
@@ -290,6 +291,7 @@ mod tests {
             login_ttl: Duration::from_secs(1),
             redirect_ttl: Duration::from_secs(1),
             compress: true,
+            retry_after: 5,
         }
     }
 
