@@ -44,8 +44,8 @@ pub struct LinkKeys {
 }
 
 impl LinkKeys {
-    /// Keys as (id, secret); the first signs. Panics never: an empty list signs nothing
-    /// and verifies nothing.
+    /// Keys as (id, secret); the first signs. An empty list signs nothing and verifies
+    /// nothing.
     pub fn new(keys: Vec<(String, Vec<u8>)>) -> Self {
         Self { keys }
     }
