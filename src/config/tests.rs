@@ -192,6 +192,8 @@ password = "pw"
     assert_eq!(c.web.access_log.as_deref(), Some(c.data_dir().join("logs/access.log").as_path()));
     assert_eq!(c.buckets["pics"].access_rules().len(), 2);
     assert_eq!(c.buckets["pics"].serve, ServeMode::Redirect);
+    let phc = crate::policy::password::hash("pw").unwrap();
+    resolved(&format!("[buckets.pics]\nbackend = \"local\"\naccess = \"password\"\npassword = \"{phc}\"")).unwrap();
     let cases = [
         ("[web]\ndomains = [\"http://x.com\"]", "web.domains"),
         ("[web]\nbase_url = \"media.example.com\"", "web.base_url"),
@@ -201,6 +203,10 @@ password = "pw"
         ("[web]\naccess_log_format = \"xml\"", "xml"),
         ("[buckets.pics]\nbackend = \"local\"\naccess = \"password\"", "has no password"),
         ("[buckets.pics]\nbackend = \"local\"\naccess = \"everyone\"", "everyone"),
+        (
+            "[buckets.pics]\nbackend = \"local\"\naccess = \"password\"\npassword = \"$argon2id$nonsense\"",
+            "does not parse",
+        ),
         ("[buckets.pics]\nbackend = \"local\"\nserve = \"teleport\"", "teleport"),
         (
             "[buckets.pics]\nbackend = \"local\"\n[[buckets.pics.rules]]\nprefix = \"a/\"\n[[buckets.pics.rules]]\nprefix = \"a/\"",

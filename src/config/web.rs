@@ -224,6 +224,11 @@ pub(super) fn validate_rules(rules: &[RuleConfig]) -> Result<(), String> {
         if r.access == Some(AccessMode::Password) && r.password.as_deref().is_none_or(str::is_empty) {
             return Err(format!("rules: prefix {:?} is password-protected but has no password", r.prefix));
         }
+        if let Some(p) = r.password.as_deref().filter(|p| p.starts_with("$argon2"))
+            && argon2::password_hash::PasswordHash::new(p).map_or(true, |h| h.hash.is_none() || h.salt.is_none())
+        {
+            return Err(format!("rules: the password of {:?} looks like an argon2 hash but does not parse", r.prefix));
+        }
         if r.cache_control.as_deref().is_some_and(|c| c.contains(['\r', '\n'])) {
             return Err(format!("rules: cache_control of {:?} has a line break", r.prefix));
         }
