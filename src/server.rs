@@ -10,7 +10,7 @@ use crate::access_log::{AccessLog, Counted, RequestInfo};
 use crate::api::admin::{Admin, PREFIX as ADMIN_PREFIX};
 use crate::api::s3::S3Gateway;
 use crate::api::status::OPEN_PATHS;
-use crate::api::web::{Web, WebSettings};
+use crate::api::web::{Call, Web, WebSettings};
 use crate::backend::{Backends, BreakerSettings};
 use crate::catalog::{BucketRecord, Catalog};
 use crate::config::{Config, Credentials};
@@ -204,7 +204,7 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 enum Route {
     Open,
     Admin,
-    Web,
+    Web(Call),
     S3,
 }
 
@@ -223,7 +223,7 @@ impl Front {
         let resp = match self.route(&req) {
             Route::Open => self.admin.handle_open(req).await,
             Route::Admin => self.admin.handle(req).await,
-            Route::Web => self.web.handle(req).await,
+            Route::Web(call) => self.web.handle(req, call).await,
             Route::S3 => self.gateway.handle(req).await,
         };
         match (&self.log, info) {
@@ -241,8 +241,8 @@ impl Front {
         let ops = self.ops_on_main;
         if ops && req.method() == http::Method::GET && unsigned && OPEN_PATHS.contains(&path) {
             Route::Open
-        } else if self.web.wants(req) {
-            Route::Web
+        } else if let Some(call) = self.web.call(req) {
+            Route::Web(call)
         } else if ops && path.starts_with(ADMIN_PREFIX) {
             Route::Admin
         } else {

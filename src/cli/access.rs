@@ -86,6 +86,7 @@ pub(crate) async fn run(cmd: AccessCommand) -> anyhow::Result<()> {
         AccessCommand::Show(t) => (reqwest::Method::GET, "access", t, vec![], None),
         AccessCommand::Set(s) => {
             let (b, p) = s.scope.split_once('/').unwrap_or((&s.scope, ""));
+            // A null field (an option not given) leaves that field as it is.
             let body = json!({ "access": s.access, "password": s.password, "cache_control": s.cache_control, "serve": s.serve });
             (reqwest::Method::POST, "access", &s.target, vec![("bucket", b), ("prefix", p)], Some(body))
         }
@@ -98,13 +99,6 @@ pub(crate) async fn run(cmd: AccessCommand) -> anyhow::Result<()> {
             (reqwest::Method::GET, "direct", target, vec![("bucket", b), ("key", k)], None)
         }
     };
-    let body = body.map(|mut b: serde_json::Value| {
-        // Leave out what was not given: the server changes only the fields it receives.
-        if let Some(o) = b.as_object_mut() {
-            o.retain(|_, v| !v.is_null());
-        }
-        b
-    });
     let c = Client::new(target)?;
     let resp = c.call_with(method, route, &query, body).await?;
     print!("{}", resp.text().await?);

@@ -89,7 +89,7 @@ impl LinkKeys {
     ) -> Result<Option<LinkParams>, LinkError> {
         let mut fields: [Option<String>; 5] = Default::default();
         let mut any = false;
-        for (k, v) in form_pairs(query) {
+        for (k, v) in crate::http::form_pairs(query) {
             let slot = match k.as_str() {
                 "se" => 0,
                 "sk" => 1,
@@ -156,15 +156,6 @@ fn mac(secret: &[u8], bucket: &str, key: &str, p: &LinkParams) -> HmacSha256 {
 /// Characters escaped in query values.
 pub const QUERY: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-/// `a=b&c=d` pairs, percent- and `+`-decoded.
-pub fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|s| !s.is_empty()).map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        (dec(k), dec(v))
-    })
-}
 
 #[cfg(test)]
 mod tests {

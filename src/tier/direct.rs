@@ -22,12 +22,8 @@ impl Tier {
         }
         let b = self.bucket(&rec.bucket).await?;
         let path = super::keys::store_path(&b.prefix, &rec.key);
-        let place = self.placement(&b);
-        let backends = &self.inner.backends;
-        let mut order: Vec<&String> = place.stores.iter().filter(|s| !rec.behind.contains(s)).collect();
-        order.sort_by_key(|s| !backends.is_up(s));
-        for store in order {
-            if let Some(url) = self.backend(store)?.presign_read(&path, ttl, disposition).await? {
+        for store in self.replica_order(&b, rec) {
+            if let Some(url) = self.backend(&store)?.presign_read(&path, ttl, disposition).await? {
                 return Ok(Some(url));
             }
         }

@@ -23,12 +23,7 @@ impl Tier {
         range: Option<Range<u64>>,
     ) -> Result<ByteStream> {
         let path = super::keys::store_path(&b.prefix, &rec.key);
-        let place = self.placement(b);
-        let backends = &self.inner.backends;
-        let mut order: Vec<&String> = place.stores.iter().filter(|s| !rec.behind.contains(s)).collect();
-        // Healthy stores first; a down one is still tried last (its breaker may let a
-        // probe through).
-        order.sort_by_key(|s| !backends.is_up(s));
+        let order = self.replica_order(b, rec);
         let mut last = None;
         for (i, store) in order.iter().enumerate() {
             match self.backend(store)?.read(&path, range.clone()).await {
@@ -49,6 +44,15 @@ impl Tier {
             Some(e) => Error::new(ErrorKind::Unavailable, format!("no store can serve this object now: {e}")),
             None => Error::new(ErrorKind::Unavailable, "no store holds this version yet and its staging file is gone"),
         })
+    }
+
+    /// The stores that hold `rec`'s version, healthy ones first; a down one is still
+    /// tried last (its breaker may let a probe through).
+    pub(super) fn replica_order(&self, b: &BucketRecord, rec: &ObjectRecord) -> Vec<String> {
+        let backends = &self.inner.backends;
+        let mut order: Vec<String> = self.placement(b).stores.into_iter().filter(|s| !rec.behind.contains(s)).collect();
+        order.sort_by_key(|s| !backends.is_up(s));
+        order
     }
 
     /// Streams `range` of the staged version `id`; `NotFound` once the file is gone (every

@@ -83,7 +83,7 @@ impl Web {
         };
         let form = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
         let (mut to, mut password) = (String::new(), String::new());
-        for (k, v) in crate::policy::link::form_pairs(&form) {
+        for (k, v) in crate::http::form_pairs(&form) {
             match k.as_str() {
                 "to" => to = v,
                 "password" => password = v,

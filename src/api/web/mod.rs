@@ -215,38 +215,51 @@ impl Web {
         &self.tier
     }
 
-    /// Whether this front end answers `req`: an unsigned GET or HEAD of an object, or the
-    /// login form's POST.
-    pub fn wants<B>(&self, req: &Request<B>) -> bool {
+    /// What this front end would do with `req`, if it is one of its requests: the login
+    /// form's POST, or an unsigned GET or HEAD of an object (the object worked out once
+    /// here; a name strata would never store is ours to refuse with 400).
+    pub fn call<B>(&self, req: &Request<B>) -> Option<Call> {
         let m = req.method();
         if m == http::Method::POST && req.uri().path() == LOGIN_PATH {
-            return true;
+            return Some(Call::Login);
         }
         // `/_strata/` stays the admin API's, in every addressing style.
         if !(m == http::Method::GET || m == http::Method::HEAD)
             || is_s3_signed(req)
             || req.uri().path().starts_with(crate::api::admin::PREFIX)
         {
-            return false;
+            return None;
         }
         let q = req.uri().query().unwrap_or("");
         if q.split('&').any(|kv| S3_SUBRESOURCES.contains(&kv.split('=').next().unwrap_or(""))) {
-            return false;
+            return None;
         }
-        // A bad key is ours to refuse (400), so only "names no object" goes elsewhere.
-        !matches!(self.s.target(request_host(req), req.uri().path()), Ok(None))
+        // Only "names no object" (the root, a bucket: listings) goes elsewhere.
+        self.s.target(request_host(req), req.uri().path()).transpose().map(Call::Object)
     }
 
-    /// Answers a request [`Web::wants`].
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    /// Answers a request that [`Web::call`] claimed.
+    pub async fn handle<B>(&self, req: Request<B>, call: Call) -> Response<Body>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let mut resp = if req.method() == http::Method::POST { self.login(req).await } else { self.serve(&req).await };
+        let mut resp = match call {
+            Call::Login => self.login(req).await,
+            Call::Object(Ok(target)) => self.serve(&req, target).await,
+            Call::Object(Err(e)) => from_error(&e),
+        };
         crate::api::with_retry_after(&mut resp, self.s.retry_after);
         resp
     }
+}
+
+/// A request for the web front end.
+pub enum Call {
+    /// The login form's POST.
+    Login,
+    /// A GET or HEAD of this object, or why its name is refused.
+    Object(Result<Target>),
 }
 
 /// A plain-text answer.

@@ -32,12 +32,7 @@ struct Grant {
 
 impl Web {
     /// Serves an anonymous GET or HEAD.
-    pub(super) async fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
-        let target = match self.s.target(super::request_host(req), req.uri().path()) {
-            Ok(Some(t)) => t,
-            Ok(None) => return text(StatusCode::NOT_FOUND, "not found"),
-            Err(e) => return from_error(&e),
-        };
+    pub(super) async fn serve<B>(&self, req: &Request<B>, target: Target) -> Response<Body> {
         let grant = match self.check(req, &target) {
             Ok(g) => g,
             Err(denied) => return denied,
