@@ -9,7 +9,6 @@
 //! strings are redacted, so the log cannot be used to replay links. The file is opened in
 //! append mode: rotate it with logrotate's `copytruncate`.
 
-use crate::api::web::CacheStatus;
 use crate::config::LogFormat;
 use crate::error::Result;
 use bytes::Bytes;
@@ -21,6 +20,29 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+/// Where a web request's bytes came from, for the access log and `X-Cache`. A front end
+/// puts it in the response's extensions; the log reads it from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// The hot tier (or the journal's staging file) had it all.
+    Hit,
+    /// At least part came from a cold store.
+    Miss,
+    /// Answered with a redirect to the cold store.
+    Redirect,
+}
+
+impl CacheStatus {
+    /// The log spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Redirect => "REDIRECT",
+        }
+    }
+}
 
 /// Lines buffered before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -69,14 +91,7 @@ impl RequestInfo {
 
 fn redact(uri: &str) -> String {
     let Some((path, q)) = uri.split_once('?') else { return uri.to_owned() };
-    let q: Vec<String> = q
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if SECRET_PARAMS.contains(&k) => format!("{k}=REDACTED"),
-            _ => kv.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", q.join("&"))
+    format!("{path}?{}", crate::http::query::redact(q, SECRET_PARAMS))
 }
 
 impl AccessLog {

@@ -52,6 +52,9 @@ pub enum ErrorKind {
     SlowDown,
     /// The server refuses writes for maintenance (the read-only switch).
     ReadOnly,
+    /// The request cannot run in the server's present setup (a feature it needs is off,
+    /// a bucket is not in the mode it asks for). Not retryable.
+    Conflict,
     /// Configuration is invalid.
     Config,
     /// A bug or an unexpected state; not retryable.

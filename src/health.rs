@@ -5,6 +5,7 @@
 //! `stat` of a path that does not exist, and samples the counters into ring buffers of
 //! 10 minutes. It only reads the tier's state, never changes it. Rendering is `api::status`'s.
 
+use crate::backend::Backends;
 use crate::tier::Tier;
 use crate::worker::Worker;
 use serde::Serialize;
@@ -186,19 +187,16 @@ impl Health {
                 errors: s.errors,
             })
             .collect();
-        let hot = tier.hot().map(|h| {
-            let s = h.stats();
-            HotView {
-                used_bytes: s.used_bytes,
-                max_bytes: s.max_bytes,
-                hit_ratio: s.hits as f64 / (s.hits + s.misses).max(1) as f64,
-                hit_ratio_series: st.hit_ratio.iter().copied().collect(),
-                bytes_hot: s.bytes_hot,
-                bytes_cold: s.bytes_cold,
-                evictions: s.evictions,
-            }
+        let hot = tier.cache_stats().map(|s| HotView {
+            used_bytes: s.used_bytes,
+            max_bytes: s.max_bytes,
+            hit_ratio: s.hits as f64 / (s.hits + s.misses).max(1) as f64,
+            hit_ratio_series: st.hit_ratio.iter().copied().collect(),
+            bytes_hot: s.bytes_hot,
+            bytes_cold: s.bytes_cold,
+            evictions: s.evictions,
         });
-        let top_missed = tier.hot().map(|h| top_missed(h.miss_log(), 10)).unwrap_or_default();
+        let top_missed = tier.miss_log().map(|p| top_missed(p, 10)).unwrap_or_default();
         Snapshot {
             uptime_s: self.started.elapsed().as_secs(),
             catalog_ok: matches!(st.catalog, Some(Ok(()))),
@@ -245,19 +243,20 @@ fn top_missed(path: &std::path::Path, n: usize) -> Vec<Missed> {
 /// Probes and samples every [`EVERY`].
 pub struct HealthWorker {
     tier: Tier,
+    backends: Backends,
     health: Arc<Health>,
     last: Instant,
 }
 
 impl HealthWorker {
-    /// A worker feeding `health` from `tier`.
-    pub fn new(tier: Tier, health: Arc<Health>) -> Self {
-        Self { tier, health, last: Instant::now() }
+    /// A worker feeding `health` from `tier`, probing each of `backends` (the tier's).
+    pub fn new(tier: Tier, backends: Backends, health: Arc<Health>) -> Self {
+        Self { tier, backends, health, last: Instant::now() }
     }
 
     async fn probe(&self, name: &str) -> (Result<(), String>, f64) {
         let started = Instant::now();
-        let res = match self.tier.backends().get(name) {
+        let res = match self.backends.get(name) {
             Some(b) => match tokio::time::timeout(Duration::from_secs(5), b.stat(PROBE_PATH)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
@@ -271,13 +270,14 @@ impl HealthWorker {
 
 impl HealthWorker {
     async fn journal(&self) -> Option<JournalView> {
-        let t = &self.tier;
-        let lag = crate::replication::lag(t.catalog(), t.backends().names().map(str::to_owned)).await.ok()?;
-        let now = crate::tier::now_ms();
-        let stores = lag
+        let status = self.tier.journal_status().await.ok()?;
+        let now = crate::clock::now_ms();
+        let stores = status
+            .backlog
+            .stores
             .into_iter()
             .map(|l| StoreView {
-                lag_s: l.oldest_ms.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0),
+                lag_s: l.lag_s(now),
                 store: l.store,
                 entries: l.entries,
                 bytes: l.bytes,
@@ -285,8 +285,12 @@ impl HealthWorker {
                 last_error: l.last_error,
             })
             .collect();
-        let j = t.journal();
-        Some(JournalView { read_only: t.is_read_only(), staged_bytes: j.used(), max_size: j.max_size(), stores })
+        Some(JournalView {
+            read_only: status.read_only,
+            staged_bytes: status.staged_bytes,
+            max_size: status.max_size,
+            stores,
+        })
     }
 }
 
@@ -301,15 +305,11 @@ impl Worker for HealthWorker {
     }
 
     async fn tick(&mut self) -> crate::error::Result<()> {
-        let catalog = match tokio::time::timeout(Duration::from_secs(2), self.tier.catalog().ping()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("catalog ping timed out after 2s".into()),
-        };
+        let catalog = self.tier.ping().await;
         if let Err(e) = &catalog {
             crate::telemetry::record_error("catalog", e);
         }
-        let names: Vec<String> = self.tier.backends().names().map(str::to_owned).collect();
+        let names: Vec<String> = self.backends.names().map(str::to_owned).collect();
         let mut probes = Vec::new();
         for n in &names {
             probes.push((n.clone(), self.probe(n).await));
@@ -321,7 +321,7 @@ impl Worker for HealthWorker {
         st.catalog = Some(catalog);
         st.journal = journal;
         for (name, (res, ms)) in probes {
-            let totals = self.tier.backends().stats(&name).map_or((0, 0, 0, 0), |s| {
+            let totals = self.backends.stats(&name).map_or((0, 0, 0, 0), |s| {
                 (
                     s.requests.load(Relaxed),
                     s.errors.load(Relaxed),
@@ -352,8 +352,7 @@ impl Worker for HealthWorker {
             }
             s.last_error = res.err();
         }
-        if let Some(h) = self.tier.hot() {
-            let s = h.stats();
+        if let Some(s) = self.tier.cache_stats() {
             let (dh, dm) = (s.hits.saturating_sub(st.prev_hot.0), s.misses.saturating_sub(st.prev_hot.1));
             let last = st.hit_ratio.back().copied().unwrap_or(0.0);
             let ratio = if dh + dm > 0 { dh as f64 / (dh + dm) as f64 } else { last };

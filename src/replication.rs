@@ -12,7 +12,7 @@
 use crate::backend::Backends;
 use crate::catalog::{Catalog, ObjectRecord, StoreLag};
 use crate::error::Result;
-use crate::journal::Placements;
+use crate::plan::{BucketPlan, Plans};
 use crate::worker::Worker;
 use futures::StreamExt;
 use std::time::Duration;
@@ -38,42 +38,42 @@ pub struct ScrubReport {
 pub struct Scrub {
     catalog: Catalog,
     backends: Backends,
-    placements: Placements,
+    plans: Plans,
     node: String,
     interval: Duration,
     armed: bool,
 }
 
 impl Scrub {
-    /// A scrub of the replicated buckets in `placements`; repairs are queued on `node`.
-    pub fn new(catalog: Catalog, backends: Backends, placements: Placements, node: &str, interval: Duration) -> Self {
-        Self { catalog, backends, placements, node: node.to_owned(), interval, armed: false }
+    /// A scrub of the replicated buckets in `plans`; repairs are queued on `node`.
+    pub fn new(catalog: Catalog, backends: Backends, plans: Plans, node: &str, interval: Duration) -> Self {
+        Self { catalog, backends, plans, node: node.to_owned(), interval, armed: false }
     }
 
     /// Checks every object of every replicated bucket once.
     pub async fn run(&self) -> Result<ScrubReport> {
         let mut report = ScrubReport::default();
-        for (bucket, place) in self.placements.replicated() {
+        for configured in self.plans.replicated() {
+            let bucket = configured.name.as_str();
             let Some(b) = self.catalog.get_bucket(bucket).await? else { continue };
+            let plan = self.plans.of(&b);
             let mut after = String::new();
             loop {
                 let page = self.catalog.scan_objects(bucket, "", &after, 500).await?;
                 let Some(last) = page.last() else { break };
                 after = last.key.clone();
                 report.objects += page.len() as u64;
-                let place = place.clone();
                 let mut checks = Vec::new();
                 for r in page.into_iter().filter(|r| r.staging.is_none()) {
                     let r = std::sync::Arc::new(r);
-                    for s in place.stores.iter().filter(|s| !r.behind.contains(s)) {
+                    for s in plan.stores.iter().filter(|s| !r.behind.contains(s)) {
                         checks.push((r.clone(), s.clone()));
                     }
                 }
-                let prefix = b.prefix.clone();
                 let results: Vec<Result<Option<bool>>> = futures::stream::iter(checks)
                     .map(|(r, s)| {
-                        let (me, prefix) = (self.clone(), prefix.clone());
-                        async move { me.check(&prefix, &r, &s).await }
+                        let (me, plan) = (self.clone(), plan.clone());
+                        async move { me.check(&plan, &r, &s).await }
                     })
                     .buffer_unordered(CONCURRENCY)
                     .collect()
@@ -97,9 +97,9 @@ impl Scrub {
 
     /// `Some(true)` when `store` lacks `rec` and a repair was queued, `None` when the store
     /// did not answer.
-    async fn check(&self, prefix: &str, rec: &ObjectRecord, store: &str) -> Result<Option<bool>> {
+    async fn check(&self, plan: &BucketPlan, rec: &ObjectRecord, store: &str) -> Result<Option<bool>> {
         let Some(backend) = self.backends.get(store) else { return Ok(Some(false)) };
-        let path = format!("{prefix}{}", rec.key);
+        let path = plan.path_of(&rec.key);
         match backend.stat(&path).await {
             Ok(Some(st)) if st.size == rec.size => Ok(Some(false)),
             Ok(_) => Ok(Some(self.catalog.journal_repair(rec, store, &self.node).await?)),
@@ -132,22 +132,51 @@ impl Worker for Scrub {
     }
 }
 
-/// The replication lag of every configured store (stores with no backlog included).
-pub async fn lag(catalog: &Catalog, stores: impl Iterator<Item = String>) -> Result<Vec<StoreLag>> {
-    let found = catalog.journal_lag().await?;
-    Ok(stores
-        .map(|s| found.iter().find(|l| l.store == s).cloned().unwrap_or(StoreLag { store: s, ..Default::default() }))
-        .collect())
+/// What every store still has to receive, and what is stuck: the one report behind the
+/// admin API, the status page and `strata replicate status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Backlog {
+    /// Each configured store's lag (stores with no backlog included).
+    pub stores: Vec<StoreLag>,
+    /// Stuck journal entries, oldest first (up to 50).
+    pub stuck: Vec<Stuck>,
 }
 
-/// Stuck journal entries, oldest first (up to 50), as the operator sees them.
-pub async fn stuck(catalog: &Catalog) -> Result<Vec<serde_json::Value>> {
-    let entries = catalog.journal_stuck(50).await?;
-    Ok(entries
-        .iter()
-        .map(|e| {
-            serde_json::json!({ "bucket": e.bucket, "key": e.key, "store": e.store, "attempts": e.attempts,
-                    "last_error": e.last_error, "since_ms": e.created_ms })
+/// A stuck journal entry, as an operator sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Stuck {
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// The store it did not reach.
+    pub store: String,
+    /// Tries so far.
+    pub attempts: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When the write was journaled (ms since the epoch).
+    pub since_ms: i64,
+}
+
+/// The backlog of `stores`, read from the catalog.
+pub async fn backlog(catalog: &Catalog, stores: impl Iterator<Item = String>) -> Result<Backlog> {
+    let found = catalog.journal_lag().await?;
+    let stores = stores
+        .map(|s| found.iter().find(|l| l.store == s).cloned().unwrap_or(StoreLag { store: s, ..Default::default() }))
+        .collect();
+    let stuck = catalog
+        .journal_stuck(50)
+        .await?
+        .into_iter()
+        .map(|e| Stuck {
+            bucket: e.bucket,
+            key: e.key,
+            store: e.store,
+            attempts: e.attempts,
+            last_error: e.last_error,
+            since_ms: e.created_ms,
         })
-        .collect())
+        .collect();
+    Ok(Backlog { stores, stuck })
 }

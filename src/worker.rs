@@ -1,10 +1,11 @@
 //! Background loops: one [`Worker`] shape, run by one [`Supervisor`].
 //!
 //! A worker does one bounded step per tick. The supervisor runs each worker on its own
-//! interval, logs failed ticks (a failed tick never stops the loop), and stops them in the
-//! reverse order of their start. Owns no domain logic: the workers themselves live with
-//! the state they touch (`health`, `telemetry`; the journal uploader and repairer of
-//! issue 4 will join them).
+//! interval and logs failed ticks (a failed tick never stops the loop). At shutdown one
+//! cancellation reaches every worker at once (a tick under way is dropped), and the
+//! supervisor waits for each task, last started first. Owns no domain logic: the workers
+//! live with the state they touch (`health`, `telemetry`, the journal's uploader, the
+//! replication scrub, the policy refresh).
 
 use crate::error::Result;
 use async_trait::async_trait;

@@ -6,6 +6,7 @@
 mod harness;
 mod hot;
 mod journal;
+mod layers;
 mod limits;
 mod status;
 mod transfer;

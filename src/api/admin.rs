@@ -1,4 +1,7 @@
-//! The admin API under `/_strata/`: metrics and the hot tier's operator controls.
+//! The admin API under `/_strata/`: who may call it, the hot tier's operator controls and
+//! the migration job. The router names each endpoint (`api::router::AdminEndpoint`);
+//! the journal's are answered in `api::journal`, access rules and links in `api::access`,
+//! the status page in `api::status`.
 //!
 //! `/_strata/metrics` is open, as Prometheus scrapers expect. Everything else needs HTTP
 //! Basic auth with the S3 access key and secret key, compared in constant time. `_` cannot
@@ -16,53 +19,16 @@
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
-//!
-//! The journal, replication and read-only routes are in `api::replication`; access rules,
-//! signed links and direct URLs in `api::access`.
 
-use super::status;
+use super::reply::{self, Body};
+use super::router::AdminEndpoint;
 use crate::config::Credentials;
-use crate::health::Health;
+use crate::error::{Error, ErrorKind, Result};
 use crate::tier::Tier;
-use base64::Engine;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use s3s::dto::StreamingBlob;
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::Arc;
-
-/// The path prefix this module answers.
-pub const PREFIX: &str = "/_strata/";
-
-/// The admin endpoint.
-#[derive(Clone)]
-pub struct Admin {
-    tier: Tier,
-    creds: Credentials,
-    health: Arc<Health>,
-    web: super::web::Web,
-}
-
-/// Largest admin request body read (a rule change).
-const MAX_BODY: usize = 64 << 10;
-
-fn reply(status: StatusCode, body: impl Into<s3s::Body>, ctype: &str) -> Response<s3s::Body> {
-    let mut r = Response::new(body.into());
-    *r.status_mut() = status;
-    if let Ok(v) = ctype.parse() {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    r
-}
-
-fn json_reply(status: StatusCode, v: &serde_json::Value) -> Response<s3s::Body> {
-    reply(status, format!("{v}\n"), "application/json")
-}
-
-fn error(status: StatusCode, msg: &str) -> Response<s3s::Body> {
-    json_reply(status, &json!({ "error": msg }))
-}
 
 /// Compares two byte strings in time independent of where they differ (`subtle`, as the
 /// password checks do).
@@ -71,124 +37,75 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-impl Admin {
-    /// An admin endpoint over `tier`, guarded by `creds`, showing `health`; `web` holds
-    /// the access policy it changes.
-    pub fn new(tier: Tier, creds: Credentials, health: Arc<Health>, web: super::web::Web) -> Self {
-        Self { tier, creds, health, web }
-    }
+/// Whether `headers` carry Basic auth with the S3 key pair.
+pub fn authorized(headers: &HeaderMap, creds: &Credentials) -> bool {
+    let Some((user, pass)) = crate::http::basic_auth(headers) else { return false };
+    // Both halves are compared, whatever the first says, so timing tells nothing.
+    let user_ok = constant_time_eq(user.as_bytes(), creds.access_key.as_bytes());
+    let pass_ok = constant_time_eq(pass.as_bytes(), creds.secret_key.as_bytes());
+    user_ok & pass_ok
+}
 
-    /// Serves `/health`, `/ready` and `/metrics` (see [`status::OPEN_PATHS`]).
-    pub async fn handle_open<B>(&self, req: Request<B>) -> Response<s3s::Body> {
-        match req.uri().path() {
-            "/health" => status::health(),
-            "/ready" => status::ready(&self.tier, &self.health).await,
-            _ => status::metrics(),
-        }
-    }
+/// The answer to a call without the admin credentials.
+pub fn unauthorized() -> Response<Body> {
+    let mut r =
+        reply::json_error(StatusCode::UNAUTHORIZED, "admin API needs Basic auth with the S3 access and secret key");
+    r.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"strata\""));
+    r
+}
 
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(v) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return false;
+/// Answers a hot-tier or migration endpoint; `query` is the request's query string.
+pub async fn handle(tier: &Tier, endpoint: AdminEndpoint, query: &str) -> Response<Body> {
+    let arg = |k: &str| crate::http::query::value(query, k).unwrap_or_default();
+    let (bucket, prefix) = (arg("bucket"), arg("prefix"));
+    if endpoint == AdminEndpoint::CacheStats {
+        return match tier.cache_stats() {
+            Some(stats) => reply::json(StatusCode::OK, &json!(stats)),
+            None => reply::json_from_error(&hot_disabled()),
         };
-        let Some(b64) = v.strip_prefix("Basic ") else { return false };
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else { return false };
-        let want = format!("{}:{}", self.creds.access_key, self.creds.secret_key);
-        constant_time_eq(&raw, want.as_bytes())
     }
-
-    /// Serves one request under [`PREFIX`].
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("").to_owned();
-        if path == "metrics" && req.method() == Method::GET {
-            return reply(StatusCode::OK, crate::telemetry::render(), "text/plain; version=0.0.4");
-        }
-        if !self.authorized(&req) {
-            let mut r = error(StatusCode::UNAUTHORIZED, "admin API needs Basic auth with the S3 access and secret key");
-            if let Ok(v) = "Basic realm=\"strata\"".parse() {
-                r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
-            }
-            return r;
-        }
-        match (req.method(), path.as_str()) {
-            (&Method::GET, "status") => return status::status_html(&self.health.snapshot(&self.tier)),
-            (&Method::GET, "status.json") => return status::status_json(&self.health.snapshot(&self.tier)),
-            _ => {}
-        }
-        let q = query(req.uri().query().unwrap_or(""));
-        if path == "migrate" && req.method() == Method::POST {
-            let bucket = q.get("bucket").cloned().unwrap_or_default();
-            return match self.tier.bucket(&bucket).await {
-                Ok(_) => self.migrate(bucket),
-                Err(_) => error(StatusCode::NOT_FOUND, &format!("no bucket {bucket:?}")),
-            };
-        }
-        if super::access::owns(&path) {
-            use http_body_util::BodyExt;
-            let (parts, body) = req.into_parts();
-            let Ok(body) = http_body_util::Limited::new(body, MAX_BODY).collect().await else {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large");
-            };
-            let (status, v) = super::access::handle(&self.web, &parts.method, &path, &q, &body.to_bytes()).await;
-            return json_reply(status, &v);
-        }
-        if super::replication::owns(&path) {
-            let (status, body) = super::replication::handle(&self.tier, req.method(), &path, &q).await;
-            return json_reply(status, &body);
-        }
-        let arg = |k: &str| q.get(k).cloned().unwrap_or_default();
-        let Some(hot) = self.tier.hot() else {
-            return error(StatusCode::CONFLICT, "the hot tier is disabled (hot.enabled = false)");
-        };
-        let (bucket, prefix) = (arg("bucket"), arg("prefix"));
-        let needs_bucket = path != "cache/stats";
-        if needs_bucket && self.tier.bucket(&bucket).await.is_err() {
-            return error(StatusCode::NOT_FOUND, &format!("no bucket {bucket:?}"));
-        }
-        match (req.method().clone(), path.as_str()) {
-            (Method::GET, "cache/stats") => json_reply(StatusCode::OK, &json!(hot.stats())),
-            (Method::POST, "cache/evict") => {
-                let (chunks, bytes) = hot.evict_prefix(&bucket, &prefix);
-                json_reply(StatusCode::OK, &json!({ "chunks": chunks, "bytes": bytes }))
-            }
-            (Method::POST, "cache/pin") => match hot.pin(&bucket, &prefix) {
-                Ok(()) => json_reply(StatusCode::OK, &json!({ "pinned": true })),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            },
-            (Method::POST, "cache/unpin") => match hot.unpin(&bucket, &prefix) {
-                Ok(existed) => json_reply(StatusCode::OK, &json!({ "existed": existed })),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            },
-            (Method::POST, "cache/warm") => self.warm(bucket, prefix),
-            _ => error(StatusCode::NOT_FOUND, &format!("no admin route {} {PREFIX}{path}", req.method())),
-        }
+    if let Err(e) = tier.bucket(&bucket).await {
+        return reply::json_from_error(&e);
     }
+    let r: Result<serde_json::Value> = match endpoint {
+        AdminEndpoint::CacheEvict => {
+            tier.cache_evict(&bucket, &prefix).map(|(c, b)| json!({ "chunks": c, "bytes": b }))
+        }
+        AdminEndpoint::CachePin => tier.cache_pin(&bucket, &prefix).map(|()| json!({ "pinned": true })),
+        AdminEndpoint::CacheUnpin => tier.cache_unpin(&bucket, &prefix).map(|existed| json!({ "existed": existed })),
+        AdminEndpoint::CacheWarm if tier.cache_stats().is_none() => Err(hot_disabled()),
+        AdminEndpoint::CacheWarm => return warm(tier.clone(), bucket, prefix),
+        AdminEndpoint::Migrate => return migrate(tier.clone(), bucket),
+        other => Err(Error::new(ErrorKind::Internal, format!("{other:?} is not a cache endpoint"))),
+    };
+    match r {
+        Ok(v) => reply::json(StatusCode::OK, &v),
+        Err(e) => reply::json_from_error(&e),
+    }
+}
 
-    /// Streams progress lines while the tier warms; the last line says done or error.
-    fn warm(&self, bucket: String, prefix: String) -> Response<s3s::Body> {
-        let tier = self.tier.clone();
-        progress_job(move |mut report| async move {
-            tier.warm(&bucket, &prefix, |objects, bytes, fetched| {
-                report(json!({ "objects": objects, "bytes": bytes, "fetched": fetched }));
-            })
-            .await?;
-            Ok(json!({ "done": true, "stats": tier.hot().map(|h| h.stats()) }))
+fn hot_disabled() -> Error {
+    Error::new(ErrorKind::Conflict, "the hot tier is disabled (hot.enabled = false)")
+}
+
+/// Streams progress lines while the tier warms; the last line says done or error.
+fn warm(tier: Tier, bucket: String, prefix: String) -> Response<Body> {
+    progress_job(move |mut report| async move {
+        tier.warm(&bucket, &prefix, |objects, bytes, fetched| {
+            report(json!({ "objects": objects, "bytes": bytes, "fetched": fetched }));
         })
-    }
+        .await?;
+        Ok(json!({ "done": true, "stats": tier.cache_stats() }))
+    })
+}
 
-    /// Copies in what a bucket's origin still has and the bucket lacks (the end of a
-    /// copy-on-read migration), streaming progress lines.
-    fn migrate(&self, bucket: String) -> Response<s3s::Body> {
-        let tier = self.tier.clone();
-        progress_job(move |mut report| async move {
-            let stats = tier.migrate_all(&bucket, |s| report(json!(s))).await?;
-            Ok(json!({ "done": true, "stats": stats }))
-        })
-    }
+/// Copies in what a bucket's origin still has and the bucket lacks (the end of a
+/// copy-on-read migration), streaming progress lines.
+fn migrate(tier: Tier, bucket: String) -> Response<Body> {
+    progress_job(move |mut report| async move {
+        let stats = tier.migrate_all(&bucket, |s| report(json!(s))).await?;
+        Ok(json!({ "done": true, "stats": stats }))
+    })
 }
 
 /// Runs `job` in its own task (it goes on if the client leaves) and streams its progress
@@ -213,17 +130,13 @@ where
         let _ = tx.send(line(end)).await;
     });
     let stream = tokio_stream_from(rx);
-    reply(StatusCode::OK, StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)), "application/x-ndjson")
+    reply::with_type(StatusCode::OK, StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)), "application/x-ndjson")
 }
 
 fn tokio_stream_from(
     rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
-}
-
-fn query(q: &str) -> HashMap<String, String> {
-    crate::http::form_pairs(q).collect()
 }
 
 #[cfg(test)]
@@ -235,12 +148,5 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn query_decoding() {
-        let q = query("bucket=b&prefix=a%2Fb+c&x");
-        assert_eq!(q["prefix"], "a/b c");
-        assert_eq!(q["x"], "");
     }
 }

@@ -1,35 +1,113 @@
 //! Protocol front ends: the S3 API, plain HTTP for browsers and CDNs (`web`), the admin
-//! endpoints and the status page.
+//! endpoints and the status page, and [`Front`], which hands each request to one of them.
+//!
+//! A request is parsed once, by [`router`], into a [`Route`]; `Front` dispatches it and
+//! wraps the answer for the access log. Errors become HTTP statuses in [`reply`] (S3
+//! codes in `api/s3/error.rs`). Inside `api` the dependencies point one way too:
+//! `Front` → the operator routes (`admin`, `access`, `journal`, `status`) and `s3` →
+//! `web` → `router`, `reply`.
 
 pub mod access;
 pub mod admin;
-pub mod replication;
+pub mod journal;
+pub mod reply;
+pub mod router;
 pub mod s3;
 pub mod status;
 pub mod web;
 
-/// Adds `Retry-After: secs` to a 503 that has none (`failover.retry_after`): a client that
-/// honours it backs off instead of hammering a store that is down. Each front end applies
-/// its own server's value, so two servers in one process never share it.
-pub fn with_retry_after<B>(resp: &mut http::Response<B>, secs: u32) {
-    if resp.status() == http::StatusCode::SERVICE_UNAVAILABLE && !resp.headers().contains_key(http::header::RETRY_AFTER)
-    {
-        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-    }
+use crate::access_log::{AccessLog, Counted, RequestInfo};
+use crate::config::Credentials;
+use crate::health::Health;
+use reply::Body;
+use router::{AdminEndpoint as E, OpenEndpoint, Route, Router, Unrouted};
+use s3::S3Gateway;
+use std::sync::Arc;
+use web::Web;
+
+/// Largest admin request body read (a rule change).
+const MAX_ADMIN_BODY: usize = 64 << 10;
+
+/// Every front end of one server, and its access log.
+pub struct Front {
+    router: Router,
+    gateway: S3Gateway,
+    web: Web,
+    creds: Credentials,
+    health: Arc<Health>,
+    log: Option<AccessLog>,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn retry_after_goes_on_503s_only_and_keeps_an_existing_one() {
-        let mut r = http::Response::new(());
-        *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-        super::with_retry_after(&mut r, 7);
-        assert_eq!(r.headers()["retry-after"], "7");
-        super::with_retry_after(&mut r, 9);
-        assert_eq!(r.headers()["retry-after"], "7");
-        let mut ok = http::Response::new(());
-        super::with_retry_after(&mut ok, 7);
-        assert!(ok.headers().get("retry-after").is_none());
+impl Front {
+    /// The front ends of one server; `creds` guard the admin API.
+    pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
+        Self { router, gateway, web, creds, health, log: None }
+    }
+
+    /// Logs every request of the main listener to `log`.
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Serves one request of the main listener.
+    pub async fn handle_main(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Counted<Body>> {
+        let info = self.log.as_ref().map(|_| RequestInfo::of(&req));
+        let resp = match self.router.route(&req) {
+            Route::Web(call) => self.web.handle(req, call).await,
+            Route::S3 => self.gateway.handle(req).await,
+            route => self.operator(req, route).await,
+        };
+        match (&self.log, info) {
+            (Some(log), Some(info)) => log.wrap(info, resp),
+            _ => AccessLog::unlogged(resp),
+        }
+    }
+
+    /// Serves one request of the admin listener.
+    pub async fn handle_admin(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
+        let route = self.router.route_admin(&req);
+        self.operator(req, route).await
+    }
+
+    /// The open and admin endpoints.
+    async fn operator<B>(&self, req: http::Request<B>, route: Route) -> http::Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tier = self.web.tier();
+        let endpoint = match route {
+            Route::Open(OpenEndpoint::Health) => return status::health(),
+            Route::Open(OpenEndpoint::Ready) => return status::ready(tier, &self.health).await,
+            Route::Open(OpenEndpoint::Metrics) => return status::metrics(),
+            Route::Admin(Ok(e)) if e.is_open() => return status::metrics(),
+            _ if !admin::authorized(req.headers(), &self.creds) => return admin::unauthorized(),
+            Route::Admin(Ok(e)) => e,
+            Route::Admin(Err(Unrouted::NotFound(msg))) => return reply::json_error(http::StatusCode::NOT_FOUND, &msg),
+            Route::Admin(Err(Unrouted::MethodNotAllowed(m))) => {
+                return reply::json_error(http::StatusCode::METHOD_NOT_ALLOWED, &format!("{m} is not allowed here"));
+            }
+            Route::Web(_) | Route::S3 => {
+                return reply::json_error(http::StatusCode::NOT_FOUND, "not an operator endpoint");
+            }
+        };
+        let query = req.uri().query().unwrap_or("").to_owned();
+        match endpoint {
+            E::Status => status::status_html(&self.health.snapshot(tier)),
+            E::StatusJson => status::status_json(&self.health.snapshot(tier)),
+            E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
+            E::AccessShow | E::AccessChange | E::AccessClear | E::Sign | E::Direct => {
+                use http_body_util::BodyExt;
+                let body = req.into_body();
+                let Ok(body) = http_body_util::Limited::new(body, MAX_ADMIN_BODY).collect().await else {
+                    return reply::json_error(http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large");
+                };
+                access::handle(&self.web, endpoint, &query, &body.to_bytes()).await
+            }
+            E::Metrics | E::CacheStats | E::CacheEvict | E::CachePin | E::CacheUnpin | E::CacheWarm | E::Migrate => {
+                admin::handle(tier, endpoint, &query).await
+            }
+        }
     }
 }

@@ -2,27 +2,19 @@
 //!
 //! The status page is one server-rendered HTML document: inline CSS, inline SVG
 //! sparklines, no script and no outside asset, so it works offline and behind any proxy.
-//! It refreshes itself every 10 s. This module renders; `health` gathers.
+//! It refreshes itself every 10 s. This module renders what `health` gathered; the only
+//! thing it asks for itself is `/ready`'s catalog ping, which must be fresh.
 
 use crate::health::{Health, Snapshot};
 use crate::tier::Tier;
 use http::{Response, StatusCode};
 use serde_json::json;
 use std::fmt::Write;
-use std::time::Duration;
 
-/// Paths served to anyone on the listener that carries the operator endpoints.
-pub const OPEN_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
-
-fn reply(status: StatusCode, body: String, ctype: &str) -> Response<s3s::Body> {
-    let mut r = Response::new(s3s::Body::from(body));
-    *r.status_mut() = status;
-    if let Ok(v) = ctype.parse() {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    if let Ok(v) = "no-store".parse() {
-        r.headers_mut().insert(http::header::CACHE_CONTROL, v);
-    }
+/// An answer no cache keeps: these change every few seconds.
+fn reply(status: StatusCode, body: String, ctype: &'static str) -> Response<s3s::Body> {
+    let mut r = super::reply::with_type(status, body, ctype);
+    r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     r
 }
 
@@ -34,11 +26,7 @@ pub fn health() -> Response<s3s::Body> {
 /// `/ready`: 200 when the catalog answers now (backends that are down are listed but do
 /// not make strata unready: hot objects are still served), else 503.
 pub async fn ready(tier: &Tier, health: &Health) -> Response<s3s::Body> {
-    let catalog = match tokio::time::timeout(Duration::from_secs(2), tier.catalog().ping()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("catalog ping timed out after 2s".to_owned()),
-    };
+    let catalog = tier.ping().await;
     let degraded = health.degraded();
     let body = json!({
         "ready": catalog.is_ok(),
@@ -64,8 +52,9 @@ pub fn status_html(s: &Snapshot) -> Response<s3s::Body> {
     reply(StatusCode::OK, render(s), "text/html; charset=utf-8")
 }
 
+/// Escapes text for HTML content and quoted attributes, `'` included (`html-escape`).
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 fn bytes(n: u64) -> String {

@@ -108,6 +108,14 @@ pub struct StoreLag {
     pub last_error: Option<String>,
 }
 
+impl StoreLag {
+    /// The age of the oldest unfinished entry at `now_ms`, in seconds: the replication lag
+    /// (0 with no backlog).
+    pub fn lag_s(&self, now_ms: i64) -> f64 {
+        self.oldest_ms.map_or(0.0, |o| (now_ms - o).max(0) as f64 / 1000.0)
+    }
+}
+
 const ENTRY_COLS: &str =
     "seq, node, bucket, key, store, op, etag, size, staging, state, attempts, last_error, next_ms, created_ms";
 
@@ -150,7 +158,7 @@ pub(super) fn join_stores(stores: &[String]) -> String {
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 async fn insert_entries(tx: &mut Tx<'_>, o: (&str, &str), node: &str, entries: &[NewEntry]) -> Result<Vec<i64>> {
-    let now = crate::tier::now_ms();
+    let now = crate::clock::now_ms();
     let mut seqs = Vec::with_capacity(entries.len());
     for e in entries {
         let op = if e.op == JournalOp::Put { "put" } else { "delete" };

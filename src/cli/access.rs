@@ -72,9 +72,9 @@ pub(crate) struct SetArgs {
 pub(crate) fn sign(a: &SignArgs) -> anyhow::Result<()> {
     let cfg = load(&a.common, None)?;
     let Some((bucket, key)) = a.object.split_once('/') else { bail!("give the object as BUCKET/KEY") };
-    crate::tier::validate_key(key).map_err(|e| anyhow::anyhow!("{}", e.context()))?;
+    crate::names::validate_key(key).map_err(|e| anyhow::anyhow!("{}", e.context()))?;
     let keys = crate::auth::link_keys(&cfg, true)?;
-    let p = crate::api::access::link_params(&a.expires, a.ip.as_deref(), a.download.as_deref())
+    let p = crate::policy::link::LinkParams::parse(&a.expires, a.ip.as_deref(), a.download.as_deref())
         .map_err(|e| anyhow::anyhow!(e))?;
     let url = crate::policy::link::link(&keys, cfg.web.base_url.as_deref(), bucket, key, &p).context("no link key")?;
     println!("{url}");

@@ -138,7 +138,7 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{}{route}", self.base, crate::api::admin::PREFIX);
+        let url = format!("{}{}{route}", self.base, crate::api::router::ADMIN_PREFIX);
         let mut req = self.http.request(method, &url).basic_auth(&self.user, Some(&self.pass)).query(query);
         if let Some(b) = body {
             req = req.json(&b);

@@ -174,7 +174,7 @@ async fn migrate(t: &cache::Target, bucket: &str) -> anyhow::Result<()> {
 }
 
 async fn import(cfg: Config, bucket: &str) -> anyhow::Result<()> {
-    let tier = crate::server::open_tier(&cfg).await?;
+    let tier = crate::server::open(&cfg).await?.tier;
     let mut last = std::time::Instant::now();
     let stats = tier
         .import(bucket, |s| {
@@ -185,7 +185,7 @@ async fn import(cfg: Config, bucket: &str) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("importing bucket {bucket}"))?;
-    tier.catalog().close().await;
+    tier.close().await;
     println!(
         "{{\"bucket\":{:?},\"scanned\":{},\"added\":{},\"updated\":{},\"unchanged\":{},\"invalid\":{}}}",
         bucket, stats.scanned, stats.added, stats.updated, stats.unchanged, stats.invalid

@@ -50,30 +50,29 @@ async fn open(cfg: &crate::config::Config) -> anyhow::Result<(Catalog, Journal)>
 async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
     let cfg = load(common, None)?;
     let (catalog, journal) = open(&cfg).await?;
-    let stores = crate::replication::lag(&catalog, cfg.backends.keys().cloned()).await?;
-    let stuck = crate::replication::stuck(&catalog).await?;
+    let backlog = crate::replication::backlog(&catalog, cfg.backends.keys().cloned()).await?;
     catalog.close().await;
-    let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": stores, "stuck": stuck });
     if json {
+        let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": backlog.stores, "stuck": backlog.stuck });
         println!("{v}");
         return Ok(());
     }
-    let now = crate::tier::now_ms();
+    let now = crate::clock::now_ms();
     println!("{:<14} {:>9} {:>12} {:>6} {:>10}  last error", "store", "pending", "bytes", "stuck", "lag");
-    for s in v["stores"].as_array().into_iter().flatten() {
-        let lag = s["oldest_ms"].as_i64().map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
+    for s in &backlog.stores {
         println!(
             "{:<14} {:>9} {:>12} {:>6} {:>9.1}s  {}",
-            s["store"].as_str().unwrap_or("?"),
-            s["entries"],
-            indicatif::HumanBytes(s["bytes"].as_u64().unwrap_or(0)).to_string(),
-            s["stuck"],
-            lag,
-            s["last_error"].as_str().unwrap_or("")
+            s.store,
+            s.entries,
+            indicatif::HumanBytes(s.bytes).to_string(),
+            s.stuck,
+            s.lag_s(now),
+            s.last_error.as_deref().unwrap_or("")
         );
     }
-    for e in v["stuck"].as_array().into_iter().flatten() {
-        println!("stuck: {}/{} -> {}: {}", e["bucket"], e["key"], e["store"], e["last_error"]);
+    for e in &backlog.stuck {
+        let err = e.last_error.as_deref().unwrap_or("");
+        println!("stuck: {:?}/{:?} -> {:?}: {:?}", e.bucket, e.key, e.store, err);
     }
     Ok(())
 }

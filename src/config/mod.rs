@@ -480,7 +480,7 @@ impl Config {
         }
         let mut taken: Vec<(&str, String, &str)> = Vec::new();
         for (name, b) in &self.buckets {
-            if !valid_bucket_name(name) {
+            if !crate::names::valid_bucket_name(name) {
                 return bad(format!("buckets.{name}: not a valid S3 bucket name (3-63 of a-z 0-9 . -)"));
             }
             if let Some(s) = b.stores.iter().find(|s| !self.backends.contains_key(*s)) {
@@ -579,18 +579,6 @@ fn validate_backend(name: &str, b: &BackendConfig) -> Result<()> {
 /// `s3-main` → `S3_MAIN`, for environment variable names.
 pub fn env_name(backend: &str) -> String {
     backend.to_ascii_uppercase().replace('-', "_")
-}
-
-/// S3's bucket naming rules (the DNS-compatible subset).
-pub fn valid_bucket_name(name: &str) -> bool {
-    let ok_chars = name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
-    let edges = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    (3..=63).contains(&name.len())
-        && ok_chars
-        && edges(name.bytes().next())
-        && edges(name.bytes().last())
-        && !name.contains("..")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ impl WebConfig {
             if host.contains(['/', ' ']) {
                 return Err(format!("hosts: {host:?} is not a host name"));
             }
-            if !buckets.contains_key(bucket) && !super::valid_bucket_name(bucket) {
+            if !buckets.contains_key(bucket) && !crate::names::valid_bucket_name(bucket) {
                 return Err(format!("hosts.{host:?}: {bucket:?} is not a bucket name"));
             }
         }

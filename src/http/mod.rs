@@ -6,6 +6,7 @@
 //! (`range`) and conditional requests (`conditional`).
 
 pub mod conditional;
+pub mod query;
 pub mod range;
 
 use crate::error::Result;
@@ -21,13 +22,24 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// `a=b&c=d` pairs, percent- and `+`-decoded.
-pub fn form_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter(|s| !s.is_empty()).map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
-        (dec(k), dec(v))
+/// The user and password of an HTTP Basic `Authorization` header, when it has one that
+/// decodes (base64, then UTF-8, then `user:password`; a header without `:` is all
+/// password, as browsers send a gallery's one shared password).
+pub fn basic_auth(headers: &http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let b64 = v.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    Some(match s.split_once(':') {
+        Some((u, p)) => (u.to_owned(), p.to_owned()),
+        None => (String::new(), s),
     })
+}
+
+/// The `Host` of a request (HTTP/1.1 header or HTTP/2 authority).
+pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host())
 }
 
 /// The client's address, put in every request's extensions.

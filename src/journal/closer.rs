@@ -91,7 +91,7 @@ async fn close_batch(catalog: &Catalog, journal: &Journal, batch: &[JournalEntry
         Err(err) => {
             tracing::warn!(error = %err, entries = batch.len(), "cannot close journal entries; they will run again");
             for e in batch {
-                let _ = catalog.journal_failed(e.seq, &err.to_string(), crate::tier::now_ms(), false).await;
+                let _ = catalog.journal_failed(e.seq, &err.to_string(), crate::clock::now_ms(), false).await;
             }
         }
     }

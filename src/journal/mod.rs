@@ -2,8 +2,10 @@
 //!
 //! Owns the staging directory (one file per journaled version, fsynced before its catalog
 //! row and journal entries commit), its size accounting and free-space floor, the node id
-//! that marks this node's entries in a shared catalog, and the [`Uploader`] worker that
-//! drains entries to the stores with backoff. It must not speak any protocol, and must not
+//! that marks this node's entries in a shared catalog, the [`Closer`] that ends the
+//! entries of finished direct writes off the request path, and the [`Uploader`] worker
+//! that drains entries to the stores with backoff. Where entries go is the buckets'
+//! plans' (`crate::plan`). It must not speak any protocol, and must not
 //! decide when a write is acknowledged: that is the tier's (see
 //! `docs/design/journal.md`).
 
@@ -17,66 +19,11 @@ pub use uploader::Uploader;
 
 use crate::backend::WriteOptions;
 use crate::catalog::{Catalog, ObjectHeaders};
-use crate::config::{Config, WriteMode};
 use crate::error::{Error, ErrorKind, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-
-/// Where one bucket's objects go and when its writes are acknowledged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// Replicas, in read order.
-    pub stores: Vec<String>,
-    /// Through or back.
-    pub mode: WriteMode,
-    /// Never acknowledge from the journal.
-    pub strict: bool,
-    /// Stores that must hold a through-mode write before it is acknowledged.
-    pub min_durable: usize,
-}
-
-/// Placements of the configured buckets; others use their catalog backend alone.
-#[derive(Debug, Clone, Default)]
-pub struct Placements {
-    map: HashMap<String, Placement>,
-}
-
-impl Placements {
-    /// The placements of `config`'s buckets.
-    pub fn from_config(config: &Config) -> Self {
-        let map = config
-            .buckets
-            .iter()
-            .map(|(name, b)| {
-                let p = Placement {
-                    stores: b.stores.clone(),
-                    mode: b.write_mode,
-                    strict: b.strict,
-                    min_durable: b.min_durable.unwrap_or(b.stores.len()),
-                };
-                (name.clone(), p)
-            })
-            .collect();
-        Self { map }
-    }
-
-    /// The placement of `bucket`, whose catalog row names `backend`.
-    pub fn of(&self, bucket: &str, backend: &str) -> Placement {
-        self.map.get(bucket).cloned().unwrap_or_else(|| Placement {
-            stores: vec![backend.to_owned()],
-            mode: WriteMode::Through,
-            strict: false,
-            min_durable: 1,
-        })
-    }
-
-    /// Buckets with more than one store (the scrub looks at these).
-    pub fn replicated(&self) -> impl Iterator<Item = (&str, &Placement)> {
-        self.map.iter().filter(|(_, p)| p.stores.len() > 1).map(|(n, p)| (n.as_str(), p))
-    }
-}
 
 /// Limits of the staging directory.
 #[derive(Debug, Clone)]

@@ -8,10 +8,11 @@
 //! staging file is gone and no replica holds the version) makes the entry `stuck`, shown
 //! by `strata replicate status` and the status page, and retried only on request.
 
-use super::{Journal, Placements, write_options};
+use super::{Journal, write_options};
 use crate::backend::{Backends, ByteStream};
 use crate::catalog::{Catalog, JournalEntry, JournalOp, ObjectRecord};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{BucketPlan, Plans};
 use crate::worker::Worker;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ pub struct Uploader {
     journal: Journal,
     catalog: Catalog,
     backends: Backends,
-    placements: Placements,
+    plans: Plans,
     /// First and longest retry delay.
     pub retry: (Duration, Duration),
     /// Entries applied at once.
@@ -33,17 +34,17 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// A drainer for `journal`.
-    pub fn new(journal: Journal, catalog: Catalog, backends: Backends, placements: Placements) -> Self {
+    /// A drainer for `journal`, writing where `plans` say.
+    pub fn new(journal: Journal, catalog: Catalog, backends: Backends, plans: Plans) -> Self {
         let retry = (Duration::from_secs(1), Duration::from_secs(300));
-        Self { journal, catalog, backends, placements, retry, uploads: 4, gauges_at: None }
+        Self { journal, catalog, backends, plans, retry, uploads: 4, gauges_at: None }
     }
 
     /// Applies every entry that is due now; returns how many were attempted.
     pub async fn drain_once(&self) -> Result<usize> {
         let mut total = 0;
         loop {
-            let batch = self.catalog.journal_ready(self.journal.node(), crate::tier::now_ms(), BATCH).await?;
+            let batch = self.catalog.journal_ready(self.journal.node(), crate::clock::now_ms(), BATCH).await?;
             if batch.is_empty() {
                 return Ok(total);
             }
@@ -91,14 +92,15 @@ impl Uploader {
         tracing::warn!(seq = e.seq, bucket = %e.bucket, key = %e.key, store = %e.store, attempts = e.attempts + 1,
             error = %err, "journal: applying an entry failed");
         crate::telemetry::record_error("journal", &format!("{} {}/{}: {err}", e.store, e.bucket, e.key));
-        let next = crate::tier::now_ms() + backoff(self.retry, e.attempts);
+        let next = crate::clock::now_ms() + backoff(self.retry, e.attempts);
         self.catalog.journal_failed(e.seq, &err.to_string(), next, stuck).await
     }
 
     /// Applies one entry to its store.
     async fn run(&self, e: &JournalEntry) -> Result<()> {
         let b = self.catalog.get_bucket(&e.bucket).await?.ok_or_else(|| stuck("the bucket is gone"))?;
-        let path = format!("{}{}", b.prefix, e.key);
+        let plan = self.plans.of(&b);
+        let path = plan.path_of(&e.key);
         let store = self.backends.get(&e.store).ok_or_else(|| stuck("the store is no longer configured"))?;
         if e.op == JournalOp::Delete {
             return store.delete(&path).await;
@@ -111,7 +113,7 @@ impl Uploader {
         if !current {
             return Ok(());
         }
-        let body = self.source(e, &row, &b.backend, &path).await?;
+        let body = self.source(e, &row, &plan, &path).await?;
         let mut w = store.writer(&path, &write_options(&row.headers, &row.user_meta)).await?;
         match copy(body, w.as_mut()).await {
             Ok(n) if n == row.size => w.commit().await,
@@ -127,7 +129,7 @@ impl Uploader {
     }
 
     /// The bytes of the version `row` names: the staging file, else a replica that holds it.
-    async fn source(&self, e: &JournalEntry, row: &ObjectRecord, backend: &str, path: &str) -> Result<ByteStream> {
+    async fn source(&self, e: &JournalEntry, row: &ObjectRecord, plan: &BucketPlan, path: &str) -> Result<ByteStream> {
         if let Some(s) = &e.staging {
             match tokio::fs::File::open(self.journal.path(s)).await {
                 Ok(f) => {
@@ -141,9 +143,8 @@ impl Uploader {
                 Err(err) => return Err(err.into()),
             }
         }
-        let placement = self.placements.of(&e.bucket, backend);
         let mut last = None;
-        for st in placement.stores.iter().filter(|s| **s != e.store && !row.behind.contains(s)) {
+        for st in plan.stores.iter().filter(|s| **s != e.store && !row.behind.contains(s)) {
             let Some(b) = self.backends.get(st) else { continue };
             match b.read(path, None).await {
                 Ok(s) => return Ok(s),
@@ -163,7 +164,7 @@ impl Uploader {
         self.gauges_at = Some(Instant::now());
         ::metrics::gauge!("strata_journal_bytes").set(self.journal.used() as f64);
         let lag = self.catalog.journal_lag().await?;
-        let now = crate::tier::now_ms();
+        let now = crate::clock::now_ms();
         let mut entries = 0;
         for name in self.backends.names() {
             let l = lag.iter().find(|l| l.store == name);

@@ -28,6 +28,25 @@ pub struct LinkParams {
     pub download: Option<String>,
 }
 
+impl LinkParams {
+    /// Link parameters from `expires` (a duration such as "1h", from now), `ip` and
+    /// `download`, as `strata sign` and the admin API take them; the error says which
+    /// argument is wrong.
+    pub fn parse(expires: &str, ip: Option<&str>, download: Option<&str>) -> Result<LinkParams, String> {
+        let ttl = humantime::parse_duration(expires).map_err(|e| format!("expires: {e} (write e.g. \"1h\")"))?;
+        if ttl.is_zero() || ttl > std::time::Duration::from_secs(10 * 365 * 86400) {
+            return Err("expires: must be between 1s and 10 years".into());
+        }
+        let ip = match ip.filter(|s| !s.is_empty()) {
+            Some(s) => Some(s.parse().map_err(|_| format!("ip: {s:?} is not an IP address"))?),
+            None => None,
+        };
+        let now = crate::clock::now_secs();
+        let secs = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        Ok(LinkParams { expires: now.saturating_add(secs), ip, download: download.map(str::to_owned) })
+    }
+}
+
 /// Why a link was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkError {
@@ -89,8 +108,9 @@ impl LinkKeys {
     ) -> Result<Option<LinkParams>, LinkError> {
         let mut fields: [Option<String>; 5] = Default::default();
         let mut any = false;
-        for (k, v) in crate::http::form_pairs(query) {
-            let slot = match k.as_str() {
+        // `form_urlencoded` as in `http::query` (policy sits below http).
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
                 "se" => 0,
                 "sk" => 1,
                 "ss" => 2,
@@ -99,7 +119,7 @@ impl LinkKeys {
                 _ => continue,
             };
             any = true;
-            if fields[slot].replace(v).is_some() {
+            if fields[slot].replace(v.into_owned()).is_some() {
                 return Err(LinkError::Forbidden); // a repeated field is never ours
             }
         }

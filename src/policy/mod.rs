@@ -223,10 +223,10 @@ impl Policy {
     /// Changes the runtime rule of `bucket`/`prefix` (stored in the catalog, so it outlives
     /// a restart and reaches every node).
     pub async fn change(&self, bucket: &str, prefix: &str, c: RuleChange) -> Result<()> {
-        if !crate::config::valid_bucket_name(bucket) {
+        if !crate::names::valid_bucket_name(bucket) {
             return Err(Error::new(ErrorKind::InvalidInput, format!("{bucket:?} is not a bucket name")));
         }
-        if prefix.starts_with('/') || prefix.len() > crate::tier::MAX_KEY_LEN {
+        if prefix.starts_with('/') || prefix.len() > crate::names::MAX_KEY_LEN {
             return Err(Error::new(ErrorKind::InvalidInput, "the prefix must not start with \"/\" (and fit a key)"));
         }
         if c.serve.is_some() && !prefix.is_empty() {
@@ -254,7 +254,7 @@ impl Policy {
         if let Some(s) = c.serve {
             row.serve = Some(s.as_str().to_owned());
         }
-        row.updated_ms = crate::tier::now_ms();
+        row.updated_ms = crate::clock::now_ms();
         self.inner.catalog.put_access_rule(&row).await?;
         self.reload().await?;
         let d = self.decide(bucket, prefix);

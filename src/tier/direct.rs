@@ -20,8 +20,8 @@ impl Tier {
         if rec.staging.is_some() {
             return Ok(None);
         }
-        let b = self.bucket(&rec.bucket).await?;
-        let path = super::keys::store_path(&b.prefix, &rec.key);
+        let b = self.plan(&rec.bucket).await?;
+        let path = b.path_of(&rec.key);
         for store in self.replica_order(&b, rec) {
             if let Some(url) = self.backend(&store)?.presign_read(&path, ttl, disposition).await? {
                 return Ok(Some(url));
@@ -36,9 +36,12 @@ impl Tier {
         if rec.staging.is_some() {
             return true;
         }
-        match self.hot_for(&rec.bucket) {
-            Some((hot, _)) => hot.holds(&super::version_of(rec), range),
-            None => false,
+        // Only the configured plans are looked at (no catalog read per request): a bucket
+        // without one uses the hot tier.
+        let uses_hot = self.inner.plans.configured(&rec.bucket).is_none_or(|p| p.hot.is_some());
+        match &self.inner.hot {
+            Some(hot) if uses_hot => hot.holds(&super::version_of(rec), range),
+            _ => false,
         }
     }
 }

@@ -8,8 +8,9 @@
 
 use super::Tier;
 use crate::backend::ByteStream;
-use crate::catalog::{BucketRecord, ObjectRecord};
+use crate::catalog::ObjectRecord;
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::BucketPlan;
 use futures::StreamExt;
 use std::ops::Range;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -18,11 +19,11 @@ impl Tier {
     /// Streams `range` of `rec` from the first replica that can serve it.
     pub(super) async fn read_replicas(
         &self,
-        b: &BucketRecord,
+        b: &BucketPlan,
         rec: &ObjectRecord,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream> {
-        let path = super::keys::store_path(&b.prefix, &rec.key);
+        let path = b.path_of(&rec.key);
         let order = self.replica_order(b, rec);
         let mut last = None;
         for (i, store) in order.iter().enumerate() {
@@ -48,9 +49,9 @@ impl Tier {
 
     /// The stores that hold `rec`'s version, healthy ones first; a down one is still
     /// tried last (its breaker may let a probe through).
-    pub(super) fn replica_order(&self, b: &BucketRecord, rec: &ObjectRecord) -> Vec<String> {
+    pub(super) fn replica_order(&self, b: &BucketPlan, rec: &ObjectRecord) -> Vec<String> {
         let backends = &self.inner.backends;
-        let mut order: Vec<String> = self.placement(b).stores.into_iter().filter(|s| !rec.behind.contains(s)).collect();
+        let mut order: Vec<String> = b.stores.iter().filter(|s| !rec.behind.contains(s)).cloned().collect();
         order.sort_by_key(|s| !backends.is_up(s));
         order
     }

@@ -5,9 +5,10 @@
 //! without touching the store, so a re-run after an interruption only does what is left
 //! (it lists again, but stats and hashes nothing twice).
 
-use super::{Tier, keys::validate_key};
+use super::Tier;
 use crate::catalog::{ObjectHeaders, ObjectRecord};
 use crate::error::Result;
+use crate::names::validate_key;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
@@ -31,14 +32,14 @@ impl Tier {
     /// Indexes every object under `bucket`'s prefix in its backend. `progress` is called
     /// after each object.
     pub async fn import(&self, bucket: &str, mut progress: impl FnMut(&ImportStats)) -> Result<ImportStats> {
-        let b = self.bucket(bucket).await?;
-        let backend = self.backend(&b.backend)?.clone();
+        let plan = self.plan(bucket).await?;
+        let backend = self.backend(&plan.stores[0])?.clone();
         let mut stats = ImportStats::default();
-        let mut list = backend.list(&b.prefix);
+        let mut list = backend.list(&plan.prefix);
         while let Some(entry) = list.next().await {
             let entry = entry?;
             stats.scanned += 1;
-            let Some(key) = entry.path.strip_prefix(&b.prefix).map(str::to_owned) else { continue };
+            let Some(key) = plan.key_of(&entry.path).map(str::to_owned) else { continue };
             if validate_key(&key).is_err() {
                 tracing::warn!(path = %entry.path, "not a valid key; skipped");
                 stats.invalid += 1;
@@ -68,8 +69,8 @@ impl Tier {
                 key,
                 size: stat.size,
                 etag,
-                last_modified_ms: stat.last_modified_ms.unwrap_or_else(super::now_ms),
-                backend: b.backend.clone(),
+                last_modified_ms: stat.last_modified_ms.unwrap_or_else(crate::clock::now_ms),
+                backend: plan.stores[0].clone(),
                 headers: ObjectHeaders { content_type: stat.content_type, ..Default::default() },
                 user_meta: BTreeMap::new(),
                 ..Default::default()

@@ -8,9 +8,11 @@
 //! rest. Objects are copied into the bucket's first store; the scrub copies them to any
 //! other replica.
 
-use super::{Tier, keys, now_ms, validate_key};
+use super::Tier;
 use crate::catalog::{ObjectHeaders, ObjectRecord};
+use crate::clock::now_ms;
 use crate::error::{Error, ErrorKind, Result};
+use crate::names::validate_key;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 
@@ -18,7 +20,8 @@ impl Tier {
     /// Copies `bucket`/`key` in from the bucket's origin, when it has one and the origin
     /// has the key. `Ok(None)`: no origin, or not there either.
     pub(super) async fn migrate(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        let Some((origin, prefix)) = self.inner.hot.origins.get(bucket) else { return Ok(None) };
+        let plan = self.plan(bucket).await?;
+        let Some(origin) = &plan.origin else { return Ok(None) };
         if validate_key(key).is_err() {
             return Ok(None);
         }
@@ -26,12 +29,11 @@ impl Tier {
         if let Some(rec) = self.inner.catalog.get_object(bucket, key).await? {
             return Ok(Some(rec));
         }
-        let from = self.backend(origin)?.clone();
-        let path = format!("{prefix}{key}");
+        let from = self.backend(&origin.store)?.clone();
+        let path = origin.path_of(key);
         let Some(stat) = from.stat(&path).await? else { return Ok(None) };
-        let b = self.bucket(bucket).await?;
-        let to = self.backend(&b.backend)?.clone();
-        let mut w = to.writer(&keys::store_path(&b.prefix, key), &stat.headers).await?;
+        let to = self.backend(&plan.stores[0])?.clone();
+        let mut w = to.writer(&plan.path_of(key), &stat.headers).await?;
         let mut body = from.read(&path, None).await?;
         let (mut md5, mut size) = (Md5::new(), 0u64);
         let copied: Result<()> = async {
@@ -60,7 +62,7 @@ impl Tier {
             size,
             etag: hex::encode(md5.finalize()),
             last_modified_ms: stat.last_modified_ms.unwrap_or_else(now_ms),
-            backend: b.backend.clone(),
+            backend: plan.stores[0].clone(),
             headers: ObjectHeaders {
                 content_type: h.content_type.clone(),
                 cache_control: h.cache_control.clone(),
@@ -77,7 +79,7 @@ impl Tier {
             return self.inner.catalog.get_object(bucket, key).await;
         }
         ::metrics::counter!("strata_migrated_objects_total").increment(1);
-        tracing::info!(bucket, key, size, origin = %origin, "migrated on read");
+        tracing::info!(bucket, key, size, origin = %origin.store, "migrated on read");
         Ok(Some(rec))
     }
 }
@@ -101,17 +103,17 @@ impl Tier {
     /// read (under each key's write lock, so a client's write always wins). `progress`
     /// sees the running totals after each object.
     pub async fn migrate_all(&self, bucket: &str, mut progress: impl FnMut(&MigrateStats)) -> Result<MigrateStats> {
-        self.bucket(bucket).await?;
-        let Some((origin, prefix)) = self.inner.hot.origins.get(bucket).cloned() else {
+        let plan = self.plan(bucket).await?;
+        let Some(origin) = plan.origin.clone() else {
             return Err(Error::new(ErrorKind::InvalidInput, format!("bucket {bucket} has no origin to migrate from")));
         };
-        let listing = self.backend(&origin)?.list(&prefix);
+        let listing = self.backend(&origin.store)?.list(&origin.prefix);
         let mut stats = MigrateStats::default();
         let mut done = listing
             .map(|entry| {
-                let prefix = prefix.clone();
+                let origin = &origin;
                 async move {
-                    let key = entry?.path.strip_prefix(&prefix).map(str::to_owned).unwrap_or_default();
+                    let key = entry.map(|e| origin.key_of(&e.path).unwrap_or_default().to_owned())?;
                     if self.inner.catalog.get_object(bucket, &key).await?.is_some() {
                         return Ok::<bool, Error>(false);
                     }

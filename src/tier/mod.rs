@@ -10,25 +10,28 @@ mod direct;
 mod failover;
 pub mod hot;
 mod import;
-mod keys;
 mod locks;
 mod migrate;
 mod multipart;
 mod read;
+mod status;
 mod write;
 
 pub use import::ImportStats;
-pub use keys::{MAX_KEY_LEN, validate_key};
 pub use migrate::MigrateStats;
 pub use multipart::CompletedPart;
-pub use read::{ReadOptions, version_of};
+pub use read::version_of;
+pub use status::JournalStatus;
 
 use crate::backend::{Backend, Backends, ByteStream, ObjectWriter};
 use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
-use crate::config::valid_bucket_name;
+use crate::clock::now_ms;
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{Journal, Placement, Placements};
+use crate::journal::Journal;
+use crate::names::{valid_bucket_name, validate_key};
+use crate::plan::{BucketPlan, Plans};
 use futures::StreamExt;
+use hot::Hot;
 use locks::KeyLocks;
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
@@ -73,74 +76,67 @@ struct Inner {
     locks: KeyLocks,
     staging: PathBuf,
     limits: TierLimits,
-    hot: ReadOptions,
+    hot: Option<Hot>,
+    revalidate_after: Option<Duration>,
     validated: read::Validated,
     journal: Journal,
     closer: crate::journal::Closer,
-    placements: Placements,
+    plans: Plans,
     read_only: std::sync::atomic::AtomicBool,
 }
 
-/// The journal and the bucket placements a tier writes with.
-pub struct WriteSetup {
+/// What a tier is built from: the handles the server opened, and the settings it resolved.
+pub struct TierParts {
+    /// The catalog.
+    pub catalog: Catalog,
+    /// Every configured store, each behind its layers.
+    pub backends: Backends,
+    /// Where buckets created over S3 live.
+    pub default_backend: String,
+    /// The directory of multipart parts.
+    pub staging: PathBuf,
+    /// Body limits.
+    pub limits: TierLimits,
+    /// The hot tier; `None` turns it off everywhere.
+    pub hot: Option<Hot>,
+    /// Revalidate cached objects against their store after this long.
+    pub revalidate_after: Option<Duration>,
     /// This node's journal.
     pub journal: Journal,
-    /// Stores and write modes per bucket.
-    pub placements: Placements,
+    /// Every bucket's plan.
+    pub plans: Plans,
     /// Start read-only.
     pub read_only: bool,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 impl Tier {
-    /// A tier over `catalog` and `backends`; multipart parts are staged under `staging`.
-    pub async fn new(
-        catalog: Catalog,
-        backends: Backends,
-        default_backend: &str,
-        staging: PathBuf,
-        limits: TierLimits,
-        hot: ReadOptions,
-        writes: WriteSetup,
-    ) -> Result<Tier> {
-        if backends.get(default_backend).is_none() {
-            return Err(Error::new(ErrorKind::Config, format!("no backend named {default_backend:?}")));
+    /// A tier over `parts`; multipart parts are staged under `parts.staging`.
+    pub async fn new(parts: TierParts) -> Result<Tier> {
+        let p = parts;
+        if p.backends.get(&p.default_backend).is_none() {
+            return Err(Error::new(ErrorKind::Config, format!("no backend named {:?}", p.default_backend)));
         }
-        tokio::fs::create_dir_all(&staging).await?;
-        let closer = crate::journal::Closer::spawn(catalog.clone(), writes.journal.clone());
+        tokio::fs::create_dir_all(&p.staging).await?;
+        let closer = crate::journal::Closer::spawn(p.catalog.clone(), p.journal.clone());
         let tier = Tier {
             inner: Arc::new(Inner {
-                catalog,
-                backends,
-                default_backend: default_backend.to_owned(),
+                catalog: p.catalog,
+                backends: p.backends,
+                default_backend: p.default_backend,
                 locks: KeyLocks::new(),
-                staging,
-                limits,
-                hot,
+                staging: p.staging,
+                limits: p.limits,
+                hot: p.hot,
+                revalidate_after: p.revalidate_after,
                 validated: read::Validated::default(),
                 closer,
-                journal: writes.journal,
-                placements: writes.placements,
-                read_only: writes.read_only.into(),
+                journal: p.journal,
+                plans: p.plans,
+                read_only: p.read_only.into(),
             }),
         };
         tier.remove_orphan_staging().await?;
         Ok(tier)
-    }
-
-    /// The backends (for health probes and their running totals).
-    pub fn backends(&self) -> &Backends {
-        &self.inner.backends
-    }
-
-    /// The catalog (for listings and readiness checks).
-    pub fn catalog(&self) -> &Catalog {
-        &self.inner.catalog
     }
 
     fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>> {
@@ -148,6 +144,11 @@ impl Tier {
             .backends
             .get(name)
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("catalog names unknown backend {name:?}")))
+    }
+
+    /// The plan of bucket `name`, or `BucketNotFound`.
+    pub(crate) async fn plan(&self, name: &str) -> Result<Arc<BucketPlan>> {
+        Ok(self.inner.plans.of(&self.bucket(name).await?))
     }
 
     /// The bucket `name`, or `BucketNotFound`.
@@ -206,9 +207,8 @@ impl Tier {
     pub async fn put(&self, bucket: &str, key: &str, input: PutInput) -> Result<ObjectRecord> {
         validate_key(key)?;
         self.writable()?;
-        let b = self.bucket(bucket).await?;
-        let place = self.placement(&b);
-        let path = keys::store_path(&b.prefix, key);
+        let place = self.plan(bucket).await?;
+        let path = place.path_of(key);
         let opts = crate::journal::write_options(&input.headers, &input.user_meta);
         let mut staged = self.begin_write(&place, &path, &opts).await?;
         let (size, md5) = match self.pump(input.body, &mut staged, input.content_length).await {
@@ -228,17 +228,12 @@ impl Tier {
             size,
             etag: hex::encode(md5),
             last_modified_ms: now_ms(),
-            backend: b.backend.clone(),
+            backend: place.stores[0].clone(),
             headers: input.headers,
             user_meta: input.user_meta,
             ..Default::default()
         };
         self.commit_write(staged, rec, &place, None).await
-    }
-
-    /// Where `b`'s objects go and when its writes are acknowledged.
-    pub(super) fn placement(&self, b: &BucketRecord) -> Placement {
-        self.inner.placements.of(&b.name, &b.backend)
     }
 
     /// Whether writes are refused (maintenance).
@@ -253,19 +248,9 @@ impl Tier {
         tracing::info!(read_only = on, "read-only switch");
     }
 
-    /// Stores and write modes per bucket.
-    pub fn placements(&self) -> &Placements {
-        &self.inner.placements
-    }
-
     /// Waits until the entries of finished direct writes are closed (shutdown, tests).
     pub async fn flush_journal(&self) {
         self.inner.closer.flush().await;
-    }
-
-    /// The journal (for the status page and the uploader).
-    pub fn journal(&self) -> &Journal {
-        &self.inner.journal
     }
 
     /// Copies a body into `w`, enforcing the size limit, the declared length and the idle
@@ -312,8 +297,8 @@ impl Tier {
         key: &str,
         plan: impl Fn(&ObjectRecord) -> Result<Option<Range<u64>>>,
     ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
-        let b = self.bucket(bucket).await?;
-        let hot = self.hot_for(bucket);
+        let b = self.plan(bucket).await?;
+        let hot = self.hot_for(&b);
         // A write that commits between reading the row and the first byte makes a hot fill
         // refuse the stale version, and a staged version may move to the stores meanwhile
         // (NotFound in both cases): read the new row and go again.

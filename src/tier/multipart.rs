@@ -4,9 +4,11 @@
 //! Layout: `<staging>/<upload id>/<part number>`, each written to a `.tmp` sibling, fsynced
 //! and renamed, so a part file is either complete or absent.
 
-use super::{Tier, keys, now_ms, validate_key};
+use super::Tier;
 use crate::catalog::{ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};
+use crate::clock::now_ms;
 use crate::error::{Error, ErrorKind, Result};
+use crate::names::validate_key;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
@@ -158,9 +160,8 @@ impl Tier {
         let up = self.upload(bucket, key, upload_id).await?;
         self.writable()?;
         let stored = self.check_parts(upload_id, parts).await?;
-        let b = self.bucket(bucket).await?;
-        let place = self.placement(&b);
-        let path = keys::store_path(&b.prefix, key);
+        let place = self.plan(bucket).await?;
+        let path = place.path_of(key);
         let opts = crate::journal::write_options(&up.headers, &up.user_meta);
         let mut staged = self.begin_write(&place, &path, &opts).await?;
         let mut etag_md5 = Md5::new();
@@ -180,7 +181,7 @@ impl Tier {
             size,
             etag: format!("{}-{}", hex::encode(etag_md5.finalize()), stored.len()),
             last_modified_ms: now_ms(),
-            backend: b.backend.clone(),
+            backend: place.stores[0].clone(),
             headers: up.headers,
             user_meta: up.user_meta,
             ..Default::default()

@@ -1,36 +1,22 @@
-//! GET through the hot tier: which buckets use it, how a fill opens the cold store for
-//! exactly one version, revalidation against the store, and warming.
+//! GET through the hot tier: which buckets use it (their plan says), how a fill opens the
+//! cold store for exactly one version, revalidation against the store, and warming.
 //!
 //! The version check lives here, not in `hot`: a fill opens its cold stream under the
 //! key's read lock after checking that the catalog still names the version it caches, so
 //! a fill can never store one version's bytes under another's name.
 
-use super::{Tier, keys};
+use super::Tier;
 use crate::backend::ByteStream;
-use crate::catalog::{BucketRecord, ObjectRecord};
+use crate::catalog::ObjectRecord;
 use crate::config::FillMode;
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::BucketPlan;
 use crate::tier::hot::{Hot, OpenFn, Version};
 use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// How reads behave: the hot tier, and buckets that migrate from an origin on read.
-#[derive(Clone, Default)]
-pub struct ReadOptions {
-    /// Per-bucket origin to copy missing objects from on read: (backend, prefix).
-    pub origins: HashMap<String, (String, String)>,
-    /// The tier; `None` turns it off everywhere.
-    pub hot: Option<Hot>,
-    /// Fill mode of buckets that do not set one.
-    pub default_fill: FillMode,
-    /// Per-bucket overrides: (uses the hot tier, fill mode).
-    pub buckets: HashMap<String, (bool, Option<FillMode>)>,
-    /// Revalidate cached objects against the store after this long.
-    pub revalidate_after: Option<Duration>,
-}
+use std::time::Instant;
 
 /// When each object was last checked against its store (for `revalidate_after`).
 #[derive(Default)]
@@ -53,26 +39,20 @@ pub fn version_of(rec: &ObjectRecord) -> Version {
 }
 
 impl Tier {
-    /// The hot tier and fill mode for reads of `bucket`, when it uses one.
-    pub(super) fn hot_for(&self, bucket: &str) -> Option<(&Hot, FillMode)> {
-        let o = &self.inner.hot;
-        let hot = o.hot.as_ref()?;
-        match o.buckets.get(bucket) {
-            Some((false, _)) => None,
-            Some((true, Some(mode))) => Some((hot, *mode)),
-            _ => Some((hot, o.default_fill)),
-        }
+    /// The hot tier and fill mode for reads of bucket `b`, when it uses one.
+    pub(super) fn hot_for(&self, b: &BucketPlan) -> Option<(&Hot, FillMode)> {
+        Some((self.inner.hot.as_ref()?, b.hot?))
     }
 
     /// The hot tier, if any (for the admin API and tests).
-    pub fn hot(&self) -> Option<&Hot> {
-        self.inner.hot.hot.as_ref()
+    pub(super) fn hot(&self) -> Option<&Hot> {
+        self.inner.hot.as_ref()
     }
 
     /// Streams `range` of `rec` through the hot tier.
     pub(super) async fn read_hot(
         &self,
-        b: &BucketRecord,
+        b: &Arc<BucketPlan>,
         rec: &ObjectRecord,
         range: Range<u64>,
         (hot, mode): (&Hot, FillMode),
@@ -81,9 +61,9 @@ impl Tier {
     }
 
     /// Opens cold reads of exactly the version `rec` describes.
-    fn opener(&self, b: &BucketRecord, rec: &ObjectRecord) -> OpenFn {
+    fn opener(&self, b: &Arc<BucketPlan>, rec: &ObjectRecord) -> OpenFn {
         let tier = self.clone();
-        let b = Arc::new(b.clone());
+        let b = b.clone();
         let rec = Arc::new(rec.clone());
         Arc::new(move |range: Range<u64>| {
             let (tier, b, rec) = (tier.clone(), b.clone(), rec.clone());
@@ -108,8 +88,8 @@ impl Tier {
     /// With `revalidate_after` set, checks `rec` against its store when it is due and
     /// returns the record to serve: `rec` itself, or a new row when the store's object
     /// changed behind strata's back (size, ETag or a later modification time).
-    pub(super) async fn revalidate(&self, b: &BucketRecord, rec: ObjectRecord) -> Result<ObjectRecord> {
-        let Some(after) = self.inner.hot.revalidate_after else { return Ok(rec) };
+    pub(super) async fn revalidate(&self, b: &BucketPlan, rec: ObjectRecord) -> Result<ObjectRecord> {
+        let Some(after) = self.inner.revalidate_after else { return Ok(rec) };
         if rec.staging.is_some() || !rec.behind.is_empty() {
             // strata is still writing this version to its stores: nothing to compare yet.
             return Ok(rec);
@@ -121,7 +101,7 @@ impl Tier {
                 return Ok(rec);
             }
         }
-        let path = keys::store_path(&b.prefix, &rec.key);
+        let path = b.path_of(&rec.key);
         let stat = match self.backend(&rec.backend)?.stat(&path).await {
             Ok(s) => s,
             // A store that is down cannot say the object changed; serve what is known.
@@ -143,7 +123,7 @@ impl Tier {
             let new = ObjectRecord {
                 size: stat.size,
                 etag,
-                last_modified_ms: stat.last_modified_ms.unwrap_or_else(super::now_ms),
+                last_modified_ms: stat.last_modified_ms.unwrap_or_else(crate::clock::now_ms),
                 ..rec
             };
             self.inner.catalog.put_object(&new).await?;
@@ -168,7 +148,7 @@ impl Tier {
         if let Some(h) = self.hot() {
             h.invalidate(bucket, key, keep.map(version_of).as_ref());
         }
-        if self.inner.hot.revalidate_after.is_some() {
+        if self.inner.revalidate_after.is_some() {
             let mut map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
             map.remove(&(bucket.to_owned(), key.to_owned()));
         }
@@ -177,8 +157,8 @@ impl Tier {
     /// Brings every object of `bucket` under `prefix` into the hot tier. `progress` gets
     /// (objects done, bytes done, bytes fetched) after each object.
     pub async fn warm(&self, bucket: &str, prefix: &str, mut progress: impl FnMut(u64, u64, u64)) -> Result<()> {
-        let b = self.bucket(bucket).await?;
-        let Some((hot, _)) = self.hot_for(bucket) else {
+        let b = self.plan(bucket).await?;
+        let Some((hot, _)) = self.hot_for(&b) else {
             return Err(Error::new(ErrorKind::InvalidInput, format!("bucket {bucket} does not use the hot tier")));
         };
         let (mut after, mut n, mut bytes, mut fetched) = (String::new(), 0, 0, 0);

@@ -13,12 +13,14 @@
 //! 4. the acknowledgement: through mode once `min_durable` stores hold it, else (not
 //!    strict) from the journal; back mode after step 2.
 
-use super::{Tier, keys, validate_key};
+use super::Tier;
 use crate::backend::{ObjectWriter, WriteOptions};
 use crate::catalog::{EntryState, JournalOp, NewEntry, ObjectRecord};
 use crate::config::WriteMode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{Placement, StagingFile};
+use crate::journal::StagingFile;
+use crate::names::validate_key;
+use crate::plan::BucketPlan;
 use bytes::Bytes;
 
 /// A write in progress: its staging file and the direct writers still alive.
@@ -73,10 +75,10 @@ impl Tier {
 
     /// Starts a write of `bucket`/`key`: a staging file, plus a writer per store in
     /// through mode (a store that cannot start one is left to the journal).
-    pub(super) async fn begin_write(&self, place: &Placement, path: &str, opts: &WriteOptions) -> Result<Staged> {
+    pub(super) async fn begin_write(&self, place: &BucketPlan, path: &str, opts: &WriteOptions) -> Result<Staged> {
         let file = self.inner.journal.stage().await?;
         let mut writers = Vec::new();
-        if place.mode == WriteMode::Through {
+        if place.write_mode == WriteMode::Through {
             let opened = futures::future::join_all(place.stores.iter().map(|s| async move {
                 let b = self.backend(s)?;
                 b.writer(path, opts).await.map(|w| (s.clone(), w))
@@ -98,7 +100,7 @@ impl Tier {
         &self,
         staged: Staged,
         mut rec: ObjectRecord,
-        place: &Placement,
+        place: &BucketPlan,
         upload: Option<&str>,
     ) -> Result<ObjectRecord> {
         let Staged { file, writers } = staged;
@@ -160,8 +162,8 @@ impl Tier {
     }
 
     /// Through mode: whether enough stores hold the write, else the journal's answer.
-    fn acknowledge(&self, place: &Placement, durable: usize, op: &'static str) -> Result<()> {
-        let ack = if place.mode == WriteMode::Back {
+    fn acknowledge(&self, place: &BucketPlan, durable: usize, op: &'static str) -> Result<()> {
+        let ack = if place.write_mode == WriteMode::Back {
             "journal"
         } else if durable >= place.min_durable {
             "stores"
@@ -211,7 +213,7 @@ impl Tier {
             }
             Err(e) => {
                 tracing::warn!(store = %entry.store, error = %e, "a direct write failed; the journal will retry it");
-                let _ = c.journal_failed(entry.seq, &e.to_string(), super::now_ms() + 1000, false).await;
+                let _ = c.journal_failed(entry.seq, &e.to_string(), crate::clock::now_ms() + 1000, false).await;
                 false
             }
         }
@@ -219,14 +221,13 @@ impl Tier {
 
     /// Deletes an object. Idempotent: deleting a missing key succeeds.
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
-        let b = self.bucket(bucket).await?;
+        let place = self.plan(bucket).await?;
         if validate_key(key).is_err() {
             // No such key can exist, so there is nothing to delete.
             return Ok(());
         }
         self.writable()?;
-        let place = self.placement(&b);
-        let path = keys::store_path(&b.prefix, key);
+        let path = place.path_of(key);
         let guard = self.inner.locks.write(bucket, key).await;
         let c = &self.inner.catalog;
         let queued = c.journal_stores(bucket, key).await?;
@@ -238,7 +239,7 @@ impl Tier {
             }
             return Ok(());
         }
-        let direct = |s: &String| place.mode == WriteMode::Through && !queued.contains(s);
+        let direct = |s: &String| place.write_mode == WriteMode::Through && !queued.contains(s);
         let entries: Vec<NewEntry> = place
             .stores
             .iter()

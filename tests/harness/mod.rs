@@ -74,8 +74,8 @@ async fn launch(cfg: &Config, opts: &Opts) -> Running {
         let inner = backends.get(&cfg.default_backend).unwrap().clone();
         backends.insert(wrap(inner));
     }
-    let tier = strata::server::open_tier_with(cfg, backends).await.expect("tier opens");
-    strata::server::start_with(cfg, tier).await.expect("strata starts")
+    let opened = strata::server::open_with(cfg, backends).await.expect("tier opens");
+    strata::server::start_with(cfg, opened).await.expect("strata starts")
 }
 
 pub fn client(addr: SocketAddr, ak: &str, sk: &str, region: &str) -> Client {
@@ -154,7 +154,7 @@ impl Harness {
     }
 
     pub fn hot_stats(&self) -> strata::tier::hot::HotStats {
-        self.tier().hot().expect("hot tier enabled").stats()
+        self.tier().cache_stats().expect("hot tier enabled")
     }
 
     pub fn client_with(&self, ak: &str, sk: &str, region: &str) -> Client {
@@ -198,7 +198,7 @@ impl Harness {
 
     /// Waits until the journal is empty: every store holds every acknowledged write.
     pub async fn drained(&self) {
-        let catalog = self.running.as_ref().expect("running").tier().catalog().clone();
+        let catalog = self.running.as_ref().expect("running").catalog().clone();
         for _ in 0..300 {
             if catalog.journal_lag().await.unwrap().iter().all(|l| l.entries == 0) {
                 return;

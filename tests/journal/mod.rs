@@ -69,7 +69,7 @@ async fn outage_is_journaled_then_drained_in_order(cold: Cold) {
     let raw = err.raw_response().expect("an HTTP answer");
     assert_eq!(raw.status().as_u16(), 503);
     assert_eq!(raw.headers().get("retry-after"), Some("7"));
-    let lag = h.tier().catalog().journal_lag().await.unwrap();
+    let lag = h.running.as_ref().unwrap().catalog().journal_lag().await.unwrap();
     assert!(lag.iter().map(|l| l.entries).sum::<u64>() >= 23, "{lag:?}");
     assert!(default_store(cold) == lag[0].store);
 
@@ -120,13 +120,13 @@ async fn replicas_fail_over_and_repair(cold: Cold) {
 
     // The second store loses everything; a scrub finds it and the journal refills it.
     std::fs::remove_dir_all(second.path().join("rep")).unwrap();
-    let report = strata::server::scrub(h.tier(), Duration::ZERO).run().await.unwrap();
+    let report = h.tier().scrub_now().await.unwrap();
     assert_eq!(report.queued, 11, "{report:?}");
     h.drained().await;
     for i in 0..10 {
         assert_eq!(in_second(&format!("k{i}")), Some(format!("replicated {i}").into_bytes()));
     }
-    let again = strata::server::scrub(h.tier(), Duration::ZERO).run().await.unwrap();
+    let again = h.tier().scrub_now().await.unwrap();
     assert_eq!(again.queued, 0, "a full replica needs no repair: {again:?}");
 }
 
@@ -169,7 +169,8 @@ async fn full_journal_answers_slowdown() {
     h.put("small", "first", &[1u8; 40 << 10]).await;
     let r = h.client.put_object().bucket("small").key("second").body(ByteStream::from(vec![2u8; 40 << 10])).send();
     assert_eq!(code(r.await), "SlowDown");
-    assert!(h.tier().journal().used() <= 64 << 10, "staged {} bytes", h.tier().journal().used());
+    let used = h.tier().journal_status().await.unwrap().staged_bytes;
+    assert!(used <= 64 << 10, "staged {} bytes", used);
     assert_eq!(status(h.client.get_object().bucket("small").key("second").send().await), 404);
     power.set_down(false);
     h.drained().await;

@@ -146,7 +146,7 @@ async fn garage_frozen_under_load_loses_nothing() {
         t.await.unwrap();
     }
     let drain = Instant::now();
-    let catalog = running.tier().catalog().clone();
+    let catalog = running.catalog().clone();
     loop {
         if catalog.journal_lag().await.unwrap().iter().all(|l| l.entries == 0) {
             break;

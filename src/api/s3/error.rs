@@ -29,6 +29,7 @@ pub fn to_s3(e: Error) -> S3Error {
         K::Unavailable => S3ErrorCode::ServiceUnavailable,
         K::SlowDown => S3ErrorCode::SlowDown,
         K::ReadOnly => S3ErrorCode::ServiceUnavailable,
+        K::Conflict => S3ErrorCode::InvalidRequest,
         K::Config | K::Internal => S3ErrorCode::InternalError,
     };
     // A refusal by the read-only switch is deliberate: say why, and do not log it as a fault.

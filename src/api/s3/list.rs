@@ -58,7 +58,7 @@ impl StrataS3 {
         &self,
         _req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self.tier.catalog().list_buckets().await.s3()?;
+        let buckets = self.tier.list_buckets().await.s3()?;
         let buckets = buckets
             .into_iter()
             .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })

@@ -12,8 +12,8 @@ mod multipart;
 mod object;
 mod ops;
 
-use crate::api::web::WebSettings;
 use crate::config::Credentials;
+use crate::plan::Hosts;
 use crate::tier::Tier;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -22,6 +22,7 @@ use s3s::dto::*;
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3, S3Request, S3Response, S3Result};
+use tracing::Instrument;
 
 /// The S3 operation handlers.
 pub struct StrataS3 {
@@ -70,15 +71,14 @@ pub struct S3Gateway {
 
 impl S3Gateway {
     /// An endpoint for `tier` that accepts requests signed with `creds` for `region`, with
-    /// virtual-host addressing for the domains and custom hosts of `web`, and its
-    /// `retry_after` on every 503.
-    pub fn new(tier: Tier, creds: &Credentials, region: &str, web: &WebSettings) -> Self {
+    /// virtual-host addressing for `hosts`, and `retry_after` seconds on every 503.
+    pub fn new(tier: Tier, creds: &Credentials, region: &str, hosts: &Hosts, retry_after: u32) -> Self {
         let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
         b.set_auth(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone()));
-        if !web.domains.is_empty() || !web.hosts.is_empty() {
-            b.set_host(Hosts(web.clone()));
+        if !hosts.is_empty() {
+            b.set_host(VirtualHosts(hosts.clone()));
         }
-        Self { service: b.build(), region: region.to_owned(), retry_after: web.retry_after }
+        Self { service: b.build(), region: region.to_owned(), retry_after }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -91,23 +91,23 @@ impl S3Gateway {
         let started = std::time::Instant::now();
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let _enter = span.enter();
         let mut resp = match self.check_region(&req) {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
             Ok(()) => {
                 let req = req.map(|b| s3s::Body::http_body(b));
-                match self.service.call(req).await {
+                // The span follows the call across its awaits (no guard held over them).
+                match self.service.call(req).instrument(span.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
-                        tracing::error!(error = ?e, "s3s failed");
+                        tracing::error!(parent: &span, error = ?e, "s3s failed");
                         plain_500()
                     }
                 }
             }
         };
-        crate::api::with_retry_after(&mut resp, self.retry_after);
+        crate::api::reply::with_retry_after(&mut resp, self.retry_after);
         let status = resp.status().as_u16();
-        tracing::info!(status, "done");
+        tracing::info!(parent: &span, status, "done");
         crate::telemetry::record_request(op, status, started);
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
@@ -131,11 +131,11 @@ impl S3Gateway {
 
 /// Virtual-host addressing: `bucket.<domain>` and custom hosts name a bucket; any other
 /// host is path style (s3s's own parsers would read an unknown host as a bucket name).
-struct Hosts(WebSettings);
+struct VirtualHosts(Hosts);
 
-impl S3Host for Hosts {
+impl S3Host for VirtualHosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
-        Ok(match self.0.host_bucket(host) {
+        Ok(match self.0.bucket_of(host) {
             Some(b) => VirtualHost::new(host).with_bucket(b),
             None => VirtualHost::new(host),
         })
@@ -150,13 +150,7 @@ fn credential_region<B>(req: &Request<B>) -> Option<String> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split("Credential=").nth(1))
         .map(|c| c.split([',', ' ']).next().unwrap_or("").to_owned());
-    let from_query = || {
-        req.uri().query().and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))
-                .map(|c| percent_encoding::percent_decode_str(c).decode_utf8_lossy().into_owned())
-        })
-    };
+    let from_query = || req.uri().query().and_then(|q| crate::http::query::value(q, "X-Amz-Credential"));
     let scope = from_header.or_else(from_query)?;
     scope.split('/').nth(2).map(str::to_owned)
 }
@@ -173,17 +167,8 @@ mod tests {
 
     #[test]
     fn virtual_hosts_name_buckets_and_other_hosts_are_path_style() {
-        let web = WebSettings {
-            domains: vec!["media.test".into()],
-            hosts: [("cdn.test".to_owned(), "pics".to_owned())].into(),
-            base_url: None,
-            public_cache_control: String::new(),
-            login_ttl: std::time::Duration::from_secs(1),
-            redirect_ttl: std::time::Duration::from_secs(1),
-            compress: false,
-            retry_after: 5,
-        };
-        let h = Hosts(web);
+        let custom = std::collections::BTreeMap::from([("cdn.test".to_owned(), "pics".to_owned())]);
+        let h = VirtualHosts(Hosts::new(&vec!["media.test".to_owned()], &custom));
         let bucket = |host: &str| h.parse_host_header(host).unwrap().bucket().map(str::to_owned);
         assert_eq!(bucket("pics.media.test:7070").as_deref(), Some("pics"));
         assert_eq!(bucket("cdn.test").as_deref(), Some("pics"));

@@ -5,7 +5,7 @@ use http::{HeaderMap, Method};
 
 /// The S3 operation name, or "Other".
 pub fn op_name(method: &Method, path: &str, query: &str, headers: &HeaderMap) -> &'static str {
-    let has = |k: &str| query.split('&').any(|kv| kv.split('=').next() == Some(k));
+    let has = |k: &str| crate::http::query::has(query, k);
     let rest = path.trim_start_matches('/');
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
     let m = method.as_str();

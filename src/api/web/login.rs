@@ -1,9 +1,9 @@
 //! Password-protected prefixes: HTTP Basic, the login page, and its form's POST, which
 //! sets a signed HttpOnly cookie scoped to the protected bucket and prefix.
 
-use super::{Body, LOGIN_PATH, Style, Target, Web, text};
+use super::{Body, Web, text};
+use crate::api::router::{LOGIN_PATH, Style, Target};
 use crate::policy::{Decision, cookie};
-use base64::Engine;
 use http::header::{self as h, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -15,17 +15,9 @@ impl Web {
     /// Whether `req` carries the password of `d` (Basic) or a live cookie for its scope.
     pub(super) fn logged_in<B>(&self, req: &Request<B>, t: &Target, d: &Decision, now: i64) -> bool {
         let Some(secret) = &d.password else { return false };
-        let basic = req
-            .headers()
-            .get(h::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-            .and_then(|raw| String::from_utf8(raw).ok());
-        if let Some(userpass) = basic {
+        if let Some((_user, pass)) = crate::http::basic_auth(req.headers()) {
             // Any user name: a gallery has one shared password.
-            let pass = userpass.split_once(':').map_or(userpass.as_str(), |(_, p)| p);
-            return self.policy.check_password(d, pass);
+            return self.policy.check_password(d, &pass);
         }
         let name = cookie::name(&t.bucket, &d.scope);
         let generation = secret.generation();
@@ -83,10 +75,10 @@ impl Web {
         };
         let form = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
         let (mut to, mut password) = (String::new(), String::new());
-        for (k, v) in crate::http::form_pairs(&form) {
-            match k.as_str() {
-                "to" => to = v,
-                "password" => password = v,
+        for (k, v) in crate::http::query::pairs(&form) {
+            match k.as_ref() {
+                "to" => to = v.into_owned(),
+                "password" => password = v.into_owned(),
                 _ => {}
             }
         }
@@ -96,7 +88,7 @@ impl Web {
         }
         let path = to.split(['?', '#']).next().unwrap_or("/");
         let host = parts.headers.get(h::HOST).and_then(|v| v.to_str().ok()).or_else(|| parts.uri.host());
-        let t = match self.s.target(host, path) {
+        let t = match self.router.target(host, path) {
             Ok(Some(t)) => t,
             _ => return text(StatusCode::BAD_REQUEST, "bad request: the login form names no object"),
         };
@@ -117,7 +109,7 @@ impl Web {
 
     fn logged_in_response(&self, req: &Request<()>, t: &Target, d: &Decision, to: &str) -> Response<Body> {
         let ttl = i64::try_from(self.s.login_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let expires = crate::tier::now_ms() / 1000 + ttl;
+        let expires = crate::clock::now_secs() + ttl;
         let generation = d.password.as_ref().map(|s| s.generation()).unwrap_or_default();
         let value = cookie::make(self.policy.cookie_key(), &t.bucket, &d.scope, expires, &generation);
         let dir = &d.scope[..d.scope.rfind('/').map_or(0, |i| i + 1)];
@@ -157,8 +149,10 @@ const COOKIE_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b'<')
     .add(b'>');
 
+/// Escapes text for HTML content and quoted attributes (`html-escape`, as the status
+/// page does).
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    html_escape::encode_quoted_attribute(s).into_owned()
 }
 
 /// The login page: one password field, no outside assets.

@@ -5,7 +5,9 @@
 //! object exists.
 
 use super::encode::{self, Coding};
-use super::{Body, CacheStatus, Target, Web, from_error, text};
+use super::{Body, Web, from_error, text};
+use crate::access_log::CacheStatus;
+use crate::api::router::Target;
 use crate::catalog::ObjectRecord;
 use crate::config::{AccessMode, ServeMode};
 use crate::error::{Error, ErrorKind};
@@ -67,7 +69,7 @@ impl Web {
     /// The access decision: `Ok` with what to send, or the refusal.
     #[allow(clippy::result_large_err)]
     fn check<B>(&self, req: &Request<B>, t: &Target) -> Result<Grant, Response<Body>> {
-        let now = crate::tier::now_ms() / 1000;
+        let now = crate::clock::now_secs();
         let peer = req.extensions().get::<crate::http::Peer>().map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.ip());
         let query = req.uri().query().unwrap_or("");
         match self.policy.links().verify(&t.bucket, &t.key, query, now, peer) {

@@ -1,7 +1,10 @@
-//! Which object keys strata accepts, and how a key maps to a path in a cold store.
+//! Which bucket names and object keys strata accepts, and how a key maps to a path in a
+//! cold store.
 //!
 //! A key must map to exactly one path that the store keeps verbatim: stores normalise
-//! `a//b`, `a/./b` and `a/../b`, and a disk would let `..` escape its root.
+//! `a//b`, `a/./b` and `a/../b`, and a disk would let `..` escape its root. This module
+//! sits at the bottom of the module graph (config, policy, tier and the front ends all
+//! check names); it must not know buckets' settings or any protocol.
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -35,6 +38,20 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` is a valid S3 bucket name (3 to 63 characters of lowercase letters,
+/// digits, `.` and `-`, starting and ending with a letter or digit, no `..`, not an IPv4
+/// address). Names starting with `_` are never buckets, so `/_strata/` is free for strata.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let ok_chars = name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-');
+    let edges = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && ok_chars
+        && edges(name.bytes().next())
+        && edges(name.bytes().last())
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+}
+
 /// The path of `key` in a store, under the bucket's `prefix`.
 pub fn store_path(prefix: &str, key: &str) -> String {
     format!("{prefix}{key}")
@@ -59,6 +76,14 @@ mod tests {
         }
         assert_eq!(validate_key(&"k".repeat(1025)).unwrap_err().kind(), ErrorKind::KeyTooLong);
         assert!(validate_key(&"k".repeat(1024)).is_ok());
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert!(valid_bucket_name("my-bucket.1"));
+        for bad in ["ab", "-abc", "abc-", "ABC", "a..b", "192.168.1.1", "a_b"] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
     }
 
     proptest! {

@@ -1,0 +1,366 @@
+//! The one router: every request on either listener is parsed once, here, into a
+//! [`Route`], and every front end gets what the router worked out instead of looking at
+//! the request again.
+//!
+//! The order on the main listener:
+//! 1. `/health`, `/ready` and `/metrics` are valid S3 paths too (a bucket may be called
+//!    "health"), so they are the operator endpoints only for unsigned GETs: an S3 client
+//!    always signs;
+//! 2. the login form's POST, and unsigned GETs and HEADs of objects (no S3 subresource)
+//!    are the web front end's; a name strata would never store is refused there (400);
+//! 3. `/_strata/` is the admin API, in every addressing style;
+//! 4. everything else is S3 (s3s routes S3 operations itself).
+//!
+//! With `[admin] listen` set, steps 1 and 3 move to the admin listener and the main
+//! listener serves only 2 and 4. This module decides where a request goes; it must not
+//! answer it, and it knows no tier, policy or store.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Hosts;
+use http::{Method, Request};
+
+/// The admin API's path prefix (`_` never starts a bucket name).
+pub const ADMIN_PREFIX: &str = "/_strata/";
+
+/// The login form posts here.
+pub const LOGIN_PATH: &str = "/_strata/login";
+
+/// S3 query parameters that name a subresource; such requests stay with the S3 API.
+const S3_SUBRESOURCES: &[&str] = &[
+    "acl",
+    "tagging",
+    "uploadId",
+    "uploads",
+    "attributes",
+    "versionId",
+    "legal-hold",
+    "retention",
+    "torrent",
+    "partNumber",
+];
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// A load-balancer endpoint, open to anyone.
+    Open(OpenEndpoint),
+    /// An admin endpoint (Basic auth with the S3 keys, except `metrics`), or why the path
+    /// under `/_strata/` names none.
+    Admin(std::result::Result<AdminEndpoint, Unrouted>),
+    /// The web front end.
+    Web(WebCall),
+    /// The S3 API.
+    S3,
+}
+
+/// `/health`, `/ready`, `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenEndpoint {
+    /// Liveness.
+    Health,
+    /// Readiness (the catalog answers).
+    Ready,
+    /// Prometheus text.
+    Metrics,
+}
+
+impl OpenEndpoint {
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            "/health" => Some(Self::Health),
+            "/ready" => Some(Self::Ready),
+            "/metrics" => Some(Self::Metrics),
+            _ => None,
+        }
+    }
+}
+
+/// The admin API's endpoints: the method and the path after `/_strata/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminEndpoint {
+    /// `GET metrics`: Prometheus text, open like `/metrics`.
+    Metrics,
+    /// `GET status`: the status page.
+    Status,
+    /// `GET status.json`: the status snapshot.
+    StatusJson,
+    /// `GET cache/stats`.
+    CacheStats,
+    /// `POST cache/evict?bucket&prefix`.
+    CacheEvict,
+    /// `POST cache/pin?bucket&prefix`.
+    CachePin,
+    /// `POST cache/unpin?bucket&prefix`.
+    CacheUnpin,
+    /// `POST cache/warm?bucket&prefix`: progress lines.
+    CacheWarm,
+    /// `POST migrate?bucket`: progress lines.
+    Migrate,
+    /// `GET journal`: the backlog.
+    Journal,
+    /// `POST journal/retry`: stuck entries back to pending.
+    JournalRetry,
+    /// `POST read-only?on=true|false`.
+    ReadOnly,
+    /// `POST scrub`: run a scrub now.
+    Scrub,
+    /// `GET access`: rules and serving modes.
+    AccessShow,
+    /// `POST access?bucket&prefix` with a JSON rule change.
+    AccessChange,
+    /// `DELETE access?bucket&prefix`.
+    AccessClear,
+    /// `POST sign?bucket&key&expires&ip&download`.
+    Sign,
+    /// `GET direct?bucket&key`.
+    Direct,
+}
+
+/// Why a path under `/_strata/` names no endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrouted {
+    /// No such path (the message names what was asked).
+    NotFound(String),
+    /// The path exists, with another method.
+    MethodNotAllowed(Method),
+}
+
+impl AdminEndpoint {
+    /// The endpoint of `method` on `path` (after the prefix).
+    pub fn parse(method: &Method, path: &str) -> std::result::Result<Self, Unrouted> {
+        use AdminEndpoint as E;
+        let (get, post, delete) = (method == Method::GET, method == Method::POST, method == Method::DELETE);
+        let found = match path {
+            "metrics" if get => E::Metrics,
+            "status" if get => E::Status,
+            "status.json" if get => E::StatusJson,
+            "cache/stats" if get => E::CacheStats,
+            "cache/evict" if post => E::CacheEvict,
+            "cache/pin" if post => E::CachePin,
+            "cache/unpin" if post => E::CacheUnpin,
+            "cache/warm" if post => E::CacheWarm,
+            "migrate" if post => E::Migrate,
+            "journal" if get => E::Journal,
+            "journal/retry" if post => E::JournalRetry,
+            "read-only" if post => E::ReadOnly,
+            "scrub" if post => E::Scrub,
+            "access" if get => E::AccessShow,
+            "access" if post => E::AccessChange,
+            "access" if delete => E::AccessClear,
+            "sign" if post => E::Sign,
+            "direct" if get => E::Direct,
+            "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
+            | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
+            | "direct" => return Err(Unrouted::MethodNotAllowed(method.clone())),
+            _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),
+        };
+        Ok(found)
+    }
+
+    /// Whether the endpoint is open without credentials.
+    pub fn is_open(self) -> bool {
+        self == Self::Metrics
+    }
+}
+
+/// How a request named its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// `/bucket/key`.
+    Path,
+    /// `bucket.<domain>/key`, or a custom domain: the path is the key.
+    Host,
+}
+
+/// The object a web request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Bucket.
+    pub bucket: String,
+    /// Key (percent-decoded).
+    pub key: String,
+    /// Addressing style.
+    pub style: Style,
+}
+
+/// A request for the web front end.
+#[derive(Debug)]
+pub enum WebCall {
+    /// The login form's POST.
+    Login,
+    /// A GET or HEAD of this object, or why its name is refused.
+    Object(Result<Target>),
+}
+
+/// Parses requests against the host names that name buckets.
+#[derive(Debug, Clone)]
+pub struct Router {
+    hosts: Hosts,
+    ops_on_main: bool,
+}
+
+impl Router {
+    /// A router; `ops_on_main` puts the open and admin endpoints on the main listener
+    /// (no `[admin] listen`).
+    pub fn new(hosts: Hosts, ops_on_main: bool) -> Self {
+        Self { hosts, ops_on_main }
+    }
+
+    /// The route of a request on the main listener.
+    pub fn route<B>(&self, req: &Request<B>) -> Route {
+        let path = req.uri().path();
+        let get = req.method() == Method::GET;
+        if self.ops_on_main
+            && get
+            && !is_s3_signed(req)
+            && let Some(open) = OpenEndpoint::of(path)
+        {
+            return Route::Open(open);
+        }
+        if let Some(call) = self.web_call(req) {
+            Route::Web(call)
+        } else if self.ops_on_main && path.starts_with(ADMIN_PREFIX) {
+            Route::Admin(AdminEndpoint::parse(req.method(), &path[ADMIN_PREFIX.len()..]))
+        } else {
+            Route::S3
+        }
+    }
+
+    /// The route of a request on the admin listener: the open endpoints (GET), else the
+    /// admin API (anything else is not found there).
+    pub fn route_admin<B>(&self, req: &Request<B>) -> Route {
+        let path = req.uri().path();
+        if req.method() == Method::GET
+            && let Some(open) = OpenEndpoint::of(path)
+        {
+            return Route::Open(open);
+        }
+        match path.strip_prefix(ADMIN_PREFIX) {
+            Some(rest) => Route::Admin(AdminEndpoint::parse(req.method(), rest)),
+            None => Route::Admin(Err(Unrouted::NotFound(format!("no admin route {} {path}", req.method())))),
+        }
+    }
+
+    /// The web front end's call, if `req` is one: the login form's POST, or an unsigned
+    /// GET or HEAD of an object without S3 subresources.
+    fn web_call<B>(&self, req: &Request<B>) -> Option<WebCall> {
+        let m = req.method();
+        if m == Method::POST && req.uri().path() == LOGIN_PATH {
+            return Some(WebCall::Login);
+        }
+        // `/_strata/` stays the admin API's, in every addressing style.
+        if !(m == Method::GET || m == Method::HEAD) || is_s3_signed(req) || req.uri().path().starts_with(ADMIN_PREFIX) {
+            return None;
+        }
+        let q = req.uri().query().unwrap_or("");
+        if crate::http::query::pairs(q).any(|(k, _)| S3_SUBRESOURCES.contains(&k.as_ref())) {
+            return None;
+        }
+        // Only "names no object" (the root, a bucket: listings) goes elsewhere.
+        self.target(crate::http::request_host(req), req.uri().path()).transpose().map(WebCall::Object)
+    }
+
+    /// The object named by `host` and `path` (the raw, still-encoded URI path). `Ok(None)`
+    /// when it names no object (the root or a bucket); an error for a key strata would
+    /// never store (`..` segments, bad encoding).
+    pub fn target(&self, host: Option<&str>, path: &str) -> Result<Option<Target>> {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        let (bucket, raw_key, style) = match host.and_then(|h| self.hosts.bucket_of(h)) {
+            Some(b) => (b, rest, Style::Host),
+            None => match rest.split_once('/') {
+                Some((b, k)) => (decode(b)?, k, Style::Path),
+                None => return Ok(None),
+            },
+        };
+        if raw_key.is_empty() {
+            return Ok(None);
+        }
+        let key = decode(raw_key)?;
+        crate::names::validate_key(&key)?;
+        Ok(Some(Target { bucket, key, style }))
+    }
+}
+
+fn decode(s: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| Error::new(ErrorKind::InvalidKey, "the path is not UTF-8 once decoded"))
+}
+
+/// Whether a request carries S3 credentials (a SigV4 or SigV2 header, or a presigned URL).
+pub fn is_s3_signed<B>(req: &Request<B>) -> bool {
+    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if auth.starts_with("AWS4-") || auth.starts_with("AWS ") {
+        return true;
+    }
+    let q = req.uri().query().unwrap_or("");
+    crate::http::query::pairs(q)
+        .any(|(k, _)| matches!(k.as_ref(), "X-Amz-Signature" | "X-Amz-Credential" | "Signature" | "AWSAccessKeyId"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn router(ops: bool) -> Router {
+        let custom = BTreeMap::from([("cdn.example.com".to_owned(), "pics".to_owned())]);
+        Router::new(Hosts::new(&vec!["media.test".to_owned()], &custom), ops)
+    }
+
+    #[test]
+    fn targets_in_three_styles() {
+        let t = |h: &str, p: &str| router(true).target(Some(h), p);
+        let obj = |b: &str, k: &str, style| Some(Target { bucket: b.into(), key: k.into(), style });
+        assert_eq!(t("127.0.0.1:7070", "/pics/a/b.jpg").unwrap(), obj("pics", "a/b.jpg", Style::Path));
+        assert_eq!(t("pics.media.test:8080", "/a%20b.jpg").unwrap(), obj("pics", "a b.jpg", Style::Host));
+        assert_eq!(t("CDN.example.com", "/x/y").unwrap(), obj("pics", "x/y", Style::Host));
+        assert_eq!(t("media.test", "/pics/k").unwrap(), obj("pics", "k", Style::Path), "the bare domain is path style");
+        assert_eq!(t("127.0.0.1", "/pics").unwrap(), None);
+        assert_eq!(t("127.0.0.1", "/pics/").unwrap(), None);
+        assert_eq!(t("pics.media.test", "/").unwrap(), None);
+        for bad in ["/pics/../etc/passwd", "/pics/a/%2e%2e/b", "/pics/a//b", "/pics/%ff", "/pics/a/./b"] {
+            assert!(t("h", bad).is_err(), "{bad}");
+        }
+    }
+
+    fn req(method: Method, uri: &str, auth: Option<&str>) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(uri).header("host", "127.0.0.1");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn each_request_has_one_route() {
+        let r = router(true);
+        let route = |m: Method, uri: &str, auth: Option<&str>| format!("{:?}", r.route(&req(m, uri, auth)));
+        assert!(route(Method::GET, "/health", None).starts_with("Open(Health"));
+        assert_eq!(
+            route(Method::GET, "/health", Some("AWS4-HMAC-SHA256 Credential=x")),
+            "S3",
+            "a bucket called health"
+        );
+        assert!(route(Method::GET, "/pics/a.jpg", None).starts_with("Web(Object(Ok"));
+        assert!(route(Method::GET, "/pics/a/../b", None).starts_with("Web(Object(Err"));
+        assert_eq!(route(Method::GET, "/pics/a.jpg?X-Amz-Signature=1", None), "S3");
+        assert_eq!(route(Method::GET, "/pics/a.jpg?X%2DAmz%2DSignature=1", None), "S3", "decoded once");
+        assert_eq!(route(Method::GET, "/pics/a.jpg?uploadId=1", None), "S3");
+        assert_eq!(route(Method::GET, "/pics", None), "S3", "listings are S3's");
+        assert_eq!(route(Method::PUT, "/pics/a.jpg", None), "S3");
+        assert!(route(Method::POST, "/_strata/login", None).starts_with("Web(Login"));
+        assert_eq!(route(Method::POST, "/_strata/cache/warm", None), "Admin(Ok(CacheWarm))");
+        assert_eq!(route(Method::GET, "/_strata/cache/warm", None), "Admin(Err(MethodNotAllowed(GET)))");
+        assert!(route(Method::GET, "/_strata/nope", None).starts_with("Admin(Err(NotFound"));
+        let apart = router(false);
+        assert_eq!(format!("{:?}", apart.route(&req(Method::GET, "/health", None))), "S3");
+        assert_eq!(format!("{:?}", apart.route(&req(Method::GET, "/_strata/status", None))), "S3");
+        assert!(format!("{:?}", apart.route_admin(&req(Method::GET, "/ready", None))).starts_with("Open(Ready"));
+        assert_eq!(
+            format!("{:?}", apart.route_admin(&req(Method::DELETE, "/_strata/access", None))),
+            "Admin(Ok(AccessClear))"
+        );
+    }
+}
