@@ -236,7 +236,7 @@ serve = "redirect"
 backend = "a"
 hot = false
 "#;
-        let c = crate::config::Config::parse(toml).unwrap().resolve(&Default::default(), &|_: &str| None).unwrap();
+        let c = Config::parse(toml).unwrap().resolve(&Default::default(), &|_: &str| None).unwrap();
         let plans = Plans::from_config(&c);
         let pics = plans.of(&rec("pics", "a", ""));
         assert_eq!(pics.stores, ["a", "b"]);

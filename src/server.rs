@@ -14,7 +14,7 @@ use crate::api::Front;
 use crate::api::router::Router;
 use crate::api::s3::S3Gateway;
 use crate::api::web::{Web, WebSettings};
-use crate::backend::{Backends, BreakerSettings};
+use crate::backend::Backends;
 use crate::catalog::{BucketRecord, Catalog};
 use crate::clock::now_ms;
 use crate::config::{Config, Credentials};
@@ -59,18 +59,7 @@ pub struct Opened {
 
 /// Opens the catalog and backends of a validated config and builds the tier.
 pub async fn open(config: &Config) -> Result<Opened> {
-    open_with(config, Backends::from_config(&config.backends, &config.limits, &breaker_settings(config))?).await
-}
-
-/// The circuit-breaker settings of a config.
-pub fn breaker_settings(config: &Config) -> BreakerSettings {
-    let f = &config.failover;
-    BreakerSettings {
-        latency_budget: f.latency_budget.0,
-        io_budget: config.journal.store_timeout.0,
-        failures: f.failures,
-        cooldown: f.cooldown.0,
-    }
+    open_with(config, Backends::from_config(config)?).await
 }
 
 /// Like [`open`] with backends built by the caller (tests wrap them to count calls or

@@ -113,7 +113,7 @@ fn migrate(tier: Tier, bucket: String) -> Response<Body> {
 fn progress_job<F, Fut>(job: F) -> Response<s3s::Body>
 where
     F: FnOnce(Box<dyn FnMut(serde_json::Value) + Send>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = crate::error::Result<serde_json::Value>> + Send + 'static,
+    Fut: Future<Output = Result<serde_json::Value>> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let line = |v: serde_json::Value| Bytes::from(format!("{v}\n"));

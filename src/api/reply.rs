@@ -81,14 +81,14 @@ mod tests {
 
     #[test]
     fn retry_after_goes_on_503s_only_and_keeps_an_existing_one() {
-        let mut r = http::Response::new(());
-        *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-        super::with_retry_after(&mut r, 7);
+        let mut r = Response::new(());
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        with_retry_after(&mut r, 7);
         assert_eq!(r.headers()["retry-after"], "7");
-        super::with_retry_after(&mut r, 9);
+        with_retry_after(&mut r, 9);
         assert_eq!(r.headers()["retry-after"], "7");
-        let mut ok = http::Response::new(());
-        super::with_retry_after(&mut ok, 7);
+        let mut ok = Response::new(());
+        with_retry_after(&mut ok, 7);
         assert!(ok.headers().get("retry-after").is_none());
     }
 

@@ -12,12 +12,11 @@
 //! each step of a write (open, one piece, commit). A listing is not bounded here (it is
 //! long by nature); its pages have the store's own timeout.
 
-use super::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use super::{Backend, ByteStream, Layer, ObjectStat, ObjectWriter, WriteOptions};
 use crate::error::{Error, ErrorKind, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
@@ -132,10 +131,12 @@ impl Breaker {
     }
 }
 
+/// Presigning and listing pass through: neither is a call the store answers now (a
+/// presign is local; a listing's pages have the store's own timeout).
 #[async_trait]
-impl Backend for Breaker {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Layer for Breaker {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
 
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
@@ -164,23 +165,6 @@ impl Backend for Breaker {
 
     async fn delete(&self, path: &str) -> Result<()> {
         self.guarded(self.settings.latency_budget, "a delete", self.inner.delete(path)).await
-    }
-
-    fn s3_place(&self) -> Option<&super::S3Place> {
-        self.inner.s3_place()
-    }
-
-    async fn presign_read(
-        &self,
-        path: &str,
-        expires: std::time::Duration,
-        disposition: Option<&str>,
-    ) -> Result<Option<String>> {
-        self.inner.presign_read(path, expires, disposition).await
-    }
-
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
-        self.inner.list(prefix)
     }
 }
 

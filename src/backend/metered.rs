@@ -8,7 +8,7 @@
 //! - `strata_backend_read_bytes_total{backend}`, `strata_backend_write_bytes_total{backend}`
 //! - `strata_backend_read_bytes_per_second{backend}`: throughput of each completed read
 
-use super::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use super::{Backend, ByteStream, Layer, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
 use crate::error::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -74,9 +74,9 @@ impl Metered {
 }
 
 #[async_trait]
-impl Backend for Metered {
-    fn name(&self) -> &str {
-        &self.name
+impl Layer for Metered {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
 
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
@@ -104,19 +104,6 @@ impl Backend for Metered {
         let r = self.inner.delete(path).await;
         self.done("delete", started, r.is_ok());
         r
-    }
-
-    fn s3_place(&self) -> Option<&super::S3Place> {
-        self.inner.s3_place()
-    }
-
-    async fn presign_read(
-        &self,
-        path: &str,
-        expires: std::time::Duration,
-        disposition: Option<&str>,
-    ) -> Result<Option<String>> {
-        self.inner.presign_read(path, expires, disposition).await
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {

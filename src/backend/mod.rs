@@ -1,20 +1,26 @@
 //! Cold stores behind one narrow trait.
 //!
-//! Owns the [`Backend`] contract and its construction from config. The OpenDAL-based
-//! implementation lives in `opendal.rs`; OpenDAL types never leave this module. Retries and
-//! timeouts are layers wrapped around a store at construction, not code inside callers.
-//! This module knows nothing of buckets, the catalog or S3 requests: it sees paths.
+//! Owns the [`Backend`] contract, what a store can do beyond it ([`Capability`]), and the
+//! one place a store's stack is built from config ([`stack`]): the OpenDAL store (with
+//! OpenDAL's retry and timeout layers inside), then the [`Metered`] layer, then the
+//! [`Breaker`]. Layers implement [`Layer`] and forward what they do not change. OpenDAL
+//! types never leave this module. It knows nothing of buckets, the catalog or S3
+//! requests: it sees paths.
 
 mod breaker;
+#[cfg(test)]
+pub(crate) mod conformance;
+mod layer;
 mod metered;
 mod opendal;
 mod s3copy;
 
 pub use breaker::{Breaker, BreakerSettings, BreakerState};
+pub use layer::Layer;
 pub use metered::{BackendStats, Metered};
 pub use s3copy::S3Place;
 
-use crate::config::{BackendConfig, Limits};
+use crate::config::{BackendConfig, Config, Limits};
 use crate::error::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -83,14 +89,33 @@ pub trait ObjectWriter: Send {
     async fn abort(self: Box<Self>) -> Result<()>;
 }
 
+/// What a store can do beyond the core calls; layers pass their store's on unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capability {
+    /// [`Backend::presign_read`] gives URLs (S3, GCS, Azure); a disk cannot.
+    pub presign: bool,
+    /// The store is an S3 bucket reachable with known keys, so [`copy_inside`] can copy
+    /// between two such stores without moving the bytes.
+    pub server_side_copy: Option<S3Place>,
+    /// Native headers and user metadata are kept with each object (a disk keeps none).
+    pub native_headers: bool,
+    /// A directory the store keeps for itself: writes under it are refused and listings
+    /// leave it out (a disk's staging directory for atomic writes).
+    pub reserved: Option<String>,
+}
+
 /// A cold object store.
 ///
 /// Paths are `/`-separated, relative to the store's root, never start with `/` and never
 /// contain empty, `.` or `..` segments (callers validate keys before they reach here).
+/// `backend::conformance` checks every implementation against these contracts.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// The configured name, for logs and metrics.
     fn name(&self) -> &str;
+
+    /// What this store can do beyond the calls below.
+    fn capability(&self) -> &Capability;
 
     /// Starts writing `path` with its native headers. See [`ObjectWriter`] for visibility.
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>>;
@@ -109,21 +134,10 @@ pub trait Backend: Send + Sync + 'static {
     /// (paths ending in `/`) and the store's own scratch files are not returned.
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>>;
 
-    /// Where this store lives when it is an S3 bucket reachable with known keys, so that
-    /// [`copy_inside`] can copy between two such stores without moving the bytes.
-    /// Layers forward it; `None` (the default) means "stream copies".
-    fn s3_place(&self) -> Option<&S3Place> {
-        None
-    }
-
     /// A URL that lets anyone GET `path` for `expires`, answered with `disposition` as its
-    /// Content-Disposition when given. `Ok(None)` when the store cannot presign (a disk).
-    /// Makes no request to the store, so it says nothing about whether `path` exists.
-    /// Layers forward it.
-    async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>> {
-        let _ = (path, expires, disposition);
-        Ok(None)
-    }
+    /// Content-Disposition when given. `Ok(None)` exactly when `capability().presign` is
+    /// false. Makes no request to the store, so it says nothing about whether `path` exists.
+    async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>>;
 }
 
 /// Copies `src_path` of `src` to `dst_path` of `dst` inside the store service (an S3
@@ -137,7 +151,7 @@ pub async fn copy_inside(
     dst_path: &str,
     size: u64,
 ) -> Result<bool> {
-    match (src.s3_place(), dst.s3_place()) {
+    match (&src.capability().server_side_copy, &dst.capability().server_side_copy) {
         (Some(s), Some(d)) if d.can_copy_from(s) && size <= s3copy::MAX_COPY => {
             s3copy::copy_object(s, src_path, d, dst_path).await?;
             Ok(true)
@@ -146,9 +160,40 @@ pub async fn copy_inside(
     }
 }
 
-/// Builds the backend `name` from its config, wrapped in retry, timeout and metrics layers.
-pub fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<(Arc<dyn Backend>, Arc<BackendStats>)> {
-    Ok(Metered::wrap(opendal::build(name, cfg, limits)?))
+/// One store's stack, and the handles of its layers.
+pub struct Stack {
+    /// The store behind all its layers.
+    pub backend: Arc<dyn Backend>,
+    /// Its running totals (the `Metered` layer's).
+    pub stats: Arc<BackendStats>,
+    /// Its circuit breaker.
+    pub breaker: Arc<BreakerState>,
+}
+
+/// Builds the store `name` from its config, the one way every caller gets a store: OpenDAL
+/// (retry and timeout inside), then metrics, then the circuit breaker.
+pub fn stack(name: &str, cfg: &BackendConfig, limits: &Limits, breaker: &BreakerSettings) -> Result<Stack> {
+    Ok(wrap(opendal::build(name, cfg, limits)?, breaker))
+}
+
+/// Puts `store` under the metrics and breaker layers (tests wrap their own stores so).
+pub fn wrap(store: Arc<dyn Backend>, breaker: &BreakerSettings) -> Stack {
+    let (inner, stats) = Metered::wrap(store);
+    let (backend, breaker) = Breaker::wrap(inner, breaker);
+    Stack { backend, stats, breaker }
+}
+
+impl BreakerSettings {
+    /// The circuit-breaker settings of a config (`[failover]`, `journal.store_timeout`).
+    pub fn from_config(config: &Config) -> Self {
+        let f = &config.failover;
+        BreakerSettings {
+            latency_budget: f.latency_budget.0,
+            io_budget: config.journal.store_timeout.0,
+            failures: f.failures,
+            cooldown: f.cooldown.0,
+        }
+    }
 }
 
 /// The named backends of one process.
@@ -161,19 +206,15 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Builds every backend in the config, each behind a circuit breaker.
-    pub fn from_config(
-        backends: &BTreeMap<String, BackendConfig>,
-        limits: &Limits,
-        breaker: &BreakerSettings,
-    ) -> Result<Self> {
+    /// Builds every backend of `config`, each as a full [`stack`].
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let breaker = BreakerSettings::from_config(config);
         let mut me = Self { settings: Some(breaker.clone()), ..Self::default() };
-        for (name, cfg) in backends {
-            let (inner, stats) = Metered::wrap(opendal::build(name, cfg, limits)?);
-            let (b, state) = Breaker::wrap(inner, breaker);
-            me.map.insert(name.clone(), b);
-            me.stats.insert(name.clone(), stats);
-            me.breakers.insert(name.clone(), state);
+        for (name, cfg) in &config.backends {
+            let s = stack(name, cfg, &config.limits, &breaker)?;
+            me.map.insert(name.clone(), s.backend);
+            me.stats.insert(name.clone(), s.stats);
+            me.breakers.insert(name.clone(), s.breaker);
         }
         Ok(me)
     }

@@ -3,7 +3,7 @@
 //! Owns the translation between OpenDAL and strata types and errors. It must not retry or
 //! time out by itself: those are OpenDAL layers added in [`build`].
 
-use super::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use super::{Backend, ByteStream, Capability, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
 use crate::config::{BackendConfig, Limits};
 use crate::error::{Error, ErrorKind, Result};
 use async_trait::async_trait;
@@ -25,8 +25,11 @@ const WRITE_CONCURRENCY: usize = 4;
 struct OpendalBackend {
     name: String,
     op: Operator,
-    is_fs: bool,
-    place: Option<super::S3Place>,
+    cap: Capability,
+    /// Sent when a write names no Content-Type. GCS stores `application/octet-stream` for
+    /// such an object anyway; saying so keeps emulators that store a null type (and then
+    /// answer JSON OpenDAL cannot read) in line with the real service.
+    default_type: Option<&'static str>,
 }
 
 pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
@@ -67,6 +70,9 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
             if let Some(e) = &g.endpoint {
                 b = b.endpoint(e);
             }
+            if g.anonymous {
+                b = b.allow_anonymous().disable_vm_metadata().disable_config_load();
+            }
             Operator::new(b).map_err(conf_err)?.finish()
         }
         BackendConfig::Azblob(a) => {
@@ -88,8 +94,15 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
     let op = op
         .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
         .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
-    let place = s3_place(cfg);
-    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, is_fs: matches!(cfg, BackendConfig::Fs(_)), place }))
+    let is_fs = matches!(cfg, BackendConfig::Fs(_));
+    let cap = Capability {
+        presign: op.info().full_capability().presign_read && !matches!(cfg, BackendConfig::Gcs(g) if g.anonymous),
+        server_side_copy: s3_place(cfg),
+        native_headers: !is_fs,
+        reserved: is_fs.then(|| FS_SCRATCH.to_owned()),
+    };
+    let default_type = matches!(cfg, BackendConfig::Gcs(_)).then_some("application/octet-stream");
+    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, cap, default_type }))
 }
 
 /// An S3 store with explicit keys and path-style addressing, for server-side copies.
@@ -160,14 +173,20 @@ impl Backend for OpendalBackend {
         &self.name
     }
 
+    fn capability(&self) -> &Capability {
+        &self.cap
+    }
+
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
-        if self.is_fs && (path == FS_SCRATCH || path.starts_with(&format!("{FS_SCRATCH}/"))) {
-            return Err(Error::new(ErrorKind::InvalidKey, format!("{FS_SCRATCH}/ is reserved on disk stores")));
+        if let Some(r) = &self.cap.reserved
+            && (path == r || path.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        {
+            return Err(Error::new(ErrorKind::InvalidKey, format!("{r}/ is reserved on disk stores")));
         }
         let mut w = self.op.writer_with(path).chunk(WRITE_CHUNK).concurrent(WRITE_CONCURRENCY);
         // A disk keeps no headers; S3-like stores keep them natively.
-        if !self.is_fs {
-            if let Some(v) = &opts.content_type {
+        if self.cap.native_headers {
+            if let Some(v) = opts.content_type.as_deref().or(self.default_type) {
                 w = w.content_type(v);
             }
             if let Some(v) = &opts.cache_control {
@@ -227,17 +246,13 @@ impl Backend for OpendalBackend {
         self.op.delete(path).await.map_err(|e| map_err(&self.name, "delete", path, e))
     }
 
-    fn s3_place(&self) -> Option<&super::S3Place> {
-        self.place.as_ref()
-    }
-
     async fn presign_read(
         &self,
         path: &str,
         expires: std::time::Duration,
         disposition: Option<&str>,
     ) -> Result<Option<String>> {
-        if !self.op.info().full_capability().presign_read {
+        if !self.cap.presign {
             return Ok(None);
         }
         let opts = opendal::options::ReadOptions {
@@ -253,13 +268,14 @@ impl Backend for OpendalBackend {
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
-        let (op, name, prefix, is_fs) = (self.op.clone(), self.name.clone(), prefix.to_owned(), self.is_fs);
-        let scratch = format!("{FS_SCRATCH}/");
+        let (op, name, prefix) = (self.op.clone(), self.name.clone(), prefix.to_owned());
+        let scratch = self.cap.reserved.as_ref().map(|r| format!("{r}/"));
         async_stream(async move {
             let lister =
                 op.lister_with(&prefix).recursive(true).await.map_err(|e| map_err(&name, "list", &prefix, e))?;
             Ok(lister.map_err(move |e| map_err(&name, "list", &prefix, e)).try_filter_map(move |entry| {
-                let keep = !(entry.path().ends_with('/') || is_fs && entry.path().starts_with(&scratch));
+                let reserved = scratch.as_ref().is_some_and(|s| entry.path().starts_with(s.as_str()));
+                let keep = !(entry.path().ends_with('/') || reserved);
                 let out = keep.then(|| {
                     let m = entry.metadata();
                     let known = m.mode().is_file() && m.content_length() > 0;

@@ -306,6 +306,10 @@ pub struct GcsBackend {
     /// Endpoint URL. Default "https://storage.googleapis.com".
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Send requests unsigned, loading no ambient credentials (an emulator, or a bucket
+    /// open to anyone). Such a store cannot presign URLs. Default false.
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 impl std::fmt::Debug for GcsBackend {

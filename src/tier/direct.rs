@@ -23,7 +23,11 @@ impl Tier {
         let b = self.plan(&rec.bucket).await?;
         let path = b.path_of(&rec.key);
         for store in self.replica_order(&b, rec) {
-            if let Some(url) = self.backend(&store)?.presign_read(&path, ttl, disposition).await? {
+            let backend = self.backend(&store)?;
+            if !backend.capability().presign {
+                continue;
+            }
+            if let Some(url) = backend.presign_read(&path, ttl, disposition).await? {
                 return Ok(Some(url));
             }
         }

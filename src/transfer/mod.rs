@@ -77,7 +77,8 @@ impl Location {
             (BackendConfig::Fs(FsBackend { root }), String::new(), "dir".to_owned())
         };
         let prefix = normalise_prefix(&prefix)?;
-        let (backend, _) = crate::backend::build(&name, &cfg, &Limits::default())?;
+        let breaker = crate::backend::BreakerSettings::from_config(config);
+        let backend = crate::backend::stack(&name, &cfg, &Limits::default(), &breaker)?.backend;
         Ok(Location { backend, prefix, label: s.to_owned() })
     }
 

@@ -4,12 +4,11 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strata::backend::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use strata::backend::{Backend, ByteStream, Layer};
 use strata::error::{Error, ErrorKind, Result};
 
 #[derive(Default)]
@@ -67,12 +66,9 @@ impl Drop for InFlight {
 }
 
 #[async_trait]
-impl Backend for Shared {
-    fn name(&self) -> &str {
-        self.0.inner.name()
-    }
-    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
-        self.0.inner.writer(path, opts).await
+impl Layer for Shared {
+    fn inner(&self) -> &dyn Backend {
+        self.0.inner.as_ref()
     }
     async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         let p = &self.0;
@@ -107,14 +103,5 @@ impl Backend for Shared {
             Some((item, (s, sent + n, brk, g, false)))
         })
         .boxed())
-    }
-    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
-        self.0.inner.stat(path).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.0.inner.delete(path).await
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
-        self.0.inner.list(prefix)
     }
 }

@@ -4,11 +4,10 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use strata::backend::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use strata::backend::{Backend, ByteStream, Layer, ObjectStat, ObjectWriter, WriteOptions};
 use strata::error::{Error, ErrorKind, Result};
 
 #[derive(Default)]
@@ -61,9 +60,9 @@ impl ObjectWriter for SwitchWriter {
 }
 
 #[async_trait]
-impl Backend for Switch {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Layer for Switch {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
         self.power.check().await?;
@@ -81,9 +80,6 @@ impl Backend for Switch {
     async fn delete(&self, path: &str) -> Result<()> {
         self.power.check().await?;
         self.inner.delete(path).await
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
-        self.inner.list(prefix)
     }
 }
 

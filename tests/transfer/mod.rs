@@ -3,12 +3,10 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use strata::backend::{Backend, ByteStream, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use strata::backend::{Backend, Layer, ObjectWriter, WriteOptions};
 use strata::config::{Config, Overrides};
 use strata::error::{Error, ErrorKind, Result};
 use strata::transfer::{Location, Mode, Options, Stats, Summary};
@@ -96,25 +94,13 @@ impl ObjectWriter for FlakyWriter {
 }
 
 #[async_trait]
-impl Backend for Flaky {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl Layer for Flaky {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
     }
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
         let inner = self.inner.writer(path, opts).await?;
         Ok(Box::new(FlakyWriter { inner, commits: self.commits.clone(), ok: self.ok }))
-    }
-    async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.inner.read(path, range).await
-    }
-    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
-        self.inner.stat(path).await
-    }
-    async fn delete(&self, path: &str) -> Result<()> {
-        self.inner.delete(path).await
-    }
-    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
-        self.inner.list(prefix)
     }
 }
 
