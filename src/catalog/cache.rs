@@ -7,28 +7,45 @@
 //! With PostgreSQL, several nodes write, so there is no cache.
 
 use super::{BucketRecord, ObjectRecord};
-use std::collections::HashMap;
+use quick_cache::sync::Cache;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// How long a row is trusted without asking the database.
 pub const TTL: Duration = Duration::from_secs(2);
-/// Rows kept before the cache is emptied.
+/// Object rows kept; past it `quick_cache` evicts (S3-FIFO), so a scan does not flush
+/// the rows that are read again and again.
 const MAX_ROWS: usize = 200_000;
+/// Bucket rows kept.
+const MAX_BUCKETS: usize = 10_000;
 
 type Slot<T> = (Instant, Option<T>);
 
 /// Cached rows (a `None` row records that there is none).
-#[derive(Default)]
 pub struct RowCache {
     generation: AtomicU64,
-    objects: Mutex<HashMap<(String, String), Slot<ObjectRecord>>>,
-    buckets: Mutex<HashMap<String, Slot<BucketRecord>>>,
+    /// Orders a read's fill against a write's update: a fill checks the generation and
+    /// inserts under it, and every write's update takes it, so a stale fill can never
+    /// land after the write it raced. Lookups do not take it.
+    order: Mutex<()>,
+    objects: Cache<(String, String), Slot<ObjectRecord>>,
+    buckets: Cache<String, Slot<BucketRecord>>,
 }
 
-fn fresh<T: Clone>(slot: Option<&Slot<T>>) -> Option<Option<T>> {
-    slot.filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v.clone())
+impl Default for RowCache {
+    fn default() -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            order: Mutex::new(()),
+            objects: Cache::new(MAX_ROWS),
+            buckets: Cache::new(MAX_BUCKETS),
+        }
+    }
+}
+
+fn fresh<T>(slot: Option<Slot<T>>) -> Option<Option<T>> {
+    slot.filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v)
 }
 
 impl RowCache {
@@ -42,54 +59,53 @@ impl RowCache {
         self.generation.fetch_add(1, SeqCst);
     }
 
+    fn ordered(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A cached object row: `Some(None)` when the cache knows there is none.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Option<ObjectRecord>> {
-        let map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        fresh(map.get(&(bucket.to_owned(), key.to_owned())))
+        fresh(self.objects.get(&(bucket.to_owned(), key.to_owned())))
     }
 
     /// Caches what a read found, unless a write began since `generation`.
     pub fn fill_object(&self, generation: u64, bucket: &str, key: &str, row: Option<ObjectRecord>) {
-        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation() != generation {
-            return;
+        let _order = self.ordered();
+        if self.generation() == generation {
+            self.objects.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
         }
-        if map.len() >= MAX_ROWS {
-            map.clear();
-        }
-        map.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
     }
 
     /// After a write of `bucket`/`key`: its new row (or none).
     pub fn set_object(&self, bucket: &str, key: &str, row: Option<ObjectRecord>) {
-        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
+        let _order = self.ordered();
+        self.objects.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
     }
 
     /// Forgets an object row (a write whose outcome is not known here).
     pub fn forget_object(&self, bucket: &str, key: &str) {
-        let mut map = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&(bucket.to_owned(), key.to_owned()));
+        let _order = self.ordered();
+        self.objects.remove(&(bucket.to_owned(), key.to_owned()));
     }
 
     /// A cached bucket row.
     pub fn bucket(&self, name: &str) -> Option<Option<BucketRecord>> {
-        let map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        fresh(map.get(name))
+        fresh(self.buckets.get(name))
     }
 
     /// Caches a bucket read, unless a write began since `generation`.
     pub fn fill_bucket(&self, generation: u64, name: &str, row: Option<BucketRecord>) {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let _order = self.ordered();
         if self.generation() == generation {
-            map.insert(name.to_owned(), (Instant::now(), row));
+            self.buckets.insert(name.to_owned(), (Instant::now(), row));
         }
     }
 
     /// Forgets a bucket row and every object row of that bucket.
     pub fn forget_bucket(&self, name: &str) {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        self.objects.lock().unwrap_or_else(|p| p.into_inner()).retain(|(b, _), _| b != name);
+        let _order = self.ordered();
+        self.buckets.remove(name);
+        self.objects.retain(|(b, _), _| b != name);
     }
 }
 

@@ -1,19 +1,22 @@
-//! Authoritative object metadata: buckets, objects, multipart uploads and their parts.
+//! Authoritative object metadata: buckets, objects, multipart uploads and their parts, the
+//! journal's entries (`entries.rs`: one per write and store not yet applied), and the
+//! runtime access rules (`access.rs`).
 //!
 //! Owns the catalog database (SQLite or PostgreSQL through one code path, sqlx's `Any`
-//! driver) and its versioned migrations, plus the listing algorithm (prefix, delimiter,
-//! markers) so that a listing never scans a cold store. It must not touch object bytes.
+//! driver) and its versioned migrations, the row cache of a SQLite catalog (`cache.rs`),
+//! plus the listing algorithm (prefix, delimiter, markers) so that a listing never scans a
+//! cold store. It must not touch object bytes.
 
 mod access;
 mod cache;
 #[cfg(test)]
 mod conformance;
-mod journal;
+mod entries;
 mod listing;
 mod records;
 
 pub use access::AccessRow;
-pub use journal::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
+pub use entries::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use listing::{ListPage, ListQuery};
 pub use records::{BucketRecord, ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};
 
@@ -378,7 +381,7 @@ fn bind_object<'q>(q: AnyQuery<'q>, o: &'q ObjectRecord) -> Result<AnyQuery<'q>>
         .bind(o.headers.to_json())
         .bind(records::map_to_json(&o.user_meta))
         .bind(o.staging.clone())
-        .bind(journal::join_stores(&o.behind)))
+        .bind(entries::join_stores(&o.behind)))
 }
 
 fn to_i64(v: u64) -> Result<i64> {

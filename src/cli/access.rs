@@ -2,7 +2,7 @@
 //! `strata access show|set|clear|direct` (a running server's access rules, through its
 //! admin API, so the change applies at once and reaches other nodes through the catalog).
 
-use super::cache::{Client, Target};
+use super::admin::{AdminClient, Target};
 use super::{Common, load};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -99,7 +99,7 @@ pub(crate) async fn run(cmd: AccessCommand) -> anyhow::Result<()> {
             (reqwest::Method::GET, "direct", target, vec![("bucket", b), ("key", k)], None)
         }
     };
-    let c = Client::new(target)?;
+    let c = AdminClient::new(target)?;
     let resp = c.call_with(method, route, &query, body).await?;
     print!("{}", resp.text().await?);
     Ok(())

@@ -1,12 +1,10 @@
 //! `strata cache …`: operator controls of a running server's hot tier (through the admin
 //! API) and the offline eviction simulator.
 
-use crate::config::Config;
+use super::admin::{AdminClient, Target, follow};
 use crate::tier::hot::sim::{self, Workload};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// The `cache` subcommands.
@@ -24,17 +22,6 @@ pub enum CacheCommand {
     Unpin(Scoped),
     /// Replay a trace (or a synthetic Zipf workload) against S3-FIFO, LRU and Belady's OPT.
     Simulate(Simulate),
-}
-
-/// Which server to talk to.
-#[derive(Debug, Args)]
-pub struct Target {
-    #[command(flatten)]
-    common: super::Common,
-    /// Base URL of the server's operator endpoints (default: http:// plus the config's
-    /// `admin.listen`, else its `listen` address).
-    #[arg(long)]
-    endpoint: Option<String>,
 }
 
 /// A server plus BUCKET[/PREFIX].
@@ -85,7 +72,7 @@ pub struct Simulate {
 pub async fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     match cmd {
         CacheCommand::Stats(t) => {
-            let c = Client::new(&t)?;
+            let c = AdminClient::new(&t)?;
             let v: serde_json::Value = c.call(reqwest::Method::GET, "cache/stats", None).await?.json().await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -98,73 +85,19 @@ pub async fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) struct Client {
-    http: reqwest::Client,
-    base: String,
-    user: String,
-    pass: String,
-}
-
-impl Client {
-    pub(super) fn new(t: &Target) -> anyhow::Result<Client> {
-        let cfg: Config = super::load(&t.common, None)?;
-        let creds = crate::auth::load(&cfg)?;
-        let base = match &t.endpoint {
-            Some(e) => e.trim_end_matches('/').to_owned(),
-            None => format!("http://{}", cfg.admin.listen.or(cfg.listen).context("listen address is not resolved")?),
-        };
-        Ok(Client { http: reqwest::Client::new(), base, user: creds.access_key, pass: creds.secret_key })
-    }
-
-    pub(super) fn base(&self) -> &str {
-        &self.base
-    }
-
-    pub(super) async fn call(
-        &self,
-        method: reqwest::Method,
-        route: &str,
-        scope: Option<(&str, &str)>,
-    ) -> anyhow::Result<reqwest::Response> {
-        let query: Vec<(&str, &str)> = scope.map(|(b, p)| vec![("bucket", b), ("prefix", p)]).unwrap_or_default();
-        self.call_with(method, route, &query, None).await
-    }
-
-    /// Like [`Client::call`] with any query and an optional JSON body.
-    pub(super) async fn call_with(
-        &self,
-        method: reqwest::Method,
-        route: &str,
-        query: &[(&str, &str)],
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{}{route}", self.base, crate::api::router::ADMIN_PREFIX);
-        let mut req = self.http.request(method, &url).basic_auth(&self.user, Some(&self.pass)).query(query);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.with_context(|| format!("cannot reach strata at {}", self.base))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            bail!("{route}: {status}: {}", resp.text().await.unwrap_or_default().trim());
-        }
-        Ok(resp)
-    }
-}
-
 fn split(path: &str) -> (&str, &str) {
     path.split_once('/').unwrap_or((path, ""))
 }
 
 async fn simple(s: &Scoped, route: &str) -> anyhow::Result<()> {
-    let c = Client::new(&s.target)?;
+    let c = AdminClient::new(&s.target)?;
     let resp = c.call(reqwest::Method::POST, route, Some(split(&s.path))).await?;
     print!("{}", resp.text().await?);
     Ok(())
 }
 
 async fn warm(s: &Scoped) -> anyhow::Result<()> {
-    let c = Client::new(&s.target)?;
+    let c = AdminClient::new(&s.target)?;
     let resp = c.call(reqwest::Method::POST, "cache/warm", Some(split(&s.path))).await?;
     follow(resp, "warm", |v| {
         v.get("objects").map(|_| {
@@ -177,51 +110,6 @@ async fn warm(s: &Scoped) -> anyhow::Result<()> {
         })
     })
     .await
-}
-
-/// Follows a streamed admin job: progress lines (shown by `describe`) on a spinner or as
-/// plain lines, then its last line printed to stdout.
-pub(super) async fn follow(
-    mut resp: reqwest::Response,
-    what: &str,
-    describe: impl Fn(&serde_json::Value) -> Option<String>,
-) -> anyhow::Result<()> {
-    let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
-    if !tty {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let mut pending = Vec::new();
-    let mut last: Option<serde_json::Value> = None;
-    while let Some(chunk) = resp.chunk().await? {
-        pending.extend_from_slice(&chunk);
-        while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=nl).collect();
-            let v: serde_json::Value = serde_json::from_slice(&line)?;
-            if let Some(e) = v.get("error") {
-                bar.abandon();
-                bail!("{what} failed: {e}");
-            }
-            if let Some(msg) = describe(&v) {
-                if tty {
-                    bar.set_message(msg);
-                    bar.tick();
-                } else {
-                    eprintln!("{msg}");
-                }
-            }
-            last = Some(v);
-        }
-    }
-    bar.finish_and_clear();
-    match last {
-        Some(v) if v.get("done").is_some() => {
-            println!("{v}");
-            Ok(())
-        }
-        _ => bail!("the server ended the {what} without a result"),
-    }
 }
 
 fn simulate(s: &Simulate) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! that uses `anyhow`.
 
 mod access;
+mod admin;
 mod cache;
 mod replicate;
 mod status;
@@ -45,19 +46,19 @@ enum Command {
     #[command(subcommand)]
     Cache(cache::CacheCommand),
     /// Print a running server's health: stores, hot tier, journal, misses, recent errors.
-    Status(cache::Target),
+    Status(admin::Target),
     /// Finish a copy-on-read migration: the server copies in every object of the bucket's
     /// origin that the bucket lacks.
     Migrate {
         #[command(flatten)]
-        target: cache::Target,
+        target: admin::Target,
         /// A bucket with an `origin`.
         bucket: String,
     },
     /// Turn a running server's read-only switch on or off (maintenance: writes get 503).
     ReadOnly {
         #[command(flatten)]
-        target: cache::Target,
+        target: admin::Target,
         /// `on` or `off`.
         #[arg(value_parser = ["on", "off"])]
         state: String,
@@ -110,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(cmd) => access::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
         Command::ReadOnly { target, state } => {
-            let c = cache::Client::new(&target)?;
+            let c = admin::AdminClient::new(&target)?;
             let on = state == "on";
             let resp = c.call(reqwest::Method::POST, &format!("read-only?on={on}"), None).await?;
             print!("{}", resp.text().await?);
@@ -159,10 +160,10 @@ async fn wait_for_signal() {
     }
 }
 
-async fn migrate(t: &cache::Target, bucket: &str) -> anyhow::Result<()> {
-    let c = cache::Client::new(t)?;
+async fn migrate(t: &admin::Target, bucket: &str) -> anyhow::Result<()> {
+    let c = admin::AdminClient::new(t)?;
     let resp = c.call(reqwest::Method::POST, &format!("migrate?bucket={bucket}"), None).await?;
-    cache::follow(resp, "migration", |v| {
+    admin::follow(resp, "migration", |v| {
         v.get("listed").map(|_| {
             format!(
                 "{} listed, {} migrated, {} present, {} failed",

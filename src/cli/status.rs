@@ -1,11 +1,11 @@
 //! `strata status`: the status page's summary in a terminal.
 
-use super::cache::{Client, Target};
+use super::admin::{AdminClient, Target};
 use crate::health::Snapshot;
 
 /// Prints the summary of a running server.
 pub async fn run(t: &Target) -> anyhow::Result<()> {
-    let c = Client::new(t)?;
+    let c = AdminClient::new(t)?;
     let s: Snapshot = c.call(reqwest::Method::GET, "status.json", None).await?.json().await?;
     print!("{}", summary(c.base(), &s));
     Ok(())

@@ -173,7 +173,7 @@ pub struct HotConfig {
     /// Times a broken cold-store stream is resumed before the fill fails. Default 3.
     pub fill_retries: u32,
     /// Eviction policy: "s3-fifo" or "lru". Default "s3-fifo".
-    pub policy: PolicyKind,
+    pub policy: EvictionKind,
     /// When a reader gets its first byte on a miss: "stream" (as it arrives) or
     /// "store-and-forward" (after the whole range is fetched and checked). Default "stream";
     /// buckets can override it.
@@ -199,7 +199,7 @@ impl Default for HotConfig {
             chunk_size: ByteSize(8 << 20),
             fill_concurrency: 4,
             fill_retries: 3,
-            policy: PolicyKind::S3Fifo,
+            policy: EvictionKind::S3Fifo,
             fill: FillMode::Stream,
             revalidate_after: None,
             miss_log_max: ByteSize(64 << 20),
@@ -211,7 +211,7 @@ impl Default for HotConfig {
 /// Which policy orders hot-tier evictions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
+pub enum EvictionKind {
     /// S3-FIFO: scan-resistant, the default.
     S3Fifo,
     /// Least recently used.

@@ -120,7 +120,7 @@ fn hot_defaults_and_checks() {
     let c = Config::parse("").unwrap().resolve(&Overrides::default(), &no_env).unwrap();
     c.validate().unwrap();
     assert!(c.hot.enabled);
-    assert_eq!((c.hot.chunk_size.0, c.hot.policy, c.hot.fill), (8 << 20, PolicyKind::S3Fifo, FillMode::Stream));
+    assert_eq!((c.hot.chunk_size.0, c.hot.policy, c.hot.fill), (8 << 20, EvictionKind::S3Fifo, FillMode::Stream));
     assert_eq!(c.hot_dir(), Path::new("./strata-data/hot"));
     for (text, field) in [
         ("[hot]\nchunk_size = \"1KiB\"", "hot.chunk_size"),

@@ -1,5 +1,5 @@
-//! Closes journal entries that requests applied to their stores directly, in batches: a
-//! group commit. The closes of all writes finishing at about the same time share one
+//! Closes the journal entries of inline writes (applied to their stores during the
+//! request), in batches: a group commit. The closes of all writes finishing at about the same time share one
 //! catalog transaction (with SQLite, one fsync) instead of one each; every request still
 //! waits for its own close, so when a write is acknowledged its row no longer names
 //! the stores that hold it as behind.

@@ -3,7 +3,8 @@
 //! Owns the staging directory (one file per journaled version, fsynced before its catalog
 //! row and journal entries commit), its size accounting and free-space floor, the node id
 //! that marks this node's entries in a shared catalog, the [`Closer`] that ends the
-//! entries of finished direct writes off the request path, and the [`Uploader`] worker
+//! entries of finished inline writes (made to the stores during the request) off the
+//! request path, and the [`Uploader`] worker
 //! that drains entries to the stores with backoff. Where entries go is the buckets'
 //! plans' (`crate::plan`). It must not speak any protocol, and must not
 //! decide when a write is acknowledged: that is the tier's (see

@@ -48,12 +48,13 @@ pub fn verify(key: &[u8], value: &str, bucket: &str, scope: &str, now: i64, gene
     mac(key, bucket, scope, expires, generation).verify_truncated_left(&sig).is_ok() && now < expires
 }
 
-/// Values of cookies named `name` in a `Cookie` header.
+/// Values of cookies named `name` in a `Cookie` header (parsed by the `cookie` crate;
+/// pairs it cannot parse are skipped).
 pub fn find<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    header.split(';').filter_map(move |c| {
-        let (n, v) = c.trim().split_once('=')?;
-        (n == name).then_some(v.trim_matches('"'))
-    })
+    ::cookie::Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .filter(move |c| c.name() == name)
+        .filter_map(|c| c.value_raw().map(|v| v.trim_matches('"')))
 }
 
 #[cfg(test)]

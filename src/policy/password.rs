@@ -4,8 +4,6 @@
 use crate::error::{Error, ErrorKind, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
-use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
 /// A rule's password as configured: an argon2 PHC string, or plain text from the config
@@ -59,13 +57,19 @@ pub fn hash(plain: &str) -> Result<String> {
         .map_err(|e| Error::new(ErrorKind::Internal, format!("hash a password: {e}")))
 }
 
-/// Verified (secret, candidate) pairs, by digest; bounded, cleared when full.
-#[derive(Default)]
+/// Verified (secret, candidate) pairs, by digest, so argon2 runs once per distinct
+/// candidate; bounded by `quick_cache`'s eviction.
 pub struct Checker {
-    ok: Mutex<HashSet<[u8; 32]>>,
+    ok: quick_cache::sync::Cache<[u8; 32], ()>,
 }
 
 const MAX_CACHED: usize = 10_000;
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self { ok: quick_cache::sync::Cache::new(MAX_CACHED) }
+    }
+}
 
 impl Checker {
     /// Whether `candidate` is the password. Plain secrets compare digests in constant time
@@ -83,18 +87,14 @@ impl Checker {
                 h.update(b"\n");
                 h.update(candidate.as_bytes());
                 let id: [u8; 32] = h.finalize().into();
-                if self.ok.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+                if self.ok.get(&id).is_some() {
                     return true;
                 }
                 let good = PasswordHash::new(phc).is_ok_and(|parsed| {
                     argon2::Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok()
                 });
                 if good {
-                    let mut ok = self.ok.lock().unwrap_or_else(|p| p.into_inner());
-                    if ok.len() >= MAX_CACHED {
-                        ok.clear();
-                    }
-                    ok.insert(id);
+                    self.ok.insert(id, ());
                 }
                 good
             }

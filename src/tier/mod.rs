@@ -4,15 +4,17 @@
 //! under a per-key lock, and a failed write leaves neither. It also owns multipart staging.
 //! It must not speak any protocol (no S3 types here) and must not parse configuration.
 //! Reads of buckets that use the hot tier go through [`hot`]; writes are journaled first
-//! (`write.rs`, `crate::journal`).
+//! (`write.rs`, `crate::journal`). A through-mode write is also written *inline*: to
+//! every store during the request, before it is acknowledged. The serving mode called
+//! "direct" is the only other use of that word: `presign.rs` hands out its URLs.
 
-mod direct;
 mod failover;
 pub mod hot;
 mod import;
 mod locks;
 mod migrate;
 mod multipart;
+mod presign;
 mod read;
 mod status;
 mod write;
@@ -248,7 +250,7 @@ impl Tier {
         tracing::info!(read_only = on, "read-only switch");
     }
 
-    /// Waits until the entries of finished direct writes are closed (shutdown, tests).
+    /// Waits until the entries of finished inline writes are closed (shutdown, tests).
     pub async fn flush_journal(&self) {
         self.inner.closer.flush().await;
     }

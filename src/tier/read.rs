@@ -13,19 +13,24 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plan::BucketPlan;
 use crate::tier::hot::{Hot, OpenFn, Version};
 use futures::{FutureExt, StreamExt};
-use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// When each object was last checked against its store (for `revalidate_after`).
-#[derive(Default)]
+/// When each object was last checked against its store (for `revalidate_after`). An
+/// object evicted from it (`quick_cache`, past `MAX_VALIDATED`) is simply checked again.
 pub(super) struct Validated {
-    at: Mutex<HashMap<(String, String), Instant>>,
+    at: quick_cache::sync::Cache<(String, String), Instant>,
 }
 
-/// Entries kept before the revalidation map is cleared (everything is then rechecked once).
+/// Objects whose last check is remembered.
 const MAX_VALIDATED: usize = 100_000;
+
+impl Default for Validated {
+    fn default() -> Self {
+        Self { at: quick_cache::sync::Cache::new(MAX_VALIDATED) }
+    }
+}
 
 /// A version of a catalog record.
 pub fn version_of(rec: &ObjectRecord) -> Version {
@@ -95,11 +100,8 @@ impl Tier {
             return Ok(rec);
         }
         let id = (rec.bucket.clone(), rec.key.clone());
-        {
-            let map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
-            if map.get(&id).is_some_and(|t| t.elapsed() < after) {
-                return Ok(rec);
-            }
+        if self.inner.validated.at.get(&id).is_some_and(|t| t.elapsed() < after) {
+            return Ok(rec);
         }
         let path = b.path_of(&rec.key);
         let stat = match self.backend(&rec.backend)?.stat(&path).await {
@@ -134,11 +136,7 @@ impl Tier {
         } else {
             rec
         };
-        let mut map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_VALIDATED {
-            map.clear();
-        }
-        map.insert(id, Instant::now());
+        self.inner.validated.at.insert(id, Instant::now());
         Ok(fresh)
     }
 
@@ -149,8 +147,7 @@ impl Tier {
             h.invalidate(bucket, key, keep.map(version_of).as_ref());
         }
         if self.inner.revalidate_after.is_some() {
-            let mut map = self.inner.validated.at.lock().unwrap_or_else(|p| p.into_inner());
-            map.remove(&(bucket.to_owned(), key.to_owned()));
+            self.inner.validated.at.remove(&(bucket.to_owned(), key.to_owned()));
         }
     }
 

@@ -7,8 +7,8 @@
 //! 2. under the key's write lock: the staging file is fsynced, then the row (naming the
 //!    staging file, every store `behind`) and one journal entry per store commit in one
 //!    transaction. From here the write survives a crash;
-//! 3. the direct writers commit; each success ends its entry and takes its store off
-//!    `behind`. A store with older entries for this key does not get a direct write: its
+//! 3. the inline writers commit; each success ends its entry and takes its store off
+//!    `behind`. A store with older entries for this key does not get an inline write: its
 //!    entry queues behind them, so every store sees the key's writes in order.
 //! 4. the acknowledgement: through mode once `min_durable` stores hold it, else (not
 //!    strict) from the journal; back mode after step 2.
@@ -23,7 +23,7 @@ use crate::names::validate_key;
 use crate::plan::BucketPlan;
 use bytes::Bytes;
 
-/// A write in progress: its staging file and the direct writers still alive.
+/// A write in progress: its staging file and the inline writers still alive.
 pub(super) struct Staged {
     file: StagingFile,
     writers: Vec<(String, Box<dyn ObjectWriter>)>,
@@ -114,7 +114,7 @@ impl Tier {
             Ok(id) => id,
             Err(e) => return Err(abort_all(writers, e).await),
         };
-        let (direct, late): (Vec<_>, Vec<_>) = writers.into_iter().partition(|(s, _)| !queued.contains(s));
+        let (inline, late): (Vec<_>, Vec<_>) = writers.into_iter().partition(|(s, _)| !queued.contains(s));
         for (_, w) in late {
             let _ = w.abort().await;
         }
@@ -127,7 +127,7 @@ impl Tier {
                 etag: rec.etag.clone(),
                 size: rec.size,
                 staging: Some(id.clone()),
-                state: if direct.iter().any(|(d, _)| d == s) { EntryState::Uploading } else { EntryState::Pending },
+                state: if inline.iter().any(|(d, _)| d == s) { EntryState::Uploading } else { EntryState::Pending },
             })
             .collect();
         rec.staging = Some(id.clone());
@@ -138,18 +138,18 @@ impl Tier {
             Ok(s) => s,
             Err(e) => {
                 self.inner.journal.remove(&id).await;
-                return Err(abort_all(direct, e).await);
+                return Err(abort_all(inline, e).await);
             }
         };
         self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec));
         drop(guard);
-        let commits = direct.into_iter().map(|(s, w)| async move { (s, w.commit().await) });
+        let commits = inline.into_iter().map(|(s, w)| async move { (s, w.commit().await) });
         let results = futures::future::join_all(commits).await;
         let mut durable = 0;
         for (store, r) in results {
             let i = place.stores.iter().position(|s| *s == store).unwrap_or(0);
             let entry = self.entry_of(&rec, &entries[i], seqs[i], &node);
-            if self.settle_direct(entry, r).await {
+            if self.settle_inline(entry, r).await {
                 durable += 1;
                 rec.behind.retain(|s| *s != store);
             }
@@ -201,9 +201,9 @@ impl Tier {
         }
     }
 
-    /// Records the outcome of a direct store call for its entry; returns whether the store
+    /// Records the outcome of an inline store call for its entry; returns whether the store
     /// now holds the write.
-    async fn settle_direct(&self, entry: crate::catalog::JournalEntry, r: Result<()>) -> bool {
+    async fn settle_inline(&self, entry: crate::catalog::JournalEntry, r: Result<()>) -> bool {
         let c = &self.inner.catalog;
         match r {
             Ok(()) => {
@@ -212,7 +212,7 @@ impl Tier {
                 true
             }
             Err(e) => {
-                tracing::warn!(store = %entry.store, error = %e, "a direct write failed; the journal will retry it");
+                tracing::warn!(store = %entry.store, error = %e, "an inline write failed; the journal will retry it");
                 let _ = c.journal_failed(entry.seq, &e.to_string(), crate::clock::now_ms() + 1000, false).await;
                 false
             }
@@ -239,7 +239,7 @@ impl Tier {
             }
             return Ok(());
         }
-        let direct = |s: &String| place.write_mode == WriteMode::Through && !queued.contains(s);
+        let inline = |s: &String| place.write_mode == WriteMode::Through && !queued.contains(s);
         let entries: Vec<NewEntry> = place
             .stores
             .iter()
@@ -249,7 +249,7 @@ impl Tier {
                 etag: String::new(),
                 size: 0,
                 staging: None,
-                state: if direct(s) { EntryState::Uploading } else { EntryState::Pending },
+                state: if inline(s) { EntryState::Uploading } else { EntryState::Pending },
             })
             .collect();
         let node = self.inner.journal.node().to_owned();
@@ -260,7 +260,7 @@ impl Tier {
         let mut durable = 0;
         for (i, e) in entries.iter().enumerate().filter(|(_, e)| e.state == EntryState::Uploading) {
             let r = self.backend(&e.store)?.delete(&path).await;
-            if self.settle_direct(self.entry_of(&gone, e, seqs[i], &node), r).await {
+            if self.settle_inline(self.entry_of(&gone, e, seqs[i], &node), r).await {
                 durable += 1;
             }
         }

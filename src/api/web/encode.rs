@@ -1,6 +1,13 @@
 //! Representations: the Content-Type of an object (stored, else guessed from its
 //! extension), whether it is worth compressing, which coding a client asked for, and the
 //! compressing stream.
+//!
+//! Why not `tower-http`'s `CompressionLayer`: it wraps a response after the fact, so it
+//! would keep the object's strong ETag on a different representation (a cache would then
+//! serve gzip bytes to a client that asked for none), could not answer a conditional
+//! request per coding (304 for the coded ETag), and would need a tower stack that the
+//! server does not otherwise have. The negotiation here is a few lines; the compression
+//! itself is `async-compression`'s, which `tower-http` uses too.
 
 use crate::backend::ByteStream;
 use crate::error::Error;

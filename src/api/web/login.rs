@@ -120,11 +120,14 @@ impl Web {
         let path = percent_encoding::utf8_percent_encode(&path, COOKIE_PATH).to_string();
         let https = req.headers().get("x-forwarded-proto").is_some_and(|v| v == "https")
             || self.s.base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
-        let secure = if https { "; Secure" } else { "" };
-        let set = format!(
-            "{}={value}; Path={path}; Max-Age={ttl}; HttpOnly; SameSite=Lax{secure}",
-            cookie::name(&t.bucket, &d.scope)
-        );
+        let set = ::cookie::Cookie::build((cookie::name(&t.bucket, &d.scope), value))
+            .path(path)
+            .max_age(::cookie::time::Duration::seconds(ttl))
+            .http_only(true)
+            .same_site(::cookie::SameSite::Lax)
+            .secure(https)
+            .build()
+            .to_string();
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::SEE_OTHER;
         let hs = r.headers_mut();

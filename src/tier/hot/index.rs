@@ -7,8 +7,8 @@
 //! it hands back, then call [`Index::freed`]) and it is only touched under one mutex, with
 //! no `.await` inside.
 
+use super::eviction::{self, Eviction, EvictionKind};
 use super::fill::Fill;
-use super::policy::{self, Policy, PolicyKind};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,7 +73,7 @@ pub struct Index {
     entries: HashMap<ChunkKey, Entry>,
     by_object: HashMap<(String, String), HashSet<ChunkKey>>,
     doomed: HashMap<u64, Doomed>,
-    policy: Box<dyn Policy<ChunkKey>>,
+    policy: Box<dyn Eviction<ChunkKey>>,
     used: u64,
     max: u64,
     pins: Vec<(String, String)>,
@@ -91,13 +91,13 @@ pub fn chunk_path(root: &Path, k: ChunkKey, id: u64) -> PathBuf {
 
 impl Index {
     /// An empty index of files under `root`, bounded to `max` bytes.
-    pub fn new(root: PathBuf, max: u64, kind: PolicyKind) -> Self {
+    pub fn new(root: PathBuf, max: u64, kind: EvictionKind) -> Self {
         Self {
             root,
             entries: HashMap::new(),
             by_object: HashMap::new(),
             doomed: HashMap::new(),
-            policy: policy::build(kind, max),
+            policy: eviction::build(kind, max),
             used: 0,
             max,
             pins: Vec::new(),

@@ -6,8 +6,8 @@
 //! and operator evictions still drop entries at once, to free the memory. Eviction is
 //! S3-FIFO, through the same policy code as the disk tier.
 
+use super::eviction::{self, Eviction, EvictionKind};
 use super::index::ChunkKey;
-use super::policy::{self, Policy, PolicyKind};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 
@@ -22,7 +22,7 @@ pub struct Mem {
     used: u64,
     items: HashMap<ChunkKey, (Bytes, Object)>,
     by_object: HashMap<Object, HashSet<ChunkKey>>,
-    policy: Box<dyn Policy<ChunkKey>>,
+    policy: Box<dyn Eviction<ChunkKey>>,
 }
 
 impl Mem {
@@ -33,7 +33,7 @@ impl Mem {
             used: 0,
             items: HashMap::new(),
             by_object: HashMap::new(),
-            policy: policy::build(PolicyKind::S3Fifo, max.max(1)),
+            policy: eviction::build(EvictionKind::S3Fifo, max.max(1)),
         }
     }
 

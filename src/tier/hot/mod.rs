@@ -9,18 +9,18 @@
 //! A chunk is named by a hash of (bucket, key, ETag, size, last-modified) plus its index,
 //! so bytes of one version can never be served for another, on this node or any other.
 
+pub mod eviction;
 mod fill;
 mod format;
 mod index;
 mod mem;
 mod misslog;
-pub mod policy;
 mod read;
 pub mod sim;
 
+pub use eviction::EvictionKind;
 pub use fill::OpenFn;
 pub use misslog::MissReason;
-pub use policy::PolicyKind;
 
 use crate::error::{Error, ErrorKind, Result};
 use fill::{Fill, Job};
@@ -50,7 +50,7 @@ pub struct HotSettings {
     /// Resumptions of a broken cold stream per chunk.
     pub fill_retries: u32,
     /// Eviction policy.
-    pub policy: PolicyKind,
+    pub policy: EvictionKind,
     /// Size at which the miss log rotates (0: no miss log).
     pub miss_log_max: u64,
     /// Bytes of small chunks also kept in memory (0: none).

@@ -49,7 +49,7 @@ enum Source {
     Mem { data: Bytes },
     Hot { file: Arc<File>, hdr: Arc<ChunkHeader>, hdr_len: u64, head: Bytes },
     Fill { fill: Arc<Fill>, rx: watch::Receiver<Progress> },
-    Direct { stream: ByteStream },
+    Passthrough { stream: ByteStream },
 }
 
 struct Cursor {
@@ -200,7 +200,7 @@ impl ReadState {
         Pin { hot: self.hot.clone(), k, id }
     }
 
-    /// A cursor for chunk `idx`: its hot file, a fill, or a direct cold read.
+    /// A cursor for chunk `idx`: its hot file, a fill, or a passthrough cold read (not cached).
     async fn open_cursor(&mut self, idx: u32) -> Result<Cursor> {
         let k = (self.vh, idx);
         if let Some(data) = self.hot.mem().get(k) {
@@ -212,7 +212,7 @@ impl ReadState {
                 let r = self.hot.chunk_range(&self.v, idx);
                 let from = self.pos.max(r.start);
                 let stream = (self.open)(from..r.end.min(self.end)).await?;
-                return Ok(Cursor { idx, src: Source::Direct { stream }, pin: None });
+                return Ok(Cursor { idx, src: Source::Passthrough { stream }, pin: None });
             };
             let pin = self.pin_of(k, &found);
             match found {
@@ -310,7 +310,7 @@ impl ReadState {
                 ::metrics::counter!("strata_hot_bytes_total", "source" => "cold").increment(piece.len() as u64);
                 Ok(Some(piece))
             }
-            Source::Direct { stream } => {
+            Source::Passthrough { stream } => {
                 let piece = match stream.next().await {
                     Some(p) => p?,
                     None => return Err(Error::new(ErrorKind::Unavailable, "cold store ended the object early")),
@@ -356,7 +356,7 @@ impl ReadState {
             let (file, at) = match &c.src {
                 Source::Hot { file, hdr_len, .. } => (file.clone(), *hdr_len),
                 Source::Fill { fill, .. } => (fill.file.clone(), fill.hdr_len),
-                Source::Direct { .. } | Source::Mem { .. } => return Ok(()),
+                Source::Passthrough { .. } | Source::Mem { .. } => return Ok(()),
             };
             let len = self.hot.chunk_range(&self.v, idx);
             let mut off = 0;

@@ -1,12 +1,12 @@
 //! The trace-driven cache simulator behind `strata cache simulate`.
 //!
 //! Replays a trace of (object, size) requests against S3-FIFO and LRU, using the same
-//! [`Policy`](super::policy::Policy) code as the server, and against Belady's OPT (evict
+//! [`Eviction`](super::eviction::Eviction) code as the server, and against Belady's OPT (evict
 //! the object needed farthest in the future; skip admitting one needed later than all
 //! others). It reports the request hit ratio, the byte hit ratio and the bytes fetched
 //! from the origin. Objects are whole units here: the server's chunking is not modelled.
 
-use super::policy::{self, PolicyKind};
+use super::eviction::{self, EvictionKind};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -110,7 +110,7 @@ pub fn footprint(trace: &[Request]) -> u64 {
 /// Runs S3-FIFO, LRU and OPT on `trace` with a cache of `capacity` bytes.
 pub fn simulate(trace: &[Request], capacity: u64) -> Vec<SimResult> {
     let mut out = vec![];
-    for kind in [PolicyKind::S3Fifo, PolicyKind::Lru] {
+    for kind in [EvictionKind::S3Fifo, EvictionKind::Lru] {
         out.push(run_policy(trace, capacity, kind));
     }
     out.push(run_opt(trace, capacity));
@@ -135,8 +135,8 @@ impl Tally {
     }
 }
 
-fn run_policy(trace: &[Request], capacity: u64, kind: PolicyKind) -> SimResult {
-    let mut p = policy::build::<u64>(kind, capacity);
+fn run_policy(trace: &[Request], capacity: u64, kind: EvictionKind) -> SimResult {
+    let mut p = eviction::build::<u64>(kind, capacity);
     let mut resident: HashMap<u64, u64> = HashMap::new();
     let (mut used, mut t) = (0u64, Tally::default());
     for &(id, size) in trace {
@@ -159,8 +159,8 @@ fn run_policy(trace: &[Request], capacity: u64, kind: PolicyKind) -> SimResult {
         used += size;
     }
     let name = match kind {
-        PolicyKind::S3Fifo => "s3-fifo",
-        PolicyKind::Lru => "lru",
+        EvictionKind::S3Fifo => "s3-fifo",
+        EvictionKind::Lru => "lru",
     };
     t.result(name, trace.len())
 }

@@ -1,10 +1,11 @@
-//! The journal table: one entry per (write, store) that the store does not hold yet.
+//! Journal entries (the `journal` table): one per (write, store) that the store does not
+//! hold yet. Named `entries` so that "journal" means one thing: `crate::journal`, which
+//! owns the staging files and the uploader.
 //!
 //! Entries of one key and store are applied in `seq` order; [`Catalog::journal_ready`]
 //! never hands out an entry while an earlier one of its key and store is unfinished. Rows
 //! and entries change together in one transaction, so a crash leaves either both or
-//! neither. This file owns only the SQL; the staging files and the uploader live in
-//! `crate::journal`.
+//! neither. This file owns only the SQL.
 
 use super::{Catalog, ObjectRecord, bind_object, col, db_err, to_i64};
 use crate::error::{Error, ErrorKind, Result};

@@ -1,6 +1,6 @@
-//! Eviction policies: S3-FIFO (the default) and LRU, byte-weighted.
+//! Eviction orders: S3-FIFO (the default) and LRU, byte-weighted.
 //!
-//! A policy only orders entries; it never touches files and never decides *whether* to
+//! An eviction order only ranks entries; it never touches files and never decides *whether* to
 //! evict. The index asks it for victims until a reservation fits, and the `evictable`
 //! callback lets the index veto entries that are being read, filled or pinned. The same
 //! code runs in the simulator (`strata cache simulate`), so the measured hit ratios are the
@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
 
-pub use crate::config::PolicyKind;
+pub use crate::config::EvictionKind;
 
 /// Orders entries for eviction.
-pub trait Policy<K>: Send {
+pub trait Eviction<K>: Send {
     /// A new entry of `size` bytes. Inserting a present key is a no-op.
     fn insert(&mut self, k: K, size: u64);
     /// `k` was read. Unknown keys are ignored.
@@ -36,10 +36,10 @@ pub trait Policy<K>: Send {
 }
 
 /// Builds a policy for a cache of `capacity` bytes.
-pub fn build<K: Copy + Eq + Hash + Send + 'static>(kind: PolicyKind, capacity: u64) -> Box<dyn Policy<K>> {
+pub fn build<K: Copy + Eq + Hash + Send + 'static>(kind: EvictionKind, capacity: u64) -> Box<dyn Eviction<K>> {
     match kind {
-        PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
-        PolicyKind::Lru => Box::new(Lru::default()),
+        EvictionKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
+        EvictionKind::Lru => Box::new(Lru::default()),
     }
 }
 
@@ -147,7 +147,7 @@ impl<K: Copy + Eq + Hash> S3Fifo<K> {
     }
 }
 
-impl<K: Copy + Eq + Hash + Send> Policy<K> for S3Fifo<K> {
+impl<K: Copy + Eq + Hash + Send> Eviction<K> for S3Fifo<K> {
     fn insert(&mut self, k: K, size: u64) {
         if self.meta.contains_key(&k) {
             return;
@@ -234,7 +234,7 @@ impl<K> Default for Lru<K> {
     }
 }
 
-impl<K: Copy + Eq + Hash + Send> Policy<K> for Lru<K> {
+impl<K: Copy + Eq + Hash + Send> Eviction<K> for Lru<K> {
     fn insert(&mut self, k: K, _size: u64) {
         if !self.at.contains_key(&k) {
             self.tick += 1;
@@ -275,8 +275,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn kinds() -> [PolicyKind; 2] {
-        [PolicyKind::S3Fifo, PolicyKind::Lru]
+    fn kinds() -> [EvictionKind; 2] {
+        [EvictionKind::S3Fifo, EvictionKind::Lru]
     }
 
     #[test]

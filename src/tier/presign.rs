@@ -1,5 +1,5 @@
-//! Reads that bypass strata's own byte path: presigned cold-store URLs for redirect and
-//! direct serving, and whether a read would be served hot (for the access log).
+//! Reads that bypass strata's own byte path: presigned cold-store URLs for the redirect
+//! and "direct" serving modes, and whether a read would be served hot (for the access log).
 
 use super::Tier;
 use crate::catalog::ObjectRecord;
