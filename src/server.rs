@@ -181,7 +181,7 @@ async fn start_workers(config: &Config, opened: &Opened, health: Arc<Health>) ->
         workers.spawn(tier.scrub(config.journal.scrub_interval.0));
     }
     let links = crate::auth::link_keys(config, true)?;
-    let policy = Policy::load(config, opened.catalog.clone(), links).await?;
+    let policy = Policy::load(config, &opened.plans, opened.catalog.clone(), links).await?;
     workers.spawn(crate::policy::Refresh(policy.clone()));
     Ok((workers, policy))
 }

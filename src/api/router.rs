@@ -212,8 +212,8 @@ impl Router {
         let get = req.method() == Method::GET;
         if self.ops_on_main
             && get
-            && !is_s3_signed(req)
             && let Some(open) = OpenEndpoint::of(path)
+            && !is_s3_signed(req)
         {
             return Route::Open(open);
         }
@@ -253,7 +253,7 @@ impl Router {
             return None;
         }
         let q = req.uri().query().unwrap_or("");
-        if crate::http::query::pairs(q).any(|(k, _)| S3_SUBRESOURCES.contains(&k.as_ref())) {
+        if crate::http::query::names(q).any(|k| S3_SUBRESOURCES.contains(&k.as_ref())) {
             return None;
         }
         // Only "names no object" (the root, a bucket: listings) goes elsewhere.
@@ -295,8 +295,8 @@ pub fn is_s3_signed<B>(req: &Request<B>) -> bool {
         return true;
     }
     let q = req.uri().query().unwrap_or("");
-    crate::http::query::pairs(q)
-        .any(|(k, _)| matches!(k.as_ref(), "X-Amz-Signature" | "X-Amz-Credential" | "Signature" | "AWSAccessKeyId"))
+    crate::http::query::names(q)
+        .any(|k| matches!(k.as_ref(), "X-Amz-Signature" | "X-Amz-Credential" | "Signature" | "AWSAccessKeyId"))
 }
 
 #[cfg(test)]

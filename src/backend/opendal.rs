@@ -33,6 +33,25 @@ struct OpendalBackend {
 }
 
 pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
+    let op = operator(name, cfg)?;
+    // Timeout inside retry: each attempt gets its own deadline, and a timed-out attempt is
+    // retried like any other temporary failure.
+    let op = op
+        .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
+        .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
+    let is_fs = matches!(cfg, BackendConfig::Fs(_));
+    let cap = Capability {
+        presign: op.info().full_capability().presign_read && !matches!(cfg, BackendConfig::Gcs(g) if g.anonymous),
+        server_side_copy: s3_place(cfg),
+        native_headers: !is_fs,
+        reserved: is_fs.then(|| FS_SCRATCH.to_owned()),
+    };
+    let default_type = matches!(cfg, BackendConfig::Gcs(_)).then_some("application/octet-stream");
+    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, cap, default_type }))
+}
+
+/// The OpenDAL operator of one store's config, without layers.
+fn operator(name: &str, cfg: &BackendConfig) -> Result<Operator> {
     let conf_err = |e: opendal::Error| Error::new(ErrorKind::Config, format!("backend {name}")).with_source(e);
     let op = match cfg {
         BackendConfig::Fs(f) => {
@@ -89,20 +108,7 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
             Operator::new(b).map_err(conf_err)?.finish()
         }
     };
-    // Timeout inside retry: each attempt gets its own deadline, and a timed-out attempt is
-    // retried like any other temporary failure.
-    let op = op
-        .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
-        .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
-    let is_fs = matches!(cfg, BackendConfig::Fs(_));
-    let cap = Capability {
-        presign: op.info().full_capability().presign_read && !matches!(cfg, BackendConfig::Gcs(g) if g.anonymous),
-        server_side_copy: s3_place(cfg),
-        native_headers: !is_fs,
-        reserved: is_fs.then(|| FS_SCRATCH.to_owned()),
-    };
-    let default_type = matches!(cfg, BackendConfig::Gcs(_)).then_some("application/octet-stream");
-    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, cap, default_type }))
+    Ok(op)
 }
 
 /// An S3 store with explicit keys and path-style addressing, for server-side copies.

@@ -11,9 +11,22 @@ pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> 
     form_urlencoded::parse(query.as_bytes())
 }
 
+/// The decoded parameter names of `query`, in order; values are not decoded (routing asks
+/// only for names, on every request, so it should not pay for decoding signatures).
+pub fn names(query: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    query.split('&').filter(|kv| !kv.is_empty()).map(|kv| {
+        let raw = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if raw.bytes().any(|b| b == b'%' || b == b'+') {
+            pairs(raw).next().map_or(Cow::Borrowed(""), |(k, _)| Cow::Owned(k.into_owned()))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    })
+}
+
 /// Whether `query` has a parameter called `name` (with or without a value).
 pub fn has(query: &str, name: &str) -> bool {
-    pairs(query).any(|(k, _)| k == name)
+    names(query).any(|k| k == name)
 }
 
 /// The first value of `name` in `query`.
@@ -48,6 +61,7 @@ mod tests {
             [("bucket".into(), "b".into()), ("prefix".into(), "a/b c".into()), ("x".into(), String::new())]
         );
         assert!(has(q, "x") && has(q, "bucket") && !has(q, "buck"));
+        assert_eq!(names("a=1&b%2Dc=2&&d+e").collect::<Vec<_>>(), ["a", "b-c", "d e"]);
         assert_eq!(value(q, "prefix").as_deref(), Some("a/b c"));
         assert_eq!(value("X%2DAmz%2DCredential=k%2F1", "X-Amz-Credential").as_deref(), Some("k/1"));
     }

@@ -16,6 +16,7 @@ pub mod password;
 use crate::catalog::{AccessRow, Catalog};
 use crate::config::{AccessMode, Config, ServeMode};
 use crate::error::{Error, ErrorKind, Result};
+use crate::plan::Plans;
 use link::LinkKeys;
 use password::{Checker, Secret};
 use std::collections::HashMap;
@@ -107,8 +108,9 @@ pub fn expand_cache_control(cc: &str) -> String {
 }
 
 impl Policy {
-    /// The policy of `config`'s buckets plus the catalog's runtime rules.
-    pub async fn load(config: &Config, catalog: Catalog, links: LinkKeys) -> Result<Policy> {
+    /// The policy of `config`'s buckets (their serving modes as `plans` resolved them)
+    /// plus the catalog's runtime rules.
+    pub async fn load(config: &Config, plans: &Plans, catalog: Catalog, links: LinkKeys) -> Result<Policy> {
         let mut rules = HashMap::new();
         for (name, b) in &config.buckets {
             let list = b
@@ -121,7 +123,8 @@ impl Policy {
                     cache_control: r.cache_control.as_deref().map(expand_cache_control),
                 })
                 .collect();
-            rules.insert(name.clone(), BucketRules { rules: list, serve: b.serve });
+            let serve = plans.configured(name).map_or(ServeMode::default(), |p| p.serve);
+            rules.insert(name.clone(), BucketRules { rules: list, serve });
         }
         let cookie_key = links.derive("login-cookie");
         let inner = Inner {

@@ -8,7 +8,8 @@ async fn policy(toml: &str) -> (Policy, tempfile::TempDir) {
     cfg.validate().unwrap();
     let catalog = Catalog::connect(cfg.catalog.as_deref().unwrap()).await.unwrap();
     let links = LinkKeys::new(vec![("k".into(), b"0123456789abcdef".to_vec())]);
-    (Policy::load(&cfg, catalog, links).await.unwrap(), dir)
+    let plans = Plans::from_config(&cfg);
+    (Policy::load(&cfg, &plans, catalog, links).await.unwrap(), dir)
 }
 
 const CONFIG: &str = r#"
