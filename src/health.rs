@@ -89,6 +89,9 @@ pub struct Snapshot {
     pub recent_errors: Vec<crate::telemetry::ErrorEntry>,
     /// Most-missed objects in the miss log's tail.
     pub top_missed: Vec<Missed>,
+    /// The TLS certificates in force, when the listeners speak HTTPS.
+    #[serde(default)]
+    pub certificates: Vec<crate::tls::CertView>,
 }
 
 /// The journal as the status page shows it.
@@ -146,11 +149,19 @@ struct State {
 pub struct Health {
     started: Instant,
     state: Mutex<State>,
+    certs: Option<crate::tls::Certs>,
 }
 
 impl Default for Health {
     fn default() -> Self {
-        Self { started: Instant::now(), state: Mutex::default() }
+        Self { started: Instant::now(), state: Mutex::default(), certs: None }
+    }
+}
+
+impl Health {
+    /// A view that also shows the TLS certificates of `certs`.
+    pub fn with_certs(certs: Option<crate::tls::Certs>) -> Self {
+        Self { certs, ..Self::default() }
     }
 }
 
@@ -210,6 +221,7 @@ impl Health {
             journal: st.journal.clone(),
             recent_errors: crate::telemetry::recent_errors(),
             top_missed,
+            certificates: self.certs.as_ref().map(|c| c.views()).unwrap_or_default(),
         }
     }
 }

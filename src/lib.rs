@@ -54,5 +54,6 @@ pub mod replication;
 pub mod server;
 pub mod telemetry;
 pub mod tier;
+pub mod tls;
 pub mod transfer;
 pub mod worker;

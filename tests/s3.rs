@@ -9,6 +9,7 @@ mod journal;
 mod layers;
 mod limits;
 mod status;
+mod tls;
 mod transfer;
 mod web;
 

@@ -25,6 +25,23 @@ use s3::S3Gateway;
 use std::sync::Arc;
 use web::Web;
 
+/// The plain listener's answer beside TLS: a 308 to the same host and path over HTTPS on
+/// `port` (a 308 keeps the method and body, so a PUT is not turned into a GET).
+pub fn to_https<B>(req: &http::Request<B>, port: u16) -> http::Response<Body> {
+    let host = crate::http::request_host(req).unwrap_or("localhost");
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => host,
+    };
+    let authority = if port == 443 { name.to_owned() } else { format!("{name}:{port}") };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut r = reply::text(http::StatusCode::PERMANENT_REDIRECT, "this server speaks HTTPS");
+    if let Ok(v) = http::HeaderValue::from_str(&format!("https://{authority}{path}")) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r
+}
+
 /// Largest admin request body read (a rule change).
 const MAX_ADMIN_BODY: usize = 64 << 10;
 

@@ -152,6 +152,7 @@ fn render(s: &Snapshot) -> String {
         None => h.push_str("<p>disabled (<code>hot.enabled = false</code>)</p>"),
     }
     journal_section(&mut h, s.journal.as_ref());
+    certificates_section(&mut h, &s.certificates, crate::clock::now_secs());
     h.push_str("<h2>Most missed</h2><table id=\"missed\"><tr><th>bucket</th><th>key</th><th>misses</th></tr>");
     for m in &s.top_missed {
         let _ =
@@ -166,6 +167,31 @@ fn render(s: &Snapshot) -> String {
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+/// Days before expiry from which the page warns about a certificate.
+const CERT_WARN_DAYS: i64 = 14;
+
+/// The TLS certificates in force, with a warning for those that expire within 14 days.
+fn certificates_section(h: &mut String, certs: &[crate::tls::CertView], now: i64) {
+    if certs.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Certificates</h2><table id=\"certificates\"><tr><th>certificate</th><th>expires in</th></tr>");
+    for c in certs {
+        let days = (c.not_after - now).div_euclid(86_400);
+        let (class, note) = match days {
+            d if d < 0 => ("down", " <strong>expired</strong>"),
+            d if d < CERT_WARN_DAYS => ("degraded", " <strong>renew it</strong>"),
+            _ => ("up", ""),
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"cert\"><td>{}</td><td class=\"{class} num\">{days} days{note}</td></tr>",
+            esc(&c.name)
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// The journal's backlog and each store's replication lag.
@@ -219,6 +245,21 @@ mod tests {
         assert!(html.contains("s3&lt;main&gt;") && !html.contains("s3<main>"));
         assert!(html.contains("<polyline"));
         assert!(!html.contains("http://") && !html.contains("https://"), "no outside assets");
+    }
+
+    #[test]
+    fn certificates_warn_two_weeks_ahead() {
+        let now = 1_000_000_000;
+        let cert =
+            |name: &str, days: i64| crate::tls::CertView { name: name.into(), not_after: now + days * 86_400 + 60 };
+        let mut h = String::new();
+        certificates_section(&mut h, &[cert("fine.test", 90), cert("soon.test", 13), cert("gone.test", -1)], now);
+        assert!(h.contains("fine.test</td><td class=\"up num\">90 days</td>"), "{h}");
+        assert!(h.contains("soon.test</td><td class=\"degraded num\">13 days <strong>renew it</strong>"), "{h}");
+        assert!(h.contains("gone.test</td><td class=\"down num\">-1 days <strong>expired</strong>"), "{h}");
+        let mut none = String::new();
+        certificates_section(&mut none, &[], now);
+        assert!(none.is_empty(), "no section without TLS");
     }
 
     #[test]

@@ -127,7 +127,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let running = crate::server::start(&cfg).await.context("starting strata")?;
     let c = running.credentials();
-    println!("strata listening on http://{}", running.local_addr());
+    let scheme = if running.is_tls() { "https" } else { "http" };
+    println!("strata listening on {scheme}://{}", running.local_addr());
     println!("region:     {}", cfg.region);
     println!("access key: {}", c.access_key);
     if cfg.credentials.is_none() || std::env::var("STRATA_SECRET_KEY").is_err() {
@@ -139,9 +140,24 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         token.cancel();
     });
+    if let Some(certs) = running.tls_certs() {
+        tokio::spawn(reload_on_sighup(certs));
+    }
     running.wait().await.context("serving")?;
     println!("strata stopped");
     Ok(())
+}
+
+/// Rereads the TLS certificates at every SIGHUP (a broken set keeps the old one).
+async fn reload_on_sighup(certs: crate::tls::Certs) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot watch SIGHUP; certificates reload only when their files change");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let _ = certs.reload();
+    }
 }
 
 async fn wait_for_signal() {

@@ -6,11 +6,13 @@
 
 mod bucket;
 mod journal;
+mod tls;
 mod units;
 mod web;
 
 pub use bucket::BucketConfig;
 pub use journal::{FailoverConfig, JournalConfig, WriteMode};
+pub use tls::{CertPair, PlainMode, TlsConfig};
 pub use units::{ByteSize, HumanDuration};
 pub use web::{AccessMode, LinkKey, LogFormat, RuleConfig, ServeMode, WebConfig};
 
@@ -78,6 +80,9 @@ pub struct Config {
     /// Anonymous HTTP serving: virtual hosts, custom domains, signed links, the access log.
     #[serde(default)]
     pub web: WebConfig,
+    /// HTTPS on the listeners (see `docs/design/tls.md`).
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Buckets declared up front, each mapped to a backend. Buckets can also be created
     /// through the S3 API; those live on `default_backend`.
     #[serde(default)]
@@ -125,6 +130,8 @@ pub struct Limits {
     pub backend_io_timeout: HumanDuration,
     /// Retries of a failed cold-store call, with exponential backoff and jitter. Default 4.
     pub backend_retries: usize,
+    /// Streams one HTTP/2 connection may have open at once. Default 256.
+    pub h2_max_streams: u32,
 }
 
 impl Default for Limits {
@@ -139,6 +146,7 @@ impl Default for Limits {
             backend_timeout: HumanDuration(Duration::from_secs(60)),
             backend_io_timeout: HumanDuration(Duration::from_secs(60)),
             backend_retries: 4,
+            h2_max_streams: 256,
         }
     }
 }
@@ -417,6 +425,7 @@ impl Config {
         if let Some(log) = self.web.access_log.take() {
             self.web.access_log = Some(if log.is_relative() { data_dir.join(log) } else { log });
         }
+        self.tls.resolve(&data_dir);
         for (name, b) in &mut self.buckets {
             b.resolve_stores().map_err(|m| Error::new(ErrorKind::Config, format!("buckets.{name}.{m}")))?;
         }
@@ -465,6 +474,7 @@ impl Config {
         }
         self.validate_hot()?;
         self.web.validate(&self.buckets).map_err(|m| Error::new(ErrorKind::Config, format!("web.{m}")))?;
+        self.tls.validate().map_err(|m| Error::new(ErrorKind::Config, format!("tls.{m}")))?;
         if self.journal.max_size.0 < self.limits.max_object_size.0 {
             // Every write is staged in the journal first, so a smaller journal would turn
             // away the largest objects even with every store healthy.

@@ -57,13 +57,18 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Time in-flight requests get after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_streams: u32,
 }
 
 /// Serves `listener` until `shutdown` is cancelled, then stops accepting, lets in-flight
-/// requests finish for up to the grace period, and returns.
+/// requests finish for up to the grace period, and returns. With `tls`, every connection
+/// is a TLS one (its handshake bounded by the header timeout), and HTTP/2 is chosen by
+/// ALPN; without, HTTP/1.1 (or HTTP/2 with prior knowledge).
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     limits: ServerLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: H,
     shutdown: CancellationToken,
 ) -> Result<()>
@@ -80,10 +85,19 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_size.max(8192));
+    // HTTP/2 floods: hyper's h2 bounds resets a client may provoke (rapid reset,
+    // CVE-2023-44487) and counts CONTINUATION frames against the header list size
+    // (CVE-2024-27316-style floods); the limits are set explicitly here, with the stream
+    // cap and a keep-alive ping that drops dead peers as the HTTP/1.1 timeout does.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2_max_streams)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -109,10 +123,22 @@ where
             req.extensions_mut().insert(Peer(peer));
             async move { Ok::<_, Infallible>(h(req).await) }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-        let conn = graceful.watch(conn);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let r = match tls {
+                None => {
+                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned()).await
+                }
+                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), svc).into_owned()).await
+                    }
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err("the TLS handshake timed out".into()),
+                },
+            };
+            if let Err(e) = r {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

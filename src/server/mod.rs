@@ -9,6 +9,8 @@
 //! end), flush the journal's pending closes, then close the catalog. An upload the
 //! uploader had under way is dropped and runs again at the next start.
 
+mod listen;
+
 use crate::access_log::AccessLog;
 use crate::api::Front;
 use crate::api::router::Router;
@@ -20,16 +22,19 @@ use crate::clock::now_ms;
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
 use crate::health::{Health, HealthWorker};
-use crate::http::{ServerLimits, serve};
+use crate::http::ServerLimits;
 use crate::journal::{Journal, JournalSettings};
 use crate::plan::Plans;
 use crate::policy::Policy;
 use crate::tier::hot::{Hot, HotSettings};
 use crate::tier::{Tier, TierLimits, TierParts};
+use crate::tls::Certs;
 use crate::worker::Supervisor;
+use listen::Listeners;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// A started server.
@@ -42,6 +47,8 @@ pub struct Running {
     workers: Supervisor,
     tier: Tier,
     catalog: Catalog,
+    plain_addr: Option<SocketAddr>,
+    certs: Option<Certs>,
 }
 
 /// What a config opens into: the tier, and the handles the server wires into the workers
@@ -123,19 +130,15 @@ async fn open_hot(config: &Config) -> Result<Option<Hot>> {
 /// Starts serving `config` (already resolved and validated) with what it opened into.
 pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     let credentials = crate::auth::load_or_create(config)?;
-    let addr = config.listen.ok_or_else(|| Error::new(ErrorKind::Config, "listen is not resolved"))?;
-    let listener = bind(addr).await?;
-    let addr = listener.local_addr()?;
-    let admin_listener = match config.admin.listen {
-        Some(a) => Some(bind(a).await?),
-        None => None,
-    };
-    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    let listeners = Listeners::bind(config).await?;
+    let (addr, admin_addr, plain_addr) = (listeners.main_addr()?, listeners.admin_addr()?, listeners.plain_addr()?);
     crate::telemetry::init();
     crate::telemetry::register(&opened.tier.store_names());
-    let health = Arc::new(Health::default());
-    let (workers, policy) = start_workers(config, &opened, health.clone()).await?;
-    let router = Router::new(opened.plans.hosts().clone(), admin_listener.is_none());
+    let certs = if config.tls.enabled() { Some(Certs::load(&config.tls)?) } else { None };
+    let acceptor = certs.as_ref().map(|c| c.server_config().map(TlsAcceptor::from)).transpose()?;
+    let health = Arc::new(Health::with_certs(certs.clone()));
+    let (workers, policy) = start_workers(config, &opened, health.clone(), certs.as_ref()).await?;
+    let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
     let gateway =
@@ -146,28 +149,21 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         None => None,
     };
     let front = Arc::new(Front::new(router, gateway, web, credentials.clone(), health).with_access_log(log));
-    let limits = server_limits(config);
     let shutdown = CancellationToken::new();
-    let main = front.clone();
-    let handler = move |req| {
-        let f = main.clone();
-        async move { f.handle_main(req).await }
-    };
-    let mut tasks = vec![tokio::spawn(serve(listener, limits.clone(), handler, shutdown.clone()))];
-    if let Some(l) = admin_listener {
-        let handler = move |req| {
-            let f = front.clone();
-            async move { f.handle_admin(req).await }
-        };
-        tasks.push(tokio::spawn(serve(l, limits, handler, shutdown.clone())));
-    }
-    Ok(Running { addr, admin_addr, credentials, shutdown, tasks, workers, tier, catalog: opened.catalog })
+    let tasks = listeners.serve(front, server_limits(config), acceptor, config.tls.plain, shutdown.clone())?;
+    let catalog = opened.catalog;
+    Ok(Running { addr, admin_addr, plain_addr, credentials, shutdown, tasks, workers, tier, catalog, certs })
 }
 
 /// Starts the background workers in the order ARCHITECTURE.md gives (health, metrics
 /// upkeep, uploader, scrub, policy refresh), after the journal's replay; returns them and
 /// the access policy the refresh keeps current.
-async fn start_workers(config: &Config, opened: &Opened, health: Arc<Health>) -> Result<(Supervisor, Policy)> {
+async fn start_workers(
+    config: &Config,
+    opened: &Opened,
+    health: Arc<Health>,
+    certs: Option<&Certs>,
+) -> Result<(Supervisor, Policy)> {
     let tier = &opened.tier;
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
@@ -183,6 +179,11 @@ async fn start_workers(config: &Config, opened: &Opened, health: Arc<Health>) ->
     let links = crate::auth::link_keys(config, true)?;
     let policy = Policy::load(config, &opened.plans, opened.catalog.clone(), links).await?;
     workers.spawn(crate::policy::Refresh(policy.clone()));
+    if let Some(c) = certs
+        && !config.tls.watch.0.is_zero()
+    {
+        workers.spawn(crate::tls::Watch::new(c.clone(), config.tls.watch.0));
+    }
     Ok((workers, policy))
 }
 
@@ -192,13 +193,8 @@ fn server_limits(config: &Config) -> ServerLimits {
         max_header_size: usize::try_from(config.limits.max_header_size.0).unwrap_or(usize::MAX),
         header_read_timeout: config.limits.header_read_timeout.0,
         shutdown_grace: config.limits.shutdown_grace.0,
+        h2_max_streams: config.limits.h2_max_streams,
     }
-}
-
-async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Config, format!("cannot listen on {addr}")).with_source(e))
 }
 
 /// Opens everything and starts serving.
@@ -230,6 +226,22 @@ impl Running {
     /// A token that starts a graceful shutdown when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The plain-HTTP listener's address beside TLS, when `tls.plain_listen` is set.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
+    }
+
+    /// The live TLS certificates, when the listeners speak HTTPS: `Certs::reload` rereads
+    /// them (SIGHUP), keeping the old ones on any error.
+    pub fn tls_certs(&self) -> Option<Certs> {
+        self.certs.clone()
+    }
+
+    /// Whether the listeners speak HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.certs.is_some()
     }
 
     /// The admin listener's address, when `[admin] listen` is set.

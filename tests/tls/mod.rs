@@ -1,0 +1,210 @@
+//! HTTPS on strata's own listeners (issue 21): aws-sdk-s3 and plain HTTP clients over TLS
+//! with a test CA made here by rcgen, HTTP/2 by ALPN beside HTTP/1.1, SNI, certificate
+//! reloads (a broken one refused), and the plain listener's redirect.
+
+use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A test CA and the PEM of the certificates it signs.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "strata test CA");
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    /// A leaf for `names`, written as `<stem>.crt` and `<stem>.key` under `dir`; returns
+    /// the certificate's DER.
+    fn leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{stem}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+}
+
+struct Tls {
+    h: Harness,
+    ca: Ca,
+    dir: tempfile::TempDir,
+    /// DER of the default (localhost) and the SNI (media.test) certificates.
+    default_der: Vec<u8>,
+    media_der: Vec<u8>,
+}
+
+fn path(dir: &Path, file: &str) -> PathBuf {
+    dir.join(file)
+}
+
+async fn start(extra: &str) -> Tls {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let default_der = ca.leaf(d, "default", &["localhost", "127.0.0.1"]);
+    let media_der = ca.leaf(d, "media", &["media.test", "*.media.test"]);
+    let toml = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nwatch = \"0s\"\n{extra}\n[[tls.sni]]\ncert = {:?}\nkey = {:?}\n",
+        path(d, "default.crt"),
+        path(d, "default.key"),
+        path(d, "media.crt"),
+        path(d, "media.key"),
+    );
+    let h = Harness::start_opts(Cold::Fs, Opts { toml, ..Default::default() }).await;
+    Tls { h, ca, dir, default_der, media_der }
+}
+
+impl Tls {
+    fn addr(&self) -> SocketAddr {
+        self.h.addr
+    }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        use aws_smithy_http_client::tls;
+        let trust = tls::TrustStore::empty().with_native_roots(false).with_pem_certificate(self.ca.pem.as_bytes());
+        let ctx = tls::TlsContext::builder().with_trust_store(trust).build().unwrap();
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_context(ctx)
+            .build_https();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(format!("https://localhost:{}", self.addr().port()))
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .force_path_style(true)
+            .http_client(http)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// A plain HTTP client that trusts the test CA and reaches `media.test` here.
+    fn http(&self, h1_only: bool) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.ca.pem.as_bytes()).unwrap();
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .tls_info(true)
+            .resolve("media.test", self.addr())
+            .resolve("pics.media.test", self.addr());
+        if h1_only {
+            b = b.http1_only();
+        }
+        b.build().unwrap()
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr().port())
+    }
+}
+
+fn peer_der(resp: &reqwest::Response) -> Vec<u8> {
+    let info = resp.extensions().get::<reqwest::tls::TlsInfo>().expect("tls info");
+    info.peer_certificate().expect("a peer certificate").to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_and_http_over_tls_with_http2_and_http1() {
+    let t = start("").await;
+    let s3 = t.s3();
+    s3.create_bucket().bucket("secure").send().await.unwrap();
+    let body = vec![7u8; 300_000];
+    s3.put_object().bucket("secure").key("a/b.bin").body(ByteStream::from(body.clone())).send().await.unwrap();
+    let got = s3.get_object().bucket("secure").key("a/b.bin").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), body.as_slice());
+    for (h1, want) in [(false, reqwest::Version::HTTP_2), (true, reqwest::Version::HTTP_11)] {
+        let r = t.http(h1).get(t.url("localhost", "/health")).send().await.unwrap();
+        assert_eq!((r.status().as_u16(), r.version()), (200, want), "h1 only: {h1}");
+    }
+    let plain = reqwest::Client::new().get(format!("http://{}/health", t.addr())).send().await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()), "plain HTTP is not served on TLS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sni_picks_the_certificate() {
+    let t = start("").await;
+    let c = t.http(true);
+    let r = c.get(t.url("localhost", "/health")).send().await.unwrap();
+    assert!(peer_der(&r) == t.default_der, "localhost gets the default certificate");
+    for host in ["media.test", "pics.media.test"] {
+        let r = c.get(t.url(host, "/health")).send().await.unwrap();
+        assert!(peer_der(&r) == t.media_der, "{host} gets the SNI certificate");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_swaps_the_certificate_while_an_old_download_finishes() {
+    let t = start("").await;
+    let s3 = t.s3();
+    s3.create_bucket().bucket("big").send().await.unwrap();
+    let body: Vec<u8> = (0..(6u32 << 20)).map(|i| (i % 253) as u8).collect();
+    s3.put_object().bucket("big").key("f").body(ByteStream::from(body.clone())).send().await.unwrap();
+    let mut download = s3.get_object().bucket("big").key("f").send().await.unwrap().body;
+    let first = download.next().await.expect("a first chunk").unwrap();
+    // New files, then a reload (what SIGHUP does): new handshakes get the new certificate.
+    let new_der = t.ca.leaf(t.dir.path(), "default", &["localhost", "127.0.0.1"]);
+    t.h.running.as_ref().unwrap().tls_certs().expect("tls is on").reload().expect("the new pair loads");
+    let r = t.http(true).get(t.url("localhost", "/health")).send().await.unwrap();
+    assert!(peer_der(&r) == new_der && new_der != t.default_der, "a new connection sees the new certificate");
+    let mut got = first.to_vec();
+    while let Some(chunk) = download.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert!(got == body, "the download on the old connection completes intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_certificate_is_refused_and_the_old_one_kept() {
+    let t = start("").await;
+    let certs = t.h.running.as_ref().unwrap().tls_certs().expect("tls is on");
+    std::fs::write(t.dir.path().join("default.crt"), "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let e = certs.reload().expect_err("a broken certificate does not load");
+    assert!(e.to_string().contains("default.crt"), "the error names the file: {e}");
+    // A key of another certificate is refused too.
+    t.ca.leaf(t.dir.path(), "other", &["localhost"]);
+    std::fs::copy(t.dir.path().join("other.crt"), t.dir.path().join("default.crt")).unwrap();
+    let e = certs.reload().expect_err("a certificate with a foreign key does not load");
+    assert!(e.to_string().contains("does not belong"), "{e}");
+    let r = t.http(true).get(t.url("localhost", "/health")).send().await.unwrap();
+    assert!(peer_der(&r) == t.default_der, "the old certificate stays in force");
+    let metrics = t.http(true).get(t.url("localhost", "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("strata_tls_cert_expiry_seconds{cert=\"localhost\"}"), "expiry is exported");
+    let doc = include_str!("../../docs/metrics.md");
+    let section = doc.split("\n## TLS\n").nth(1).expect("a TLS section").split("\n## ").next().unwrap_or("");
+    let names: Vec<&str> = section.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in names {
+        assert!(metrics.lines().any(|l| l.starts_with(n)), "{n} is documented but not in /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_plain_listener_redirects_to_https() {
+    let t = start("plain_listen = \"127.0.0.1:0\"").await;
+    let plain = t.h.running.as_ref().unwrap().plain_addr().expect("a plain listener");
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c
+        .put(format!("http://{plain}/b/k?x=1"))
+        .header("host", format!("media.test:{}", plain.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 308);
+    let want = format!("https://media.test:{}/b/k?x=1", t.addr().port());
+    assert_eq!(r.headers()["location"].to_str().unwrap(), want);
+}
