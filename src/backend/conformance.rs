@@ -57,6 +57,7 @@ fn garage() -> Store {
         access_key: Some(g("ACCESS_KEY")),
         secret_key: Some(g("SECRET_KEY")),
         virtual_host_style: false,
+        ca_bundle: None,
     });
     built("garage", &cfg, None)
 }
@@ -69,6 +70,7 @@ fn azurite() -> Store {
         prefix: run_prefix(),
         account_name: Some(a("ACCOUNT")),
         account_key: Some(a("KEY")),
+        ca_bundle: None,
     });
     built("azurite", &cfg, None)
 }
@@ -81,6 +83,7 @@ fn gcs() -> Store {
         credential: None,
         endpoint: Some(g("ENDPOINT")),
         anonymous: true,
+        ca_bundle: None,
     });
     built("gcs", &cfg, None)
 }

@@ -33,7 +33,11 @@ struct OpendalBackend {
 }
 
 pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<Arc<dyn Backend>> {
-    let op = operator(name, cfg)?;
+    let mut op = operator(name, cfg)?;
+    let ca = ca_bundle(name, cfg)?;
+    if let Some((client, _)) = &ca {
+        op = op.layer(opendal::layers::HttpClientLayer::new(opendal::raw::HttpClient::with(client.clone())));
+    }
     // Timeout inside retry: each attempt gets its own deadline, and a timed-out attempt is
     // retried like any other temporary failure.
     let op = op
@@ -42,7 +46,7 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
     let is_fs = matches!(cfg, BackendConfig::Fs(_));
     let cap = Capability {
         presign: op.info().full_capability().presign_read && !matches!(cfg, BackendConfig::Gcs(g) if g.anonymous),
-        server_side_copy: s3_place(cfg),
+        server_side_copy: s3_place(cfg, ca.map(|(_, pem)| pem)),
         native_headers: !is_fs,
         reserved: is_fs.then(|| FS_SCRATCH.to_owned()),
     };
@@ -111,8 +115,24 @@ fn operator(name: &str, cfg: &BackendConfig) -> Result<Operator> {
     Ok(op)
 }
 
+/// The HTTP client of a store with a `ca_bundle`, and the bundle: the public roots plus
+/// every certificate of the file.
+fn ca_bundle(name: &str, cfg: &BackendConfig) -> Result<Option<(reqwest::Client, Arc<[u8]>)>> {
+    let path = match cfg {
+        BackendConfig::S3(s) => s.ca_bundle.as_ref(),
+        BackendConfig::Gcs(g) => g.ca_bundle.as_ref(),
+        BackendConfig::Azblob(a) => a.ca_bundle.as_ref(),
+        BackendConfig::Fs(_) => None,
+    };
+    let Some(path) = path else { return Ok(None) };
+    let conf = |what: String| Error::new(ErrorKind::Config, format!("backends.{name}.ca_bundle: {what}"));
+    let pem = std::fs::read(path).map_err(|e| conf(format!("cannot read {}: {e}", path.display())))?;
+    let client = super::s3copy::client_trusting(&pem).map_err(|e| conf(format!("{}: {e}", path.display())))?;
+    Ok(Some((client, pem.into())))
+}
+
 /// An S3 store with explicit keys and path-style addressing, for server-side copies.
-fn s3_place(cfg: &BackendConfig) -> Option<super::S3Place> {
+fn s3_place(cfg: &BackendConfig, ca: Option<Arc<[u8]>>) -> Option<super::S3Place> {
     let BackendConfig::S3(s) = cfg else { return None };
     if s.virtual_host_style {
         return None;
@@ -126,6 +146,7 @@ fn s3_place(cfg: &BackendConfig) -> Option<super::S3Place> {
         root: if root.is_empty() { String::new() } else { format!("{root}/") },
         access_key: s.access_key.clone()?,
         secret_key: s.secret_key.clone()?,
+        ca,
     })
 }
 

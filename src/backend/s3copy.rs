@@ -32,6 +32,8 @@ pub struct S3Place {
     pub access_key: String,
     /// Secret key.
     pub secret_key: String,
+    /// The store's CA bundle (PEM), when it is trusted beyond the public roots.
+    pub ca: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for S3Place {
@@ -58,6 +60,30 @@ const KEY: &percent_encoding::AsciiSet =
 fn client() -> &'static reqwest::Client {
     static C: OnceLock<reqwest::Client> = OnceLock::new();
     C.get_or_init(reqwest::Client::new)
+}
+
+/// A client that trusts the public roots and every certificate of the PEM `bundle`.
+pub fn client_trusting(bundle: &[u8]) -> std::result::Result<reqwest::Client, String> {
+    let certs = reqwest::Certificate::from_pem_bundle(bundle).map_err(|e| format!("not a PEM bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate in the bundle".into());
+    }
+    let b = certs.into_iter().fold(reqwest::Client::builder(), |b, c| b.add_root_certificate(c));
+    b.build().map_err(|e| e.to_string())
+}
+
+/// The client for requests to `place`: the shared one, or one per CA bundle (made once).
+fn client_for(place: &S3Place) -> Result<reqwest::Client> {
+    type Clients = std::sync::Mutex<std::collections::HashMap<Vec<u8>, reqwest::Client>>;
+    let Some(ca) = &place.ca else { return Ok(client().clone()) };
+    static BY_CA: OnceLock<Clients> = OnceLock::new();
+    let mut map = BY_CA.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = map.get(ca.as_ref()) {
+        return Ok(c.clone());
+    }
+    let c = client_trusting(ca).map_err(|e| Error::new(ErrorKind::Config, format!("the store's CA bundle: {e}")))?;
+    map.insert(ca.to_vec(), c.clone());
+    Ok(c)
 }
 
 /// Copies `src`'s `src_path` to `dst`'s `dst_path` with CopyObject, keeping the source's
@@ -94,7 +120,8 @@ pub async fn copy_object(src: &S3Place, src_path: &str, dst: &S3Place, dst_path:
     instructions.apply_to_request_http1x(&mut req);
     let req = reqwest::Request::try_from(req).map_err(|e| Error::internal("building a CopyObject", e))?;
     let what = || format!("CopyObject {source} to {url}");
-    let resp = client().execute(req).await.map_err(|e| Error::new(ErrorKind::Unavailable, what()).with_source(e))?;
+    let resp =
+        client_for(dst)?.execute(req).await.map_err(|e| Error::new(ErrorKind::Unavailable, what()).with_source(e))?;
     let status = resp.status();
     let body = resp.text().await.map_err(|e| Error::new(ErrorKind::Unavailable, what()).with_source(e))?;
     // S3 may answer 200 and still fail the copy, with an <Error> body.

@@ -4,12 +4,14 @@
 //! checks that reject a bad file with a message naming the field. It must not open stores,
 //! sockets or databases: other modules build those from a validated [`Config`].
 
+mod backend;
 mod bucket;
 mod journal;
 mod tls;
 mod units;
 mod web;
 
+pub use backend::{AzblobBackend, BackendConfig, FsBackend, GcsBackend, S3Backend};
 pub use bucket::BucketConfig;
 pub use journal::{FailoverConfig, JournalConfig, WriteMode};
 pub use tls::{CertPair, PlainMode, TlsConfig};
@@ -237,124 +239,6 @@ pub enum FillMode {
     StoreAndForward,
 }
 
-/// One cold store. `type` selects the kind.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum BackendConfig {
-    /// A directory on local disk.
-    Fs(FsBackend),
-    /// Amazon S3 or any S3-compatible store (Garage, MinIO, Ceph RGW, R2, …).
-    S3(S3Backend),
-    /// Google Cloud Storage.
-    Gcs(GcsBackend),
-    /// Azure Blob Storage.
-    Azblob(AzblobBackend),
-}
-
-/// A local-disk cold store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FsBackend {
-    /// Root directory; relative paths are relative to the working directory. No default
-    /// (the built-in "local" backend uses `<data_dir>/cold`).
-    pub root: PathBuf,
-}
-
-/// An S3-compatible cold store.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Backend {
-    /// Endpoint URL, e.g. "https://s3.eu-west-1.amazonaws.com" or "http://127.0.0.1:3900".
-    /// Default: AWS for `region`.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Region of the store. Default "us-east-1".
-    #[serde(default = "default_region")]
-    pub region: String,
-    /// Bucket in the store. No default.
-    pub bucket: String,
-    /// Key prefix inside the store's bucket, e.g. "strata/". Default "" (the bucket root).
-    #[serde(default)]
-    pub prefix: String,
-    /// Access key id. Default none; `STRATA_BACKEND_<NAME>_ACCESS_KEY` overrides it.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key. Default none; `STRATA_BACKEND_<NAME>_SECRET_KEY` overrides it.
-    #[serde(default)]
-    pub secret_key: Option<String>,
-    /// Address buckets as `bucket.endpoint` instead of `endpoint/bucket`. Default false.
-    #[serde(default)]
-    pub virtual_host_style: bool,
-}
-
-impl std::fmt::Debug for S3Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Backend")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A Google Cloud Storage cold store.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcsBackend {
-    /// Bucket in GCS. No default.
-    pub bucket: String,
-    /// Key prefix inside the bucket. Default "".
-    #[serde(default)]
-    pub prefix: String,
-    /// Service-account key JSON, base64-encoded. Default none (ambient credentials);
-    /// `STRATA_BACKEND_<NAME>_CREDENTIAL` overrides it.
-    #[serde(default)]
-    pub credential: Option<String>,
-    /// Endpoint URL. Default "https://storage.googleapis.com".
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Send requests unsigned, loading no ambient credentials (an emulator, or a bucket
-    /// open to anyone). Such a store cannot presign URLs. Default false.
-    #[serde(default)]
-    pub anonymous: bool,
-}
-
-impl std::fmt::Debug for GcsBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GcsBackend").field("bucket", &self.bucket).field("prefix", &self.prefix).finish_non_exhaustive()
-    }
-}
-
-/// An Azure Blob Storage cold store.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AzblobBackend {
-    /// Container name. No default.
-    pub container: String,
-    /// Endpoint URL, e.g. "https://ACCOUNT.blob.core.windows.net". No default.
-    pub endpoint: String,
-    /// Key prefix inside the container. Default "".
-    #[serde(default)]
-    pub prefix: String,
-    /// Storage account name. Default none.
-    #[serde(default)]
-    pub account_name: Option<String>,
-    /// Storage account key. Default none; `STRATA_BACKEND_<NAME>_ACCOUNT_KEY` overrides it.
-    #[serde(default)]
-    pub account_key: Option<String>,
-}
-
-impl std::fmt::Debug for AzblobBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzblobBackend")
-            .field("container", &self.container)
-            .field("endpoint", &self.endpoint)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
 pub(super) fn yes() -> bool {
     true
 }
@@ -470,7 +354,7 @@ impl Config {
             return bad("credentials: access_key needs 3+ characters and secret_key 8+".into());
         }
         for (name, b) in &self.backends {
-            validate_backend(name, b)?;
+            b.validate(name)?;
         }
         self.validate_hot()?;
         self.web.validate(&self.buckets).map_err(|m| Error::new(ErrorKind::Config, format!("web.{m}")))?;
@@ -564,30 +448,6 @@ impl Config {
     pub fn data_dir(&self) -> &Path {
         self.data_dir.as_deref().unwrap_or(Path::new("./strata-data"))
     }
-}
-
-fn validate_backend(name: &str, b: &BackendConfig) -> Result<()> {
-    let bad = |msg: String| Err(Error::new(ErrorKind::Config, format!("backends.{name}.{msg}")));
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(Error::new(ErrorKind::Config, format!("backends.{name}: names use a-z, 0-9, '-' and '_'")));
-    }
-    let prefix = match b {
-        BackendConfig::Fs(f) if f.root.as_os_str().is_empty() => return bad("root: must not be empty".into()),
-        BackendConfig::Fs(_) => "",
-        BackendConfig::S3(s) if s.bucket.is_empty() => return bad("bucket: must not be empty".into()),
-        BackendConfig::S3(s) if s.access_key.is_some() != s.secret_key.is_some() => {
-            return bad("secret_key: access_key and secret_key go together".into());
-        }
-        BackendConfig::S3(s) => &s.prefix,
-        BackendConfig::Gcs(g) if g.bucket.is_empty() => return bad("bucket: must not be empty".into()),
-        BackendConfig::Gcs(g) => &g.prefix,
-        BackendConfig::Azblob(a) if a.container.is_empty() => return bad("container: must not be empty".into()),
-        BackendConfig::Azblob(a) => &a.prefix,
-    };
-    if prefix.starts_with('/') || prefix.contains("..") {
-        return bad("prefix: must not start with \"/\" or contain \"..\"".into());
-    }
-    Ok(())
 }
 
 /// `s3-main` → `S3_MAIN`, for environment variable names.

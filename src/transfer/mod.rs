@@ -63,6 +63,7 @@ impl Location {
                 access_key: env("AWS_ACCESS_KEY_ID"),
                 secret_key: env("AWS_SECRET_ACCESS_KEY"),
                 virtual_host_style: false,
+                ca_bundle: None,
             });
             (cfg, prefix.to_owned(), format!("s3-{bucket}"))
         } else if let Some((name, prefix)) = s.split_once(':')

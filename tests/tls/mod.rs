@@ -52,13 +52,17 @@ fn path(dir: &Path, file: &str) -> PathBuf {
 }
 
 async fn start(extra: &str) -> Tls {
+    start_watching(extra, "0s").await
+}
+
+async fn start_watching(extra: &str, watch: &str) -> Tls {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let default_der = ca.leaf(d, "default", &["localhost", "127.0.0.1"]);
     let media_der = ca.leaf(d, "media", &["media.test", "*.media.test"]);
     let toml = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nwatch = \"0s\"\n{extra}\n[[tls.sni]]\ncert = {:?}\nkey = {:?}\n",
+        "[tls]\ncert = {:?}\nkey = {:?}\nwatch = {watch:?}\n{extra}\n[[tls.sni]]\ncert = {:?}\nkey = {:?}\n",
         path(d, "default.crt"),
         path(d, "default.key"),
         path(d, "media.crt"),
@@ -207,4 +211,135 @@ async fn the_plain_listener_redirects_to_https() {
     assert_eq!(r.status().as_u16(), 308);
     let want = format!("https://media.test:{}/b/k?x=1", t.addr().port());
     assert_eq!(r.headers()["location"].to_str().unwrap(), want);
+}
+
+/// A store reached over HTTPS with a private CA: here another strata with the test
+/// certificate, as its S3 cold store would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_behind_a_private_ca_is_reached_with_its_bundle() {
+    use strata::backend::{BreakerSettings, WriteOptions, stack};
+    use strata::config::{BackendConfig, Limits, S3Backend};
+    let t = start("").await;
+    t.s3().create_bucket().bucket("cold").send().await.unwrap();
+    let ca_path = t.dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &t.ca.pem).unwrap();
+    let cfg = |ca_bundle: Option<PathBuf>| {
+        BackendConfig::S3(S3Backend {
+            endpoint: Some(format!("https://localhost:{}", t.addr().port())),
+            region: "us-east-1".into(),
+            bucket: "cold".into(),
+            prefix: String::new(),
+            access_key: Some(ACCESS_KEY.into()),
+            secret_key: Some(SECRET_KEY.into()),
+            virtual_host_style: false,
+            ca_bundle,
+        })
+    };
+    let breaker = BreakerSettings {
+        latency_budget: std::time::Duration::from_secs(10),
+        io_budget: std::time::Duration::from_secs(10),
+        failures: 100,
+        cooldown: std::time::Duration::from_secs(1),
+    };
+    let limits = Limits { backend_retries: 0, ..Default::default() };
+    let trusted = stack("private", &cfg(Some(ca_path.clone())), &limits, &breaker).unwrap().backend;
+    let mut w = trusted.writer("over/tls", &WriteOptions::default()).await.unwrap();
+    w.write(bytes::Bytes::from_static(b"through a private CA")).await.unwrap();
+    w.commit().await.unwrap();
+    let got = t.s3().get_object().bucket("cold").key("over/tls").send().await.unwrap();
+    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"through a private CA");
+    let untrusted = stack("public-roots", &cfg(None), &limits, &breaker).unwrap().backend;
+    assert!(untrusted.stat("over/tls").await.is_err(), "without the bundle the certificate is not trusted");
+    std::fs::write(&ca_path, "no certificate here").unwrap();
+    let e = stack("broken", &cfg(Some(ca_path)), &limits, &breaker).err().expect("a bundle without certificates");
+    assert!(e.to_string().contains("ca_bundle"), "{e}");
+}
+
+/// Polls `url` until its peer certificate is `want` (at most 10 s). Each try is a new
+/// client: one client would resume its TLS session, and a resumed session keeps the
+/// certificate it was first made with.
+async fn until_served(client: impl Fn() -> reqwest::Client, url: &str, want: &[u8]) {
+    for _ in 0..100 {
+        if let Ok(r) = client().get(url).send().await
+            && peer_der(&r) == want
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{url} never served the new certificate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changed_files_are_picked_up_without_a_signal() {
+    let t = start_watching("", "100ms").await;
+    let new_der = t.ca.leaf(t.dir.path(), "media", &["media.test", "*.media.test"]);
+    until_served(|| t.http(true), &t.url("media.test", "/health"), &new_der).await;
+}
+
+/// The real binary: SIGHUP rereads the certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_reloads_the_certificates_of_the_binary() {
+    use std::io::BufRead;
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let first = ca.leaf(d, "default", &["localhost"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nwatch = \"0s\"\n",
+        d.join("default.crt"),
+        d.join("default.key")
+    );
+    std::fs::write(d.join("strata.toml"), toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--config"])
+        .arg(d.join("strata.toml"))
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .env("STRATA_ACCESS_KEY", ACCESS_KEY)
+        .env("STRATA_SECRET_KEY", SECRET_KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut out = std::io::BufReader::new(stdout);
+    let mut banner = String::new();
+    out.read_line(&mut banner).unwrap();
+    let addr: SocketAddr = banner
+        .trim()
+        .strip_prefix("strata listening on https://")
+        .unwrap_or_else(|| panic!("no https address in {banner:?}"))
+        .parse()
+        .unwrap();
+    let c = || {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap())
+            .tls_info(true)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{}/health", addr.port());
+    until_served(c, &url, &first).await;
+    let second = ca.leaf(d, "default", &["localhost"]);
+    let hup = std::process::Command::new("kill").args(["-HUP", &child.0.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    until_served(c, &url, &second).await;
+    let term = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let mut child = child;
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Kills the child when the test fails before it stops it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
