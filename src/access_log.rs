@@ -74,14 +74,16 @@ impl RequestInfo {
     pub fn of<B>(req: &http::Request<B>) -> Self {
         let hdr =
             |n: http::header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-        let uri = redact(&req.uri().to_string());
+        // The path and query only: HTTP/2 requests carry the scheme and authority in the
+        // URI (and no Host header), HTTP/1.1 ones do not; the log reads the same for both.
+        let uri = redact(req.uri().path_and_query().map_or("/", |p| p.as_str()));
         let method = req.method().to_string();
         Self {
             peer: req.extensions().get::<crate::http::Peer>().map(|p| p.0),
             line: format!("{method} {uri} {:?}", req.version()),
             method,
             uri,
-            host: hdr(http::header::HOST),
+            host: crate::http::request_host(req).unwrap_or("-").to_owned(),
             referer: hdr(http::header::REFERER),
             user_agent: hdr(http::header::USER_AGENT),
             started: Instant::now(),
@@ -235,6 +237,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: an HTTP/2 request (absolute URI, no Host header) logs like an HTTP/1.1 one.
+    #[test]
+    fn http2_requests_log_their_path_and_authority() {
+        let req = http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://media.test:8443/a/b.jpg?X-Amz-Signature=abc&w=1")
+            .body(())
+            .unwrap();
+        let info = RequestInfo::of(&req);
+        assert_eq!(info.uri, "/a/b.jpg?X-Amz-Signature=REDACTED&w=1");
+        assert_eq!(info.host, "media.test:8443");
+    }
 
     #[test]
     fn signatures_are_redacted() {

@@ -37,9 +37,13 @@ pub fn basic_auth(headers: &http::HeaderMap) -> Option<(String, String)> {
     })
 }
 
-/// The `Host` of a request (HTTP/1.1 header or HTTP/2 authority).
+/// The `Host` of a request, port included when the client sent one: the HTTP/1.1
+/// header, else the HTTP/2 `:authority`.
 pub fn request_host<B>(req: &Request<B>) -> Option<&str> {
-    req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).or_else(|| req.uri().host())
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// The client's address, put in every request's extensions.

@@ -56,13 +56,19 @@ async fn start(extra: &str) -> Tls {
 }
 
 async fn start_watching(extra: &str, watch: &str) -> Tls {
+    start_full(extra, watch, "").await
+}
+
+/// TLS with `extra` lines in `[tls]`, files checked every `watch`, and `tail` (more
+/// sections) after.
+async fn start_full(extra: &str, watch: &str, tail: &str) -> Tls {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let default_der = ca.leaf(d, "default", &["localhost", "127.0.0.1"]);
     let media_der = ca.leaf(d, "media", &["media.test", "*.media.test"]);
     let toml = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\nwatch = {watch:?}\n{extra}\n[[tls.sni]]\ncert = {:?}\nkey = {:?}\n",
+        "[tls]\ncert = {:?}\nkey = {:?}\nwatch = {watch:?}\n{extra}\n[[tls.sni]]\ncert = {:?}\nkey = {:?}\n{tail}\n",
         path(d, "default.crt"),
         path(d, "default.key"),
         path(d, "media.crt"),
@@ -342,4 +348,93 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The base64 SHA-256 of a certificate's public key, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it (trust this key, and only it).
+fn spki_hash(der: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(spki))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signed_image_and_the_status_page_over_https_in_chromium() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed: scripts/test installs Debian's chromium package");
+    let t = start_full("", "0s", "[web]\naccess_log = \"access.log\"\naccess_log_format = \"json\"").await;
+    let s3 = t.s3();
+    s3.create_bucket().bucket("site").send().await.unwrap();
+    let put = |key: &'static str, body: Vec<u8>, ctype: &'static str| {
+        s3.put_object().bucket("site").key(key).content_type(ctype).body(ByteStream::from(body)).send()
+    };
+    put("private/photo.png", crate::web::browser::png(64, 48), "image/png").await.unwrap();
+    let admin = |method: reqwest::Method, route: &str| {
+        t.http(false)
+            .request(method, t.url("localhost", &format!("/_strata/{route}")))
+            .basic_auth(ACCESS_KEY, Some(SECRET_KEY))
+    };
+    let r = admin(reqwest::Method::POST, "access?bucket=site&prefix=")
+        .json(&serde_json::json!({ "access": "public-read" }));
+    assert!(r.send().await.unwrap().status().is_success());
+    let r = admin(reqwest::Method::POST, "access?bucket=site&prefix=private/")
+        .json(&serde_json::json!({ "access": "signed" }));
+    assert!(r.send().await.unwrap().status().is_success());
+    let signed: serde_json::Value = admin(reqwest::Method::POST, "sign?bucket=site&key=private/photo.png&expires=10m")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = signed["url"].as_str().expect("a signed link").to_owned();
+    let page = format!(
+        "<!doctype html><html><body><img id=\"i\" src=\"{link}\"><script>const i = document.getElementById('i');\
+         const done = w => fetch('/site/report?w=' + w); i.onload = () => done(i.naturalWidth); i.onerror = () => done('error');\
+         if (i.complete && i.naturalWidth) done(i.naturalWidth);</script></body></html>"
+    );
+    put("index.html", page.into_bytes(), "text/html").await.unwrap();
+    let trust = format!("--ignore-certificate-errors-spki-list={}", spki_hash(&t.default_der));
+    let run = |url: String, extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new(chromium);
+        cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", &trust])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(url);
+        (cmd, profile)
+    };
+    let (mut cmd, _profile) = run(t.url("localhost", "/site/index.html"), &[]);
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let log = t.h.cfg.web.access_log.clone().unwrap();
+    let mut report = None;
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        report = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|l| l["uri"].as_str()?.strip_prefix("/site/report?w=").map(str::to_owned));
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if report.is_none() {
+        let (mut cmd, _p) =
+            run(t.url("localhost", "/site/index.html"), &["--dump-dom", "--enable-logging=stderr", "--v=0"]);
+        let out = cmd.output().unwrap();
+        println!("dom: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(report.as_deref(), Some("64"), "the signed image loads over HTTPS in Chromium");
+    let status = format!("https://{ACCESS_KEY}:{SECRET_KEY}@localhost:{}/_strata/status", t.addr().port());
+    let (mut cmd, _profile) = run(status, &["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    assert!(dom.contains("<table id=\"certificates\""), "no certificates table in {dom}");
+    assert!(dom.contains("<td>localhost</td>") && dom.contains("media.test"), "both certificates are listed: {dom}");
 }

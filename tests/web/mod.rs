@@ -2,7 +2,7 @@
 //! runtime, signed links, password logins, serving modes, the headers CDNs and browsers
 //! expect, the access log, and the attacks on each.
 
-mod browser;
+pub(crate) mod browser;
 mod password;
 
 use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY};
