@@ -83,25 +83,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_size.max(8192));
-    // HTTP/2 floods: hyper's h2 bounds resets a client may provoke (rapid reset,
-    // CVE-2023-44487) and counts CONTINUATION frames against the header list size
-    // (CVE-2024-27316-style floods); the limits are set explicitly here, with the stream
-    // cap and a keep-alive ping that drops dead peers as the HTTP/1.1 timeout does.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.h2_max_streams)
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(1024)
-        .keep_alive_interval(limits.header_read_timeout)
-        .keep_alive_timeout(limits.header_read_timeout);
+    let builder = connection_builder(&limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
@@ -154,4 +136,31 @@ where
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())
+}
+
+/// The HTTP/1.1 and HTTP/2 settings of every connection.
+fn connection_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_size.max(8192));
+    // HTTP/2 floods: hyper's h2 bounds resets a client may provoke (rapid reset,
+    // CVE-2023-44487) and counts CONTINUATION frames against the header list size
+    // (CVE-2024-27316-style floods); the limits are set explicitly here, with the stream
+    // cap and a keep-alive ping that drops dead peers as the HTTP/1.1 timeout does.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2_max_streams)
+        // hyper buffers up to 1 MiB per stream by default: with 256 streams on each of
+        // many connections that is the process's memory. 256 KiB keeps a stream busy.
+        .max_send_buf_size(256 << 10)
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(limits.header_read_timeout)
+        .keep_alive_timeout(limits.header_read_timeout);
+    builder
 }
