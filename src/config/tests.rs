@@ -216,3 +216,26 @@ password = "pw"
         assert!(err.contains(want), "{text:?}: {err}");
     }
 }
+
+#[test]
+fn tls_settings_fit_together() {
+    let c =
+        resolved("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nplain_listen = \"127.0.0.1:8080\"\nplain = \"serve\"\n")
+            .unwrap();
+    assert!(c.tls.enabled());
+    assert_eq!(c.tls.pairs()[0].cert, c.data_dir().join("c.pem"), "relative paths are under data_dir");
+    assert_eq!(c.tls.plain, PlainMode::Serve);
+    assert_eq!(c.limits.h2_max_streams, 256);
+    let cases = [
+        ("[tls]\ncert = \"c.pem\"", "tls.key"),
+        ("[tls]\nkey = \"k.pem\"", "tls.cert"),
+        ("[tls]\nplain_listen = \"127.0.0.1:8080\"", "tls.cert"),
+        ("[[tls.sni]]\ncert = \"a\"\nkey = \"b\"", "tls.cert"),
+        ("[tls]\ncert = \"c\"\nkey = \"k\"\nplain = \"teleport\"", "teleport"),
+        ("[tls]\ncertificate = \"c\"", "certificate"),
+    ];
+    for (text, want) in cases {
+        let err = resolved(text).unwrap_err().to_string();
+        assert!(err.contains(want), "{text:?}: {err}");
+    }
+}
