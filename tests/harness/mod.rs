@@ -270,19 +270,25 @@ pub fn status<T: std::fmt::Debug, E: std::fmt::Debug>(
     e.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no response in {e:?}"))
 }
 
-/// Runs the real binary, stops it with SIGTERM, and checks it exits cleanly.
-pub async fn sigterm_exits_cleanly() {
-    use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+/// Starts the real binary as `strata serve ARGS` with the test keys, its stdout piped (the
+/// first line names its address) and its stderr dropped.
+pub fn strata_serve(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .args(args)
         .env("STRATA_ACCESS_KEY", ACCESS_KEY)
         .env("STRATA_SECRET_KEY", SECRET_KEY)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the real binary, stops it with SIGTERM, and checks it exits cleanly.
+pub async fn sigterm_exits_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = strata_serve(&["--listen", "127.0.0.1:0", "--data-dir", &dir.path().display().to_string()]);
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut banner = String::new();
     for _ in 0..3 {

@@ -297,17 +297,8 @@ async fn sighup_reloads_the_certificates_of_the_binary() {
         d.join("default.key")
     );
     std::fs::write(d.join("strata.toml"), toml).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--config"])
-        .arg(d.join("strata.toml"))
-        .arg("--data-dir")
-        .arg(d.join("data"))
-        .env("STRATA_ACCESS_KEY", ACCESS_KEY)
-        .env("STRATA_SECRET_KEY", SECRET_KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let (config, data) = (d.join("strata.toml").display().to_string(), d.join("data").display().to_string());
+    let mut child = crate::harness::strata_serve(&["--config", &config, "--data-dir", &data]);
     let stdout = child.stdout.take().unwrap();
     let child = KillOnDrop(child);
     let mut out = std::io::BufReader::new(stdout);
