@@ -250,8 +250,8 @@ impl Tier {
         tracing::info!(read_only = on, "read-only switch");
     }
 
-    /// Waits until the entries of finished inline writes are closed (shutdown, tests).
-    pub async fn flush_journal(&self) {
+    /// Waits until the entries of finished inline writes are closed (`close` at shutdown).
+    pub(super) async fn flush_journal(&self) {
         self.inner.closer.flush().await;
     }
 
