@@ -22,7 +22,7 @@ pub enum ErrorKind {
     InvalidBucketName,
     /// The key is longer than 1024 bytes.
     KeyTooLong,
-    /// The key is empty, or would escape or be rewritten by a store (`..`, leading `/`, NUL).
+    /// The key is empty or holds NUL, or a store refuses its name for good.
     InvalidKey,
     /// A request argument is malformed or out of range.
     InvalidInput,
@@ -38,6 +38,8 @@ pub enum ErrorKind {
     IncompleteBody,
     /// A checksum or Content-MD5 did not match the bytes received.
     BadDigest,
+    /// The body's SHA-256 differs from the one its signature covers.
+    ContentHashMismatch,
     /// A conditional request's precondition does not hold.
     PreconditionFailed,
     /// A conditional GET whose representation has not changed.

@@ -182,6 +182,14 @@ impl Health {
         self.lock().backends.iter().filter(|(_, s)| s.state != "up").map(|(n, _)| n.clone()).collect()
     }
 
+    /// Journal entries that failed for good, per store (at the last sample), which wait for
+    /// `strata replicate retry`.
+    pub fn stuck(&self) -> Vec<(String, u64)> {
+        let st = self.lock();
+        let stores = st.journal.as_ref().map(|j| j.stores.as_slice()).unwrap_or_default();
+        stores.iter().filter(|s| s.stuck > 0).map(|s| (s.store.clone(), s.stuck)).collect()
+    }
+
     /// The current view; `tier` supplies the hot tier's counters and miss log.
     pub fn snapshot(&self, tier: &Tier) -> Snapshot {
         let st = self.lock();

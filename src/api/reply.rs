@@ -21,9 +21,12 @@ pub fn status_of(e: &Error) -> StatusCode {
         K::NotModified => StatusCode::NOT_MODIFIED,
         K::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
         K::EntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        K::InvalidPart | K::InvalidPartOrder | K::EntityTooSmall | K::IncompleteBody | K::BadDigest => {
-            StatusCode::BAD_REQUEST
-        }
+        K::InvalidPart
+        | K::InvalidPartOrder
+        | K::EntityTooSmall
+        | K::IncompleteBody
+        | K::BadDigest
+        | K::ContentHashMismatch => StatusCode::BAD_REQUEST,
         // `Retry-After` is added by [`with_retry_after`].
         K::Unavailable | K::Timeout | K::SlowDown | K::ReadOnly => StatusCode::SERVICE_UNAVAILABLE,
         K::Config | K::Internal => StatusCode::INTERNAL_SERVER_ERROR,

@@ -30,6 +30,11 @@ pub trait Layer: Send + Sync + 'static {
         self.inner().capability()
     }
 
+    /// See [`Backend::check_path`].
+    fn check_path(&self, path: &str) -> Result<()> {
+        self.inner().check_path(path)
+    }
+
     /// See [`Backend::writer`].
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
         self.inner().writer(path, opts).await
@@ -69,6 +74,10 @@ impl<L: Layer> Backend for L {
 
     fn capability(&self) -> &Capability {
         Layer::capability(self)
+    }
+
+    fn check_path(&self, path: &str) -> Result<()> {
+        Layer::check_path(self, path)
     }
 
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {

@@ -1,15 +1,17 @@
 //! Cold stores behind one narrow trait.
 //!
 //! Owns the [`Backend`] contract, what a store can do beyond it ([`Capability`]), and the
-//! one place a store's stack is built from config ([`stack`]): the OpenDAL store (with
-//! OpenDAL's retry and timeout layers inside), then the [`Metered`] layer, then the
-//! [`Breaker`]. Layers implement [`Layer`] and forward what they do not change. OpenDAL
-//! types never leave this module. It knows nothing of buckets, the catalog or S3
-//! requests: it sees paths.
+//! one place a store's stack is built from config ([`stack`]): the store (the disk store
+//! of `fs.rs`, or OpenDAL with its retry and timeout layers inside), then the [`Metered`]
+//! layer, then the [`Breaker`]. Layers implement [`Layer`] and forward what they do not
+//! change. How a path is named inside a store is [`keymap`]'s. OpenDAL types never leave
+//! this module. It knows nothing of buckets, the catalog or S3 requests: it sees paths.
 
 mod breaker;
 #[cfg(test)]
 pub(crate) mod conformance;
+mod fs;
+pub mod keymap;
 mod layer;
 mod metered;
 mod opendal;
@@ -99,15 +101,13 @@ pub struct Capability {
     pub server_side_copy: Option<S3Place>,
     /// Native headers and user metadata are kept with each object (a disk keeps none).
     pub native_headers: bool,
-    /// A directory the store keeps for itself: writes under it are refused and listings
-    /// leave it out (a disk's staging directory for atomic writes).
-    pub reserved: Option<String>,
 }
 
 /// A cold object store.
 ///
-/// Paths are `/`-separated, relative to the store's root, never start with `/` and never
-/// contain empty, `.` or `..` segments (callers validate keys before they reach here).
+/// Paths are a bucket's prefix followed by a key: any key S3 accepts, with empty, `.` and
+/// `..` segments, whitespace and a trailing `/` (a folder). Each store names them as
+/// [`keymap`] says, so every path has its own object and listings give the paths back.
 /// `backend::conformance` checks every implementation against these contracts.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -116,6 +116,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What this store can do beyond the calls below.
     fn capability(&self) -> &Capability;
+
+    /// Whether this store can ever hold an object at `path`: `Err` with a permanent kind
+    /// (`KeyTooLong`) when its name would pass the store's limits. Makes no request, so a
+    /// write can be refused before it is acknowledged.
+    fn check_path(&self, path: &str) -> Result<()>;
 
     /// Starts writing `path` with its native headers. See [`ObjectWriter`] for visibility.
     async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>>;
@@ -153,7 +158,7 @@ pub async fn copy_inside(
 ) -> Result<bool> {
     match (&src.capability().server_side_copy, &dst.capability().server_side_copy) {
         (Some(s), Some(d)) if d.can_copy_from(s) && size <= s3copy::MAX_COPY => {
-            s3copy::copy_object(s, src_path, d, dst_path).await?;
+            s3copy::copy_object(s, &keymap::flat_name(src_path), d, &keymap::flat_name(dst_path)).await?;
             Ok(true)
         }
         _ => Ok(false),
@@ -170,10 +175,14 @@ pub struct Stack {
     pub breaker: Arc<BreakerState>,
 }
 
-/// Builds the store `name` from its config, the one way every caller gets a store: OpenDAL
-/// (retry and timeout inside), then metrics, then the circuit breaker.
+/// Builds the store `name` from its config, the one way every caller gets a store: the
+/// disk store or OpenDAL (retry and timeout inside), then metrics, then the circuit breaker.
 pub fn stack(name: &str, cfg: &BackendConfig, limits: &Limits, breaker: &BreakerSettings) -> Result<Stack> {
-    Ok(wrap(opendal::build(name, cfg, limits)?, breaker))
+    let store: Arc<dyn Backend> = match cfg {
+        BackendConfig::Fs(f) => Arc::new(fs::FsStore::open(name, &f.root)?),
+        _ => opendal::build(name, cfg, limits)?,
+    };
+    Ok(wrap(store, breaker))
 }
 
 /// Puts `store` under the metrics and breaker layers (tests wrap their own stores so).

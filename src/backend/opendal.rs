@@ -1,8 +1,10 @@
-//! The [`Backend`] implementation on Apache OpenDAL: local disk, S3, GCS and Azure Blob.
+//! The [`Backend`] implementation on Apache OpenDAL: S3, GCS and Azure Blob.
 //!
-//! Owns the translation between OpenDAL and strata types and errors. It must not retry or
-//! time out by itself: those are OpenDAL layers added in [`build`].
+//! Owns the translation between OpenDAL and strata types and errors; every path becomes
+//! its [`keymap::flat_name`] before OpenDAL sees it, since OpenDAL rewrites some keys. It
+//! must not retry or time out by itself: those are OpenDAL layers added in [`build`].
 
+use super::keymap;
 use super::{Backend, ByteStream, Capability, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
 use crate::config::{BackendConfig, Limits};
 use crate::error::{Error, ErrorKind, Result};
@@ -15,8 +17,8 @@ use opendal::{Operator, services};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Scratch directory inside an fs root where writes are staged before their atomic rename.
-const FS_SCRATCH: &str = ".strata-tmp";
+/// The longest object name S3, GCS and Azure Blob take, in bytes.
+const MAX_NAME: usize = 1024;
 /// Part size for multipart writes to object stores; objects below it go in one PUT.
 const WRITE_CHUNK: usize = 8 << 20;
 /// Parts in flight per object write.
@@ -26,6 +28,8 @@ struct OpendalBackend {
     name: String,
     op: Operator,
     cap: Capability,
+    /// Bytes the configured prefix adds to every object name.
+    root_len: usize,
     /// Sent when a write names no Content-Type. GCS stores `application/octet-stream` for
     /// such an object anyway; saying so keeps emulators that store a null type (and then
     /// answer JSON OpenDAL cannot read) in line with the real service.
@@ -43,30 +47,27 @@ pub(super) fn build(name: &str, cfg: &BackendConfig, limits: &Limits) -> Result<
     let op = op
         .layer(TimeoutLayer::new().with_timeout(limits.backend_timeout.0).with_io_timeout(limits.backend_io_timeout.0))
         .layer(RetryLayer::new().with_jitter().with_max_times(limits.backend_retries));
-    let is_fs = matches!(cfg, BackendConfig::Fs(_));
     let cap = Capability {
         presign: op.info().full_capability().presign_read && !matches!(cfg, BackendConfig::Gcs(g) if g.anonymous),
         server_side_copy: s3_place(cfg, ca.map(|(_, pem)| pem)),
-        native_headers: !is_fs,
-        reserved: is_fs.then(|| FS_SCRATCH.to_owned()),
+        native_headers: true,
     };
     let default_type = matches!(cfg, BackendConfig::Gcs(_)).then_some("application/octet-stream");
-    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, cap, default_type }))
+    let root_len = match cfg {
+        BackendConfig::S3(s) => s.prefix.len(),
+        BackendConfig::Gcs(g) => g.prefix.len(),
+        BackendConfig::Azblob(a) => a.prefix.len(),
+        BackendConfig::Fs(_) => 0,
+    };
+    Ok(Arc::new(OpendalBackend { name: name.to_owned(), op, cap, root_len, default_type }))
 }
 
 /// The OpenDAL operator of one store's config, without layers.
 fn operator(name: &str, cfg: &BackendConfig) -> Result<Operator> {
     let conf_err = |e: opendal::Error| Error::new(ErrorKind::Config, format!("backend {name}")).with_source(e);
     let op = match cfg {
-        BackendConfig::Fs(f) => {
-            std::fs::create_dir_all(&f.root).map_err(|e| {
-                Error::new(ErrorKind::Config, format!("backend {name}: cannot create {}", f.root.display()))
-                    .with_source(e)
-            })?;
-            let root = f.root.canonicalize()?;
-            let root = root.to_string_lossy();
-            let scratch = format!("{root}/{FS_SCRATCH}");
-            Operator::new(services::Fs::default().root(&root).atomic_write_dir(&scratch)).map_err(conf_err)?.finish()
+        BackendConfig::Fs(_) => {
+            return Err(Error::new(ErrorKind::Internal, format!("backend {name}: disks are not OpenDAL stores here")));
         }
         BackendConfig::S3(s) => {
             let mut b = services::S3::default()
@@ -157,7 +158,8 @@ fn map_err(backend: &str, what: &str, path: &str, e: opendal::Error) -> Error {
         K::ConditionNotMatch => ErrorKind::PreconditionFailed,
         K::RangeNotSatisfied => ErrorKind::InvalidRange,
         K::IsADirectory | K::NotADirectory => ErrorKind::InvalidKey,
-        K::ConfigInvalid | K::PermissionDenied | K::Unsupported => ErrorKind::Internal,
+        // A policy or credential on the store's side can change without strata: retry.
+        K::ConfigInvalid | K::Unsupported => ErrorKind::Internal,
         _ => ErrorKind::Unavailable,
     };
     Error::new(kind, format!("backend {backend}: {what} {path:?}")).with_source(e)
@@ -204,37 +206,46 @@ impl Backend for OpendalBackend {
         &self.cap
     }
 
-    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
-        if let Some(r) = &self.cap.reserved
-            && (path == r || path.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
-        {
-            return Err(Error::new(ErrorKind::InvalidKey, format!("{r}/ is reserved on disk stores")));
+    fn check_path(&self, path: &str) -> Result<()> {
+        let len = self.root_len + keymap::flat_name(path).len();
+        if len > MAX_NAME {
+            return Err(Error::new(
+                ErrorKind::KeyTooLong,
+                format!(
+                    "backend {}: the name of {path:?} in the store would be {len} bytes; it takes {MAX_NAME}",
+                    self.name
+                ),
+            ));
         }
-        let mut w = self.op.writer_with(path).chunk(WRITE_CHUNK).concurrent(WRITE_CONCURRENCY);
-        // A disk keeps no headers; S3-like stores keep them natively.
-        if self.cap.native_headers {
-            if let Some(v) = opts.content_type.as_deref().or(self.default_type) {
-                w = w.content_type(v);
-            }
-            if let Some(v) = &opts.cache_control {
-                w = w.cache_control(v);
-            }
-            if let Some(v) = &opts.content_disposition {
-                w = w.content_disposition(v);
-            }
-            if let Some(v) = &opts.content_encoding {
-                w = w.content_encoding(v);
-            }
-            if !opts.user_metadata.is_empty() {
-                w = w.user_metadata(opts.user_metadata.clone());
-            }
+        Ok(())
+    }
+
+    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
+        self.check_path(path)?;
+        let name = keymap::flat_name(path);
+        let mut w = self.op.writer_with(&name).chunk(WRITE_CHUNK).concurrent(WRITE_CONCURRENCY);
+        if let Some(v) = opts.content_type.as_deref().or(self.default_type) {
+            w = w.content_type(v);
+        }
+        if let Some(v) = &opts.cache_control {
+            w = w.cache_control(v);
+        }
+        if let Some(v) = &opts.content_disposition {
+            w = w.content_disposition(v);
+        }
+        if let Some(v) = &opts.content_encoding {
+            w = w.content_encoding(v);
+        }
+        if !opts.user_metadata.is_empty() {
+            w = w.user_metadata(opts.user_metadata.clone());
         }
         let inner = w.await.map_err(|e| map_err(&self.name, "open writer", path, e))?;
         Ok(Box::new(OpendalWriter { backend: self.name.clone(), path: path.to_owned(), inner }))
     }
 
     async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let reader = self.op.reader(path).await.map_err(|e| map_err(&self.name, "read", path, e))?;
+        let reader =
+            self.op.reader(&keymap::flat_name(path)).await.map_err(|e| map_err(&self.name, "read", path, e))?;
         let stream = match range {
             Some(r) => reader.into_bytes_stream(r).await,
             None => reader.into_bytes_stream(..).await,
@@ -245,7 +256,7 @@ impl Backend for OpendalBackend {
     }
 
     async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
-        match self.op.stat(path).await {
+        match self.op.stat(&keymap::flat_name(path)).await {
             Ok(m) if m.is_dir() => Ok(None),
             Ok(m) => Ok(Some(ObjectStat {
                 size: m.content_length(),
@@ -270,7 +281,7 @@ impl Backend for OpendalBackend {
 
     async fn delete(&self, path: &str) -> Result<()> {
         // OpenDAL's delete already treats a missing path as success.
-        self.op.delete(path).await.map_err(|e| map_err(&self.name, "delete", path, e))
+        self.op.delete(&keymap::flat_name(path)).await.map_err(|e| map_err(&self.name, "delete", path, e))
     }
 
     async fn presign_read(
@@ -288,26 +299,28 @@ impl Backend for OpendalBackend {
         };
         let req = self
             .op
-            .presign_read_options(path, expires, opts)
+            .presign_read_options(&keymap::flat_name(path), expires, opts)
             .await
             .map_err(|e| map_err(&self.name, "presign", path, e))?;
         Ok(Some(req.uri().to_string()))
     }
 
     fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
+        // Names under the prefix's last full segment, read back as paths and filtered by
+        // the prefix itself (escaping can change the name of the prefix's last segment).
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        let from = keymap::flat_name(&format!("{dir_part}x"));
+        let from = from[..from.len() - 1].to_owned();
         let (op, name, prefix) = (self.op.clone(), self.name.clone(), prefix.to_owned());
-        let scratch = self.cap.reserved.as_ref().map(|r| format!("{r}/"));
         async_stream(async move {
-            let lister =
-                op.lister_with(&prefix).recursive(true).await.map_err(|e| map_err(&name, "list", &prefix, e))?;
-            Ok(lister.map_err(move |e| map_err(&name, "list", &prefix, e)).try_filter_map(move |entry| {
-                let reserved = scratch.as_ref().is_some_and(|s| entry.path().starts_with(s.as_str()));
-                let keep = !(entry.path().ends_with('/') || reserved);
-                let out = keep.then(|| {
+            let lister = op.lister_with(&from).recursive(true).await.map_err(|e| map_err(&name, "list", &from, e))?;
+            Ok(lister.map_err(move |e| map_err(&name, "list", &from, e)).try_filter_map(move |entry| {
+                let path = (!entry.path().ends_with('/')).then(|| keymap::path_of(entry.path().split('/'))).flatten();
+                let out = path.filter(|p| p.starts_with(&prefix)).map(|path| {
                     let m = entry.metadata();
                     let known = m.mode().is_file() && m.content_length() > 0;
                     ListEntry {
-                        path: entry.path().to_owned(),
+                        path,
                         size: known.then(|| m.content_length()),
                         etag: m.etag().map(|e| e.trim_matches('"').to_owned()),
                         last_modified_ms: m.last_modified().map(|t| t.into_inner().as_millisecond()),

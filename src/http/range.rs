@@ -48,6 +48,32 @@ pub fn parse(header: Option<&str>, size: u64) -> Wanted {
     }
 }
 
+/// The one-range form of `header` to hand on to a parser that refuses what RFC 9110 lets
+/// a server ignore (the S3 path: S3 answers an invalid Range with the whole object), or
+/// `None` to drop it. A last byte past `u64` means "to the end".
+pub fn canonical(header: &str) -> Option<String> {
+    let spec = header.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
+    match (a.is_empty(), b.is_empty()) {
+        (true, false) if digits(b) => Some(format!("bytes=-{}", b.parse::<u64>().unwrap_or(u64::MAX))),
+        (false, true) if digits(a) => Some(format!("bytes={}-", a.parse::<u64>().ok()?)),
+        (false, false) if digits(a) && digits(b) => {
+            let first = a.parse::<u64>().ok()?;
+            match b.parse::<u64>() {
+                Ok(last) if last < first => None,
+                Ok(last) => Some(format!("bytes={first}-{last}")),
+                Err(_) => Some(format!("bytes={first}-")),
+            }
+        }
+        _ => None,
+    }
+}
+
 impl Wanted {
     fn nonempty(self) -> Wanted {
         match self {
@@ -61,6 +87,19 @@ impl Wanted {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Regression (issue 14): the S3 path answered these with 400.
+    #[test]
+    fn canonical_forms_for_the_s3_path() {
+        assert_eq!(canonical("bytes=5-1"), None);
+        assert_eq!(canonical("bytes=0-1,5-6"), None);
+        assert_eq!(canonical("items=0-1"), None);
+        assert_eq!(canonical("bytes=x-"), None);
+        assert_eq!(canonical("bytes=3-99999999999999999999999").as_deref(), Some("bytes=3-"));
+        assert_eq!(canonical(" bytes=10-20 ").as_deref(), Some("bytes=10-20"));
+        assert_eq!(canonical("bytes=-5").as_deref(), Some("bytes=-5"));
+        assert_eq!(canonical("bytes=1000-").as_deref(), Some("bytes=1000-"), "unsatisfiable is 416, not ignored");
+    }
 
     #[test]
     fn the_forms_of_rfc_9110() {

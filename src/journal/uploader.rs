@@ -6,7 +6,9 @@
 //! sees. A put whose row has since moved to another version is skipped: a later entry for
 //! that key and store carries the newer state. A failure that no retry can fix (the
 //! staging file is gone and no replica holds the version) makes the entry `stuck`, shown
-//! by `strata replicate status` and the status page, and retried only on request.
+//! by `strata replicate status` and the status page, and retried only on request. So is any
+//! failure the store calls permanent (a name it can never take): no retry can fix it, and
+//! retrying for ever would hide it.
 
 use super::{Journal, write_options};
 use crate::backend::{Backends, ByteStream};
@@ -86,7 +88,7 @@ impl Uploader {
     }
 
     async fn fail(&self, e: &JournalEntry, err: &Error) -> Result<()> {
-        let stuck = err.kind() == ErrorKind::Internal && err.context().starts_with(STUCK);
+        let stuck = !err.is_retryable();
         let result = if stuck { "stuck" } else { "retry" };
         ::metrics::counter!("strata_journal_uploads_total", "result" => result).increment(1);
         tracing::warn!(seq = e.seq, bucket = %e.bucket, key = %e.key, store = %e.store, attempts = e.attempts + 1,
@@ -173,6 +175,8 @@ impl Uploader {
             ::metrics::gauge!("strata_replication_pending", "backend" => name.to_owned())
                 .set(l.map_or(0, |l| l.entries) as f64);
             ::metrics::gauge!("strata_replication_lag_seconds", "backend" => name.to_owned()).set(age);
+            ::metrics::gauge!("strata_journal_stuck", "backend" => name.to_owned())
+                .set(l.map_or(0, |l| l.stuck) as f64);
         }
         ::metrics::gauge!("strata_journal_entries").set(entries as f64);
         Ok(())

@@ -24,6 +24,7 @@ pub use migrate::MigrateStats;
 pub use multipart::CompletedPart;
 pub use read::version_of;
 pub use status::JournalStatus;
+pub use write::WriteCondition;
 
 use crate::backend::{Backend, Backends, ByteStream, ObjectWriter};
 use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
@@ -63,7 +64,13 @@ pub struct PutInput {
     pub content_length: Option<u64>,
     /// Expected MD5 (from `Content-MD5`), checked before the object becomes visible.
     pub content_md5: Option<[u8; 16]>,
+    /// What the replaced object must be (`If-Match`, `If-None-Match`).
+    pub condition: WriteCondition,
 }
+
+/// Headers and user metadata that replace a copied object's (`x-amz-metadata-directive:
+/// REPLACE`).
+pub type NewMeta = (ObjectHeaders, BTreeMap<String, String>);
 
 /// The read and write paths, shared by every request.
 #[derive(Clone)]
@@ -210,6 +217,7 @@ impl Tier {
         validate_key(key)?;
         self.writable()?;
         let place = self.plan(bucket).await?;
+        self.precheck(bucket, key, &input.condition).await?;
         let path = place.path_of(key);
         let opts = crate::journal::write_options(&input.headers, &input.user_meta);
         let mut staged = self.begin_write(&place, &path, &opts).await?;
@@ -235,7 +243,7 @@ impl Tier {
             user_meta: input.user_meta,
             ..Default::default()
         };
-        self.commit_write(staged, rec, &place, None).await
+        self.commit_write(staged, rec, &place, (None, &input.condition)).await
     }
 
     /// Whether writes are refused (maintenance).
@@ -338,17 +346,21 @@ impl Tier {
         }
     }
 
-    /// Copies an object, keeping its metadata or replacing it with `replace`.
+    /// Copies an object, keeping its metadata or replacing it with `replace`; `plan`
+    /// checks the source, `condition` the destination.
     pub async fn copy(
         &self,
         (src_bucket, src_key): (&str, &str),
         (dst_bucket, dst_key): (&str, &str),
-        replace: Option<(ObjectHeaders, BTreeMap<String, String>)>,
+        (replace, condition): (Option<NewMeta>, WriteCondition),
         plan: impl Fn(&ObjectRecord) -> Result<()>,
     ) -> Result<ObjectRecord> {
+        self.plan(dst_bucket).await?;
+        self.precheck(dst_bucket, dst_key, &condition).await?;
         let (src, _, body) = self.get(src_bucket, src_key, |r| plan(r).map(|()| None)).await?;
         let (headers, user_meta) = replace.unwrap_or((src.headers.clone(), src.user_meta.clone()));
-        let input = PutInput { headers, user_meta, body, content_length: Some(src.size), content_md5: None };
+        let content_length = Some(src.size);
+        let input = PutInput { headers, user_meta, body, content_length, content_md5: None, condition };
         self.put(dst_bucket, dst_key, input).await
     }
 

@@ -155,10 +155,11 @@ impl Tier {
         bucket: &str,
         key: &str,
         upload_id: &str,
-        parts: &[CompletedPart],
+        (parts, cond): (&[CompletedPart], &super::WriteCondition),
     ) -> Result<ObjectRecord> {
         let up = self.upload(bucket, key, upload_id).await?;
         self.writable()?;
+        self.precheck(bucket, key, cond).await?;
         let stored = self.check_parts(upload_id, parts).await?;
         let place = self.plan(bucket).await?;
         let path = place.path_of(key);
@@ -186,7 +187,7 @@ impl Tier {
             user_meta: up.user_meta,
             ..Default::default()
         };
-        let rec = self.commit_write(staged, rec, &place, Some(upload_id)).await?;
+        let rec = self.commit_write(staged, rec, &place, (Some(upload_id), cond)).await?;
         let _ = tokio::fs::remove_dir_all(self.upload_dir(upload_id)).await;
         Ok(rec)
     }

@@ -23,6 +23,37 @@ use crate::names::validate_key;
 use crate::plan::BucketPlan;
 use bytes::Bytes;
 
+/// A precondition on the key a write replaces (S3's conditional writes), checked under
+/// the key's write lock, so that no other write of the key on this node comes between the
+/// check and the write. Across nodes it holds once writes of a key are serialised
+/// cluster-wide (issue 15).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteCondition {
+    /// `If-Match`: the ETag the current object must have (unquoted), or `*` for any.
+    pub if_match: Option<String>,
+    /// `If-None-Match: *`: the key must not exist.
+    pub if_none_match: bool,
+}
+
+impl WriteCondition {
+    /// Whether a write may replace `current` (the acknowledged object, if any).
+    pub fn check(&self, current: Option<&ObjectRecord>) -> Result<()> {
+        if self.if_none_match && current.is_some() {
+            return Err(Error::new(ErrorKind::PreconditionFailed, "If-None-Match: the key exists"));
+        }
+        match (&self.if_match, current) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(Error::new(ErrorKind::NotFound, "If-Match: the key does not exist")),
+            (Some(want), Some(cur)) if want == "*" || *want == cur.etag => Ok(()),
+            (Some(_), Some(_)) => Err(Error::new(ErrorKind::PreconditionFailed, "If-Match: the ETag differs")),
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.if_match.is_some() || self.if_none_match
+    }
+}
+
 /// A write in progress: its staging file and the inline writers still alive.
 pub(super) struct Staged {
     file: StagingFile,
@@ -76,6 +107,11 @@ impl Tier {
     /// Starts a write of `bucket`/`key`: a staging file, plus a writer per store in
     /// through mode (a store that cannot start one is left to the journal).
     pub(super) async fn begin_write(&self, place: &BucketPlan, path: &str, opts: &WriteOptions) -> Result<Staged> {
+        // A path some store can never hold is refused now, before anything is journaled:
+        // its entry would otherwise fail for ever after the 200.
+        for s in &place.stores {
+            self.backend(s)?.check_path(path)?;
+        }
         let file = self.inner.journal.stage().await?;
         let mut writers = Vec::new();
         if place.write_mode == WriteMode::Through {
@@ -94,17 +130,33 @@ impl Tier {
         Ok(Staged { file, writers })
     }
 
-    /// Journals `rec` (steps 2 to 4 above) and returns it as acknowledged. With `upload`,
-    /// that multipart upload is removed in the same transaction.
+    /// Fails fast when `cond` already fails, before a body is read (it is checked again,
+    /// atomically, at the commit).
+    pub(super) async fn precheck(&self, bucket: &str, key: &str, cond: &WriteCondition) -> Result<()> {
+        if cond.is_set() {
+            cond.check(self.inner.catalog.get_object(bucket, key).await?.as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Journals `rec` (steps 2 to 4 above) and returns it as acknowledged, once `cond`
+    /// holds under the key's lock. With `upload`, that multipart upload is removed in the
+    /// same transaction.
     pub(super) async fn commit_write(
         &self,
         staged: Staged,
         mut rec: ObjectRecord,
         place: &BucketPlan,
-        upload: Option<&str>,
+        (upload, cond): (Option<&str>, &WriteCondition),
     ) -> Result<ObjectRecord> {
         let Staged { file, writers } = staged;
         let guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
+        if cond.is_set() {
+            let current = self.inner.catalog.get_object(&rec.bucket, &rec.key).await;
+            if let Err(e) = current.and_then(|c| cond.check(c.as_ref())) {
+                return Err(abort_all(writers, e).await);
+            }
+        }
         let queued = self.inner.catalog.journal_stores(&rec.bucket, &rec.key).await;
         let (queued, id) = match queued {
             Ok(q) => (q, file.persist().await),
@@ -212,8 +264,10 @@ impl Tier {
                 true
             }
             Err(e) => {
-                tracing::warn!(store = %entry.store, error = %e, "an inline write failed; the journal will retry it");
-                let _ = c.journal_failed(entry.seq, &e.to_string(), crate::clock::now_ms() + 1000, false).await;
+                // A failure no retry can fix makes the entry stuck at once, in sight.
+                let stuck = !e.is_retryable();
+                tracing::warn!(store = %entry.store, error = %e, stuck, "an inline write failed; the journal has it");
+                let _ = c.journal_failed(entry.seq, &e.to_string(), crate::clock::now_ms() + 1000, stuck).await;
                 false
             }
         }

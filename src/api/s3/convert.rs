@@ -42,7 +42,7 @@ pub fn headers_from(
         cache_control,
         content_disposition,
         // aws-chunked is a transfer detail of the upload, not a property of the object.
-        content_encoding: content_encoding.filter(|e| !e.eq_ignore_ascii_case("aws-chunked")),
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_language,
         expires_ms: expires.as_ref().map(ts_ms),
     }
@@ -58,6 +58,14 @@ pub fn meta_to(m: &BTreeMap<String, String>) -> Option<Metadata> {
     (!m.is_empty()).then(|| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
+/// A Content-Encoding without its `aws-chunked` token (`gzip, aws-chunked` is `gzip`), or
+/// `None` when nothing is left.
+fn without_aws_chunked(v: &str) -> Option<String> {
+    let kept: Vec<&str> =
+        v.split(',').map(str::trim).filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked")).collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
 /// Decodes a `Content-MD5` header.
 pub fn md5_header(v: Option<&str>) -> S3Result<Option<[u8; 16]>> {
     let Some(v) = v else { return Ok(None) };
@@ -66,6 +74,39 @@ pub fn md5_header(v: Option<&str>) -> S3Result<Option<[u8; 16]>> {
         .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not base64"))?;
     let arr: [u8; 16] = bytes.try_into().map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not 16 bytes"))?;
     Ok(Some(arr))
+}
+
+/// The precondition of a write from its `If-Match` and `If-None-Match`. S3 takes only
+/// `*` in If-None-Match on writes.
+pub fn write_condition(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+) -> S3Result<crate::tier::WriteCondition> {
+    let if_match = if_match.map(|c| match c {
+        ETagCondition::Any => "*".to_owned(),
+        ETagCondition::ETag(e) => e.into_value(),
+    });
+    let if_none_match = match if_none_match {
+        None => false,
+        Some(ETagCondition::Any) => true,
+        Some(ETagCondition::ETag(_)) => {
+            return Err(s3_error!(NotImplemented, "If-None-Match on a write takes only '*'"));
+        }
+    };
+    Ok(crate::tier::WriteCondition { if_match, if_none_match })
+}
+
+/// The same from raw headers (CopyObject's input does not carry them).
+pub fn write_condition_of(headers: &http::HeaderMap) -> S3Result<crate::tier::WriteCondition> {
+    let parse = |name: http::header::HeaderName| -> S3Result<Option<ETagCondition>> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => ETagCondition::parse_http_header(v.as_bytes())
+                .map(Some)
+                .map_err(|_| s3_error!(InvalidArgument, "a malformed If-Match or If-None-Match")),
+        }
+    };
+    write_condition(parse(http::header::IF_MATCH)?, parse(http::header::IF_NONE_MATCH)?)
 }
 
 /// The preconditions of a read: If-Match, If-None-Match, If-Modified-Since,
@@ -169,6 +210,19 @@ impl Checksums {
     }
 }
 
+/// What a failed body read means: s3s's check of a signed payload's SHA-256 (it names no
+/// public type, so its message is read), else a body cut short.
+fn body_error(e: &(dyn std::error::Error + 'static)) -> Error {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().contains("Sha256Mismatch") {
+            return Error::new(ErrorKind::ContentHashMismatch, "the body's SHA-256 is not the one signed");
+        }
+        cur = c.source();
+    }
+    Error::new(ErrorKind::IncompleteBody, format!("reading the request body: {e}"))
+}
+
 /// The request body as a strata byte stream that verifies the declared checksums (from
 /// headers or aws-chunked trailers) at its end: a mismatch is the stream's last item, an
 /// error, so the tier aborts the write and nothing becomes visible.
@@ -186,7 +240,7 @@ pub fn body_stream(blob: StreamingBlob, want: Checksums, trailers: Option<Traili
                 st.hasher.update(&chunk);
                 Ok(Some((chunk, st)))
             }
-            Some(Err(e)) => Err(Error::new(ErrorKind::IncompleteBody, format!("reading the request body: {e}"))),
+            Some(Err(e)) => Err(body_error(&*e)),
             None => {
                 let State { hasher, mut want, trailers, .. } = st;
                 want.fill_from_trailers(trailers.as_ref());

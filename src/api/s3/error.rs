@@ -22,6 +22,7 @@ pub fn to_s3(e: Error) -> S3Error {
         K::EntityTooLarge => S3ErrorCode::EntityTooLarge,
         K::IncompleteBody => S3ErrorCode::IncompleteBody,
         K::BadDigest => S3ErrorCode::BadDigest,
+        K::ContentHashMismatch => S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
         K::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         K::NotModified => S3ErrorCode::NotModified,
         K::InvalidRange => S3ErrorCode::InvalidRange,
@@ -44,7 +45,11 @@ pub fn to_s3(e: Error) -> S3Error {
     let message =
         if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
     // Retry-After goes on every 503 in `S3Gateway::handle`, with its server's setting.
-    S3Error::with_message(code, message)
+    let mut out = S3Error::with_message(code, message);
+    if e.kind() == K::ContentHashMismatch {
+        out.set_status_code(http::StatusCode::BAD_REQUEST);
+    }
+    out
 }
 
 /// Shorthand for `map_err(to_s3)`.
@@ -76,11 +81,13 @@ mod tests {
             (ErrorKind::Unavailable, "ServiceUnavailable", 503),
             (ErrorKind::SlowDown, "SlowDown", 503),
             (ErrorKind::ReadOnly, "ServiceUnavailable", 503),
+            (ErrorKind::ContentHashMismatch, "XAmzContentSHA256Mismatch", 400),
         ];
         for (kind, code, status) in cases {
             let e = to_s3(Error::new(kind, "x"));
             assert_eq!(e.code().as_str(), code);
-            assert_eq!(e.code().status_code().map(|s| s.as_u16()), Some(status), "{code}");
+            let got = e.status_code().or_else(|| e.code().status_code());
+            assert_eq!(got.map(|s| s.as_u16()), Some(status), "{code}");
         }
     }
 

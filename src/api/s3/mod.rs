@@ -74,7 +74,7 @@ impl S3Gateway {
     /// virtual-host addressing for `hosts`, and `retry_after` seconds on every 503.
     pub fn new(tier: Tier, creds: &Credentials, region: &str, hosts: &Hosts, retry_after: u32) -> Self {
         let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
-        b.set_auth(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone()));
+        b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
         if !hosts.is_empty() {
             b.set_host(VirtualHosts(hosts.clone()));
         }
@@ -89,9 +89,11 @@ impl S3Gateway {
     {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let started = std::time::Instant::now();
+        let mut req = req;
+        merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let mut resp = match self.check_region(&req) {
+        let mut resp = match self.check_region(&req).and_then(|()| check_presign_expiry(&req)) {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
             Ok(()) => {
                 let req = req.map(|b| s3s::Body::http_body(b));
@@ -106,6 +108,7 @@ impl S3Gateway {
             }
         };
         crate::api::reply::with_retry_after(&mut resp, self.retry_after);
+        with_request_id(&mut resp, &request_id);
         let status = resp.status().as_u16();
         tracing::info!(parent: &span, status, "done");
         crate::telemetry::record_request(op, status, started);
@@ -126,6 +129,19 @@ impl S3Gateway {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The access keys s3s checks signatures with. An unknown key is `InvalidAccessKeyId`, as
+/// S3 answers (s3s's own store says `NotSignedUp`).
+struct Keys(SimpleAuth);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        self.0.lookup(access_key).cloned().ok_or_else(|| {
+            s3s::s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")
+        })
     }
 }
 
@@ -153,6 +169,61 @@ fn credential_region<B>(req: &Request<B>) -> Option<String> {
     let from_query = || req.uri().query().and_then(|q| crate::http::query::value(q, "X-Amz-Credential"));
     let scope = from_header.or_else(from_query)?;
     scope.split('/').nth(2).map(str::to_owned)
+}
+
+/// Joins a header sent several times into one value, as SigV4's canonical form joins them
+/// (`,` without spaces), so the signature still holds. SDKs send `Content-Encoding: gzip`
+/// beside their own `Content-Encoding: aws-chunked`, which s3s refuses as a duplicate.
+fn merge_repeated(headers: &mut http::HeaderMap, name: &http::header::HeaderName) {
+    if headers.get_all(name).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::trim).collect();
+    if let Ok(v) = HeaderValue::from_str(&joined.join(",")) {
+        headers.insert(name, v);
+    }
+}
+
+/// S3 refuses presigned URLs valid for more than seven days.
+const MAX_PRESIGN_EXPIRY: u64 = 604_800;
+
+/// Refuses a presigned URL whose `X-Amz-Expires` is not a number of seconds up to seven
+/// days, as S3 does (s3s checks only that it has not passed).
+fn check_presign_expiry<B>(req: &Request<B>) -> S3Result<()> {
+    let Some(v) = req.uri().query().and_then(|q| crate::http::query::value(q, "X-Amz-Expires")) else {
+        return Ok(());
+    };
+    match v.parse::<u64>() {
+        Ok(n) if (1..=MAX_PRESIGN_EXPIRY).contains(&n) => Ok(()),
+        _ => {
+            let code = s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into());
+            let mut e = s3s::S3Error::with_message(
+                code,
+                format!("X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_EXPIRY}"),
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            Err(e)
+        }
+    }
+}
+
+/// Puts the request id into an S3 error body (`<RequestId>`), as S3 does; s3s does not
+/// know strata's ids. Error bodies are small and already in memory.
+fn with_request_id(resp: &mut Response<s3s::Body>, id: &str) {
+    if resp.status().as_u16() < 400 {
+        return;
+    }
+    let Some(bytes) = resp.body().bytes() else { return };
+    let Ok(text) = std::str::from_utf8(&bytes) else { return };
+    if text.contains("<RequestId>") {
+        return;
+    }
+    let Some(at) = text.rfind("</Error>") else { return };
+    let body = format!("{}<RequestId>{id}</RequestId>{}", &text[..at], &text[at..]);
+    if let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
+        resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+    }
+    *resp.body_mut() = s3s::Body::from(body);
 }
 
 fn plain_500() -> Response<s3s::Body> {

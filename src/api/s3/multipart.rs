@@ -89,7 +89,8 @@ impl StrataS3 {
         if parts.is_empty() {
             return Err(s3_error!(MalformedXML, "CompleteMultipartUpload names no parts"));
         }
-        let rec = self.tier.complete_upload(&i.bucket, &i.key, &i.upload_id, &parts).await.s3()?;
+        let cond = super::convert::write_condition(i.if_match, i.if_none_match)?;
+        let rec = self.tier.complete_upload(&i.bucket, &i.key, &i.upload_id, (&parts, &cond)).await.s3()?;
         let out = CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),

@@ -1,7 +1,9 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use super::StrataS3;
-use super::convert::{body_stream, etag, headers_from, md5_header, meta_from, meta_to, plan_read, ts};
+use super::convert::{
+    body_stream, etag, headers_from, md5_header, meta_from, meta_to, plan_read, ts, write_condition, write_condition_of,
+};
 use super::error::{IntoS3, to_s3};
 use crate::catalog::ObjectRecord;
 use crate::error::{Error, ErrorKind};
@@ -13,6 +15,7 @@ impl StrataS3 {
     pub(super) async fn do_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let trailers = req.trailing_headers.clone();
         let input = req.input;
+        let condition = write_condition(input.if_match, input.if_none_match)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody, "PutObject needs a body"))?;
         let expected = super::convert::Checksums {
             algorithm: input.checksum_algorithm.clone(),
@@ -36,6 +39,7 @@ impl StrataS3 {
             body: body_stream(body, expected, trailers),
             content_length: input.content_length.map(|n| u64::try_from(n).unwrap_or(0)),
             content_md5: md5_header(input.content_md5.as_deref())?,
+            condition,
         };
         let rec = self.tier.put(&input.bucket, &input.key, put).await.s3()?;
         Ok(S3Response::new(PutObjectOutput { e_tag: Some(etag(&rec)), ..Default::default() }))
@@ -45,8 +49,25 @@ impl StrataS3 {
         let i = req.input;
         let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
         let range = i.range;
-        let (rec, served, stream) =
-            self.tier.get(&i.bucket, &i.key, |r| plan_read(r, &conds, range.as_ref())).await.s3()?;
+        // The version a 304 was about, for its ETag.
+        let seen = std::sync::Mutex::new(None);
+        let planned = |r: &ObjectRecord| {
+            let p = plan_read(r, &conds, range.as_ref());
+            if p.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotModified) {
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
+            }
+            p
+        };
+        let (rec, served, stream) = match self.tier.get(&i.bucket, &i.key, planned).await {
+            Ok(v) => v,
+            Err(e) => {
+                let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+                return Err(match seen {
+                    Some(r) if e.kind() == ErrorKind::NotModified => not_modified(&r),
+                    _ => to_s3(e),
+                });
+            }
+        };
         let len = served.as_ref().map_or(rec.size, |r| r.end - r.start);
         let content_range = served.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size));
         let h = &rec.headers;
@@ -78,7 +99,10 @@ impl StrataS3 {
         let i = req.input;
         let rec = self.tier.head(&i.bucket, &i.key).await.s3()?;
         let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
-        plan_read(&rec, &conds, None).s3()?;
+        match plan_read(&rec, &conds, None) {
+            Err(e) if e.kind() == ErrorKind::NotModified => return Err(not_modified(&rec)),
+            other => other.s3()?,
+        };
         Ok(S3Response::new(head_output(&rec)))
     }
 
@@ -124,6 +148,7 @@ impl StrataS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let condition = write_condition_of(&req.headers)?;
         let i = req.input;
         let (src_bucket, src_key) = match &i.copy_source {
             CopySource::Bucket { bucket, key, version_id: None } => (bucket.to_string(), key.to_string()),
@@ -163,7 +188,8 @@ impl StrataS3 {
             }
             other => other.map(|_| ()),
         };
-        let rec = self.tier.copy((&src_bucket, &src_key), (&i.bucket, &i.key), new_meta, check).await.s3()?;
+        let rec =
+            self.tier.copy((&src_bucket, &src_key), (&i.bucket, &i.key), (new_meta, condition), check).await.s3()?;
         let result = CopyObjectResult {
             e_tag: Some(etag(&rec)),
             last_modified: Some(ts(rec.last_modified_ms)),
@@ -171,6 +197,20 @@ impl StrataS3 {
         };
         Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
     }
+}
+
+/// A 304 with the validators of the version it is about (RFC 9110 §15.4.5).
+fn not_modified(rec: &ObjectRecord) -> s3s::S3Error {
+    let mut e = s3s::S3Error::new(s3s::S3ErrorCode::NotModified);
+    let mut h = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+        h.insert(http::header::ETAG, v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&crate::http::conditional::http_date(rec.last_modified_ms)) {
+        h.insert(http::header::LAST_MODIFIED, v);
+    }
+    e.set_headers(h);
+    e
 }
 
 fn head_output(rec: &ObjectRecord) -> HeadObjectOutput {

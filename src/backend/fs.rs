@@ -1,0 +1,362 @@
+//! The disk store: objects as plain files under a root directory, laid out so that every
+//! key S3 accepts has a place (`docs/design/fs-layout.md`).
+//!
+//! Owns the on-disk layout: names from [`keymap`] in [`Shape::Tree`], and the one rule
+//! that depends on what is on disk: an object whose path is also a directory (`a/b`
+//! beside `a/b/c`) lives in that directory as [`SELF_NAME`]. Writes stage in
+//! [`SCRATCH`], are fsynced, then renamed into place under one lock per store, so placing
+//! a file and turning a file into a directory never interleave. Deletes remove the
+//! directories they leave empty. It must not retry: the journal does.
+//!
+//! Why not OpenDAL's fs service: it rewrites paths (trims whitespace, drops empty
+//! segments, treats a trailing `/` as a directory) and cannot move a file into the
+//! directory that replaces it, so some keys it acknowledged could never be stored.
+
+use super::keymap::{self, SCRATCH, SELF_NAME, Shape};
+use super::{Backend, ByteStream, Capability, ListEntry, ObjectStat, ObjectWriter, WriteOptions};
+use crate::error::{Error, ErrorKind, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::io::ErrorKind as Io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// The longest absolute path the kernel takes (Linux's PATH_MAX, less its NUL).
+const PATH_MAX: usize = 4095;
+/// Bytes per chunk of a read.
+const READ_CHUNK: usize = 256 << 10;
+
+struct Shared {
+    name: String,
+    root: PathBuf,
+    /// Held while names change on disk: a file renamed into place, a file turned into a
+    /// directory, a delete and the removal of the directories it empties.
+    placing: tokio::sync::Mutex<()>,
+}
+
+/// The disk store of one `[backends.*]` entry of type `fs`.
+pub(super) struct FsStore {
+    shared: Arc<Shared>,
+    cap: Capability,
+}
+
+impl FsStore {
+    /// Opens (creating) the store at `root`.
+    pub(super) fn open(name: &str, root: &Path) -> Result<Self> {
+        let conf = |what: &str, e: std::io::Error| {
+            Error::new(ErrorKind::Config, format!("backend {name}: cannot {what} {}", root.display())).with_source(e)
+        };
+        std::fs::create_dir_all(root).map_err(|e| conf("create", e))?;
+        let root = root.canonicalize().map_err(|e| conf("open", e))?;
+        std::fs::create_dir_all(root.join(SCRATCH)).map_err(|e| conf("create the scratch directory in", e))?;
+        let shared = Shared { name: name.to_owned(), root, placing: tokio::sync::Mutex::new(()) };
+        let cap = Capability { presign: false, server_side_copy: None, native_headers: false };
+        Ok(Self { shared: Arc::new(shared), cap })
+    }
+}
+
+impl Shared {
+    fn target(&self, path: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        p.extend(keymap::components(path, Shape::Tree));
+        p
+    }
+
+    fn err(&self, what: &str, path: &str, e: std::io::Error) -> Error {
+        Error::new(classify(&e), format!("backend {}: {what} {path:?}", self.name)).with_source(e)
+    }
+
+    /// The file that holds `path` now, if any: the target itself, or the [`SELF_NAME`]
+    /// file inside it when it is a directory.
+    async fn locate(&self, path: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
+        let target = self.target(path);
+        let inside = target.join(SELF_NAME);
+        for candidate in [target, inside] {
+            match tokio::fs::metadata(&candidate).await {
+                Ok(m) if m.is_file() => return Ok(Some((candidate, m))),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), Io::NotFound | Io::NotADirectory) => return Ok(None),
+                Err(e) => return Err(self.err("stat", path, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the staged file `tmp` to where `path` lives. Caller holds `placing`.
+    async fn place(&self, tmp: &Path, path: &str) -> std::io::Result<()> {
+        let names = keymap::components(path, Shape::Tree);
+        let mut dir = self.root.clone();
+        for name in &names[..names.len() - 1] {
+            dir.push(name);
+            match tokio::fs::symlink_metadata(&dir).await {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => self.file_to_dir(&dir).await?,
+                Err(e) if e.kind() == Io::NotFound => tokio::fs::create_dir(&dir).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        let target = dir.join(&names[names.len() - 1]);
+        let dest = match tokio::fs::symlink_metadata(&target).await {
+            Ok(m) if m.is_dir() => target.join(SELF_NAME),
+            _ => target,
+        };
+        tokio::fs::rename(tmp, &dest).await?;
+        sync_dir(dest.parent().unwrap_or(&self.root)).await
+    }
+
+    /// Turns the file at `dir` into a directory holding it as [`SELF_NAME`].
+    async fn file_to_dir(&self, dir: &Path) -> std::io::Result<()> {
+        let aside = self.root.join(SCRATCH).join(format!("move-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::rename(dir, &aside).await?;
+        tokio::fs::create_dir(dir).await?;
+        tokio::fs::rename(&aside, dir.join(SELF_NAME)).await?;
+        sync_dir(dir).await?;
+        sync_dir(dir.parent().unwrap_or(&self.root)).await
+    }
+
+    /// Removes `from` and its ancestors while they are empty, up to the root.
+    async fn prune(&self, mut from: PathBuf) {
+        while from != self.root && from.starts_with(&self.root) {
+            if tokio::fs::remove_dir(&from).await.is_err() {
+                return;
+            }
+            if !from.pop() {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an I/O failure can pass: a full disk or a busy one may recover, a name the
+/// file system refuses never does.
+fn classify(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        Io::NotFound => ErrorKind::NotFound,
+        Io::InvalidFilename | Io::IsADirectory | Io::NotADirectory | Io::InvalidInput => ErrorKind::InvalidKey,
+        Io::TimedOut => ErrorKind::Timeout,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+}
+
+struct FsWriter {
+    shared: Arc<Shared>,
+    path: String,
+    tmp: PathBuf,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for FsWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let Some(f) = self.file.as_mut() else { return Err(Error::new(ErrorKind::Internal, "write after close")) };
+        f.write_all(&chunk).await.map_err(|e| self.shared.err("write", &self.path, e))
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let Some(mut f) = self.file.take() else { return Err(Error::new(ErrorKind::Internal, "commit twice")) };
+        let staged = async {
+            f.flush().await?;
+            f.get_mut().sync_all().await
+        };
+        let done = match staged.await {
+            Ok(()) => {
+                drop(f);
+                let _guard = self.shared.placing.lock().await;
+                self.shared.place(&self.tmp, &self.path).await
+            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+        }
+        done.map_err(|e| self.shared.err("commit", &self.path, e))
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        if self.file.take().is_some() {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for FsStore {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn capability(&self) -> &Capability {
+        &self.cap
+    }
+
+    fn check_path(&self, path: &str) -> Result<()> {
+        let names = keymap::components(path, Shape::Tree);
+        let len = self.shared.root.as_os_str().len() + names.iter().map(|n| n.len() + 1).sum::<usize>();
+        // The longest name is the SELF_NAME file a directory may come to hold.
+        if len + SELF_NAME.len() + 1 > PATH_MAX {
+            return Err(Error::new(
+                ErrorKind::KeyTooLong,
+                format!("backend {}: the path of {path:?} would be longer than the disk allows", self.shared.name),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn writer(&self, path: &str, _opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
+        self.check_path(path)?;
+        let tmp = self.shared.root.join(SCRATCH).join(uuid::Uuid::new_v4().simple().to_string());
+        let file = tokio::fs::File::create(&tmp).await.map_err(|e| self.shared.err("create", path, e))?;
+        let file = Some(tokio::io::BufWriter::with_capacity(1 << 20, file));
+        Ok(Box::new(FsWriter { shared: self.shared.clone(), path: path.to_owned(), tmp, file }))
+    }
+
+    async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let not_found = || Error::new(ErrorKind::NotFound, format!("backend {}: no {path:?}", self.shared.name));
+        let (file, meta) = self.shared.locate(path).await?.ok_or_else(not_found)?;
+        let mut f = tokio::fs::File::open(&file).await.map_err(|e| self.shared.err("open", path, e))?;
+        let size = meta.len();
+        let r = range.unwrap_or(0..size);
+        if r.start > size || r.start > r.end {
+            return Err(Error::new(ErrorKind::InvalidRange, format!("{r:?} of a {size}-byte object")));
+        }
+        f.seek(std::io::SeekFrom::Start(r.start)).await.map_err(|e| self.shared.err("seek", path, e))?;
+        let body = f.take(r.end.min(size) - r.start);
+        let (shared, p) = (self.shared.clone(), path.to_owned());
+        let stream = tokio_util::io::ReaderStream::with_capacity(body, READ_CHUNK);
+        Ok(stream.map(move |r| r.map_err(|e| shared.err("read", &p, e))).boxed())
+    }
+
+    async fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
+        let Some((_, meta)) = self.shared.locate(path).await? else { return Ok(None) };
+        Ok(Some(ObjectStat {
+            size: meta.len(),
+            etag: None,
+            last_modified_ms: modified_ms(&meta),
+            content_type: None,
+            headers: WriteOptions::default(),
+        }))
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let _guard = self.shared.placing.lock().await;
+        let Some((file, _)) = self.shared.locate(path).await? else { return Ok(()) };
+        match tokio::fs::remove_file(&file).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == Io::NotFound => return Ok(()),
+            Err(e) => return Err(self.shared.err("delete", path, e)),
+        }
+        if let Some(parent) = file.parent() {
+            self.shared.prune(parent.to_owned()).await;
+        }
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> BoxStream<'static, Result<ListEntry>> {
+        // Walk from the directory that holds the prefix's last full segment.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+        let mut names = keymap::components(&format!("{dir_part}x"), Shape::Tree);
+        names.pop();
+        let start = Walk { dir: self.shared.root.join(names.iter().collect::<PathBuf>()), names };
+        let state =
+            ListState { shared: self.shared.clone(), prefix: prefix.to_owned(), stack: vec![start], ready: Vec::new() };
+        futures::stream::unfold(state, ListState::next).boxed()
+    }
+
+    async fn presign_read(&self, _: &str, _: Duration, _: Option<&str>) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+fn modified_ms(meta: &std::fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(t.as_millis()).ok()
+}
+
+/// A directory still to read, and the names that lead to it from the root.
+struct Walk {
+    dir: PathBuf,
+    names: Vec<String>,
+}
+
+struct ListState {
+    shared: Arc<Shared>,
+    prefix: String,
+    stack: Vec<Walk>,
+    /// Entries of the last directory read, in reverse order (popped from the end).
+    ready: Vec<ListEntry>,
+}
+
+impl ListState {
+    async fn next(mut self) -> Option<(Result<ListEntry>, Self)> {
+        loop {
+            if let Some(e) = self.ready.pop() {
+                return Some((Ok(e), self));
+            }
+            let walk = self.stack.pop()?;
+            if let Err(e) = self.read_dir(walk).await {
+                self.stack.clear();
+                return Some((Err(e), self));
+            }
+        }
+    }
+
+    /// Reads one directory: its files that are objects under the prefix go to `ready`,
+    /// its directories onto the stack.
+    async fn read_dir(&mut self, walk: Walk) -> Result<()> {
+        let mut rd = match tokio::fs::read_dir(&walk.dir).await {
+            Ok(rd) => rd,
+            Err(e) if matches!(e.kind(), Io::NotFound | Io::NotADirectory) => return Ok(()),
+            Err(e) => return Err(self.shared.err("list", &self.prefix, e)),
+        };
+        let mut found = Vec::new();
+        while let Some(entry) = rd.next_entry().await.map_err(|e| self.shared.err("list", &self.prefix, e))? {
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            let meta = match tokio::fs::metadata(entry.path()).await {
+                Ok(m) => m,
+                Err(e) if e.kind() == Io::NotFound => continue,
+                Err(e) => return Err(self.shared.err("list", &self.prefix, e)),
+            };
+            found.push((name, meta));
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        for (name, meta) in found {
+            let mut names = walk.names.clone();
+            names.push(name);
+            if meta.is_dir() {
+                if keymap::is_walkable_dir(names.last().map_or("", String::as_str)) {
+                    self.stack.push(Walk { dir: walk.dir.join(names.last().map_or("", String::as_str)), names });
+                }
+                continue;
+            }
+            let Some(path) = keymap::path_of(names.iter().map(String::as_str)) else { continue };
+            if path.starts_with(&self.prefix) {
+                self.ready.push(ListEntry {
+                    path,
+                    size: Some(meta.len()),
+                    etag: None,
+                    last_modified_ms: modified_ms(&meta),
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! S3 as clients use it (issue 14): every key S3 takes is stored and listed, conditional
+//! writes, folders, and the error details clients read. Regression tests for that issue.
+
+use crate::harness::{Cold, Harness, Opts, code, status};
+use async_trait::async_trait;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use std::sync::Arc;
+use std::time::Duration;
+use strata::backend::{Backend, Layer, ObjectWriter, WriteOptions};
+use strata::error::{Error, ErrorKind, Result};
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_fs { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Fs).await).await })* }
+        mod on_garage { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Garage).await).await })* }
+    };
+}
+
+both!(every_key_is_stored_and_listed, conditional_writes, error_details);
+
+/// Keys that clash as paths, whitespace at both ends, a segment over 255 bytes, folders: all
+/// acknowledged, all in the store, all listed, and the bucket deletes cleanly after.
+async fn every_key_is_stored_and_listed(h: Harness) {
+    let c = &h.client;
+    h.bucket("keys").await;
+    let long = "s".repeat(300);
+    let keys = [
+        "a/b".to_owned(),
+        "a/b/c".to_owned(),
+        // (The SDK will not send a key of one space; " a/ " is as hard for a store: a
+        // segment that starts and one that ends with whitespace.)
+        " a/ ".to_owned(),
+        format!("long/{long}"),
+        format!("long/{long}/x"),
+        "photos/".to_owned(),
+        "photos/cat.jpg".to_owned(),
+        "photos/empty/".to_owned(),
+        "//".to_owned(),
+    ];
+    for k in &keys {
+        let body = ByteStream::from(k.clone().into_bytes());
+        c.put_object().bucket("keys").key(k).body(body).send().await.unwrap_or_else(|e| panic!("{k:?}: {e:?}"));
+    }
+    h.drained().await;
+    for k in &keys {
+        assert_eq!(h.get("keys", k).await, k.as_bytes(), "{k:?}");
+    }
+    let mut listed = h.keys("keys").await;
+    listed.sort();
+    let mut want = keys.to_vec();
+    want.sort();
+    assert_eq!(listed, want);
+    // Folders list as S3 lists them: a common prefix, and the marker inside it.
+    let top = c.list_objects_v2().bucket("keys").delimiter("/").send().await.unwrap();
+    let prefixes: Vec<_> = top.common_prefixes().iter().filter_map(|p| p.prefix.clone()).collect();
+    assert_eq!(prefixes, [" a/", "/", "a/", "long/", "photos/"], "in byte order");
+    let inside = c.list_objects_v2().bucket("keys").prefix("photos/").delimiter("/").send().await.unwrap();
+    let names: Vec<_> = inside.contents().iter().filter_map(|o| o.key.clone()).collect();
+    assert_eq!(names, ["photos/", "photos/cat.jpg"]);
+    let sub: Vec<_> = inside.common_prefixes().iter().filter_map(|p| p.prefix.clone()).collect();
+    assert_eq!(sub, ["photos/empty/"]);
+    // Ordinary keys stay readable in the store without strata.
+    assert_eq!(h.cold_read("keys", "photos/cat.jpg").await, b"photos/cat.jpg");
+    // Nothing is left waiting or stuck, and /ready says so.
+    let ready: serde_json::Value =
+        reqwest::get(format!("http://{}/ready", h.addr)).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["stuck_entries"], serde_json::json!({}), "{ready}");
+    for k in &keys {
+        c.delete_object().bucket("keys").key(k).send().await.unwrap();
+    }
+    c.delete_bucket().bucket("keys").send().await.expect("the bucket is empty, so it deletes");
+    h.drained().await;
+    if let Some(root) = h.fs_root() {
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.iter().all(|n| n == ".strata-tmp"), "a deleted bucket leaves no directories: {left:?}");
+    }
+}
+
+/// If-None-Match: * and If-Match on PutObject, CopyObject and CompleteMultipartUpload,
+/// and racing creators: exactly one wins.
+async fn conditional_writes(h: Harness) {
+    let c = &h.client;
+    h.bucket("cond").await;
+    let put = |k: &str, body: &'static [u8]| c.put_object().bucket("cond").key(k).body(ByteStream::from_static(body));
+    let first = put("lock", b"one").if_none_match("*").send().await.expect("creates a new key");
+    assert_eq!(code(put("lock", b"two").if_none_match("*").send().await), "PreconditionFailed");
+    assert_eq!(h.get("cond", "lock").await, b"one", "the refused write changed nothing");
+    assert_eq!(code(put("lock", b"two").if_match("\"0123\"").send().await), "PreconditionFailed");
+    let etag = first.e_tag().unwrap();
+    put("lock", b"three").if_match(etag).send().await.expect("the right ETag replaces");
+    assert_eq!(h.get("cond", "lock").await, b"three");
+    assert_eq!(code(put("nothing", b"x").if_match(etag).send().await), "NoSuchKey");
+    let copy = c.copy_object().bucket("cond").key("lock").copy_source("cond/nothing");
+    assert_eq!(status(copy.send().await), 404);
+    put("src", b"source").send().await.unwrap();
+    let copy = c.copy_object().bucket("cond").key("lock").copy_source("cond/src").if_none_match("*");
+    assert_eq!(code(copy.send().await), "PreconditionFailed");
+    let copy = c.copy_object().bucket("cond").key("fresh").copy_source("cond/src").if_none_match("*");
+    copy.send().await.expect("a copy to a new key");
+    let up = c.create_multipart_upload().bucket("cond").key("lock").send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    let part = c.upload_part().bucket("cond").key("lock").upload_id(id).part_number(1);
+    let part = part.body(ByteStream::from_static(b"part")).send().await.unwrap();
+    let done = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(part.e_tag().unwrap()).build())
+        .build();
+    let complete = c.complete_multipart_upload().bucket("cond").key("lock").upload_id(id);
+    let r = complete.clone().multipart_upload(done.clone()).if_none_match("*").send().await;
+    assert_eq!(code(r), "PreconditionFailed");
+    complete.multipart_upload(done).send().await.expect("the upload is still there to complete");
+    // Racing creators of one key: the check is atomic with the write.
+    let mut tasks = Vec::new();
+    for i in 0..10u8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = ByteStream::from(vec![i; 1000]);
+            c.put_object().bucket("cond").key("race").body(body).if_none_match("*").send().await.is_ok()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one creator wins");
+}
+
+/// Error XML carries the request id, a 304 its ETag, presigned URLs are capped at seven
+/// days, and S3's bucket naming rules hold.
+async fn error_details(h: Harness) {
+    let c = &h.client;
+    h.bucket("det").await;
+    let etag = h.put("det", "k", b"body").await;
+    // <RequestId> in the XML, equal to the header.
+    let r = reqwest::get(format!("http://{}/det?list-type=2", h.addr)).await.unwrap();
+    let id = r.headers()["x-amz-request-id"].to_str().unwrap().to_owned();
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&format!("<RequestId>{id}</RequestId>")), "{body}");
+    // A 304 names the version it is about.
+    let e = c.get_object().bucket("det").key("k").if_none_match(&etag).send().await.unwrap_err();
+    let SdkError::ServiceError(se) = &e else { panic!("{e:?}") };
+    assert_eq!(se.raw().status().as_u16(), 304);
+    assert_eq!(se.raw().headers().get("etag"), Some(etag.as_str()));
+    let e = c.head_object().bucket("det").key("k").if_none_match(&etag).send().await.unwrap_err();
+    let SdkError::ServiceError(se) = &e else { panic!("{e:?}") };
+    assert_eq!(se.raw().headers().get("etag"), Some(etag.as_str()));
+    // X-Amz-Expires over 604800 seconds is refused before the signature is looked at.
+    let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let url = c.get_object().bucket("det").key("k").presigned(cfg).await.unwrap().uri().to_owned();
+    let long = url.replace("X-Amz-Expires=300", "X-Amz-Expires=999999999");
+    let r = reqwest::get(&long).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("AuthorizationQueryParametersError"));
+    // Bucket names S3 refuses.
+    for bad in ["foo.-bar", "foo-.bar", "xn--abc"] {
+        assert_eq!(code(c.create_bucket().bucket(bad).send().await), "InvalidBucketName", "{bad}");
+    }
+    // aws-chunked is how the body travelled, not how the object is encoded.
+    let file = h.dir.path().join("gz");
+    std::fs::write(&file, vec![7u8; 70_000]).unwrap();
+    let put = c.put_object().bucket("det").key("gz").content_encoding("gzip");
+    let put = put.checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32);
+    put.body(ByteStream::from_path(&file).await.unwrap()).send().await.unwrap();
+    let head = c.head_object().bucket("det").key("gz").send().await.unwrap();
+    assert_eq!(head.content_encoding(), Some("gzip"));
+}
+
+/// A store that refuses one name for good, as a disk refuses a name it cannot hold.
+struct Refuses {
+    inner: Arc<dyn Backend>,
+}
+
+#[async_trait]
+impl Layer for Refuses {
+    fn inner(&self) -> &dyn Backend {
+        self.inner.as_ref()
+    }
+    async fn writer(&self, path: &str, opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
+        if path.contains("poison") {
+            return Err(Error::new(ErrorKind::InvalidKey, "this store can never hold it"));
+        }
+        self.inner.writer(path, opts).await
+    }
+}
+
+/// A failure no retry can fix makes the entry stuck at its first attempt, in sight on
+/// `/ready` and `/metrics`; it is not retried for ever in silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_the_store_never_takes_is_stuck_at_once() {
+    let wrap: crate::harness::Wrap = Arc::new(|inner| Arc::new(Refuses { inner }) as Arc<dyn Backend>);
+    let toml = "[buckets.back]\nbackend = \"local\"\nwrite_mode = \"back\"\n".to_owned();
+    let h = Harness::start_opts(Cold::Fs, Opts { toml, wrap: Some(wrap) }).await;
+    h.put("back", "fine", b"ok").await;
+    h.put("back", "poison", b"never lands").await;
+    // /ready reads the health sampler and /metrics the uploader's gauges: both publish
+    // every few seconds.
+    let (mut stuck, mut metrics) = (serde_json::Value::Null, String::new());
+    for _ in 0..100 {
+        let ready: serde_json::Value =
+            reqwest::get(format!("http://{}/ready", h.addr)).await.unwrap().json().await.unwrap();
+        stuck = ready["stuck_entries"].clone();
+        metrics = reqwest::get(format!("http://{}/metrics", h.addr)).await.unwrap().text().await.unwrap();
+        if stuck != serde_json::json!({}) && metrics.contains("strata_journal_stuck{backend=\"local\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stuck, serde_json::json!({ "local": 1 }), "/ready names the stuck entry");
+    assert!(metrics.contains("strata_journal_stuck{backend=\"local\"} 1"), "{metrics}");
+    let status = h.tier().journal_status().await.unwrap();
+    let entry = status.backlog.stuck.first().expect("listed as stuck");
+    assert_eq!((entry.key.as_str(), entry.attempts), ("poison", 1), "stuck at the first attempt");
+    assert_eq!(h.cold_read("back", "fine").await, b"ok");
+}
+
+/// A key whose name in the store would pass the store's length limit is refused with a
+/// 4xx before it is acknowledged (Garage here: the run's prefix makes the name longer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_name_the_store_cannot_take_is_refused_before_the_200() {
+    let h = Harness::start(Cold::Garage).await;
+    h.bucket("lim").await;
+    let key = "k".repeat(1020);
+    let r = h.client.put_object().bucket("lim").key(&key).body(ByteStream::from_static(b"x")).send().await;
+    assert_eq!(code(r), "KeyTooLongError");
+    assert!(h.keys("lim").await.is_empty(), "nothing was acknowledged");
+    let status = h.tier().journal_status().await.unwrap();
+    assert!(status.backlog.stores.iter().all(|s| s.entries == 0), "nothing was journaled");
+}
