@@ -14,7 +14,7 @@ mod listen;
 use crate::access_log::AccessLog;
 use crate::api::Front;
 use crate::api::router::Router;
-use crate::api::s3::S3Gateway;
+use crate::api::s3::{S3Gateway, Spool};
 use crate::api::web::{Web, WebSettings};
 use crate::backend::Backends;
 use crate::catalog::{BucketRecord, Catalog};
@@ -141,8 +141,13 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
+    let spool = Spool {
+        dir: config.data_dir().join("uploads"),
+        max: config.limits.max_object_size.0,
+        idle: config.limits.body_idle_timeout.0,
+    };
     let gateway =
-        S3Gateway::new(tier.clone(), &credentials, &config.region, opened.plans.hosts(), settings.retry_after);
+        S3Gateway::new(tier.clone(), &credentials, &config.region, opened.plans.hosts(), (settings.retry_after, spool));
     let web = Web::new(tier.clone(), policy, router.clone(), settings);
     let log = match &config.web.access_log {
         Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),

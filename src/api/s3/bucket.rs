@@ -1,4 +1,5 @@
-//! Bucket operations: CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
+//! Bucket operations: CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation, and
+//! GetBucketVersioning (never enabled: no status, as S3 answers for such a bucket).
 
 use super::StrataS3;
 use super::error::IntoS3;
@@ -39,5 +40,13 @@ impl StrataS3 {
         // us-east-1 is reported as an empty constraint, as S3 does.
         let loc = (self.region != "us-east-1").then(|| BucketLocationConstraint::from(self.region.clone()));
         Ok(S3Response::new(GetBucketLocationOutput { location_constraint: loc }))
+    }
+
+    pub(super) async fn do_get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.tier.bucket(&req.input.bucket).await.s3()?;
+        Ok(S3Response::new(GetBucketVersioningOutput::default()))
     }
 }

@@ -1,4 +1,6 @@
-//! Listing operations: ListBuckets, ListObjects (v1), ListObjectsV2.
+//! Listing operations: ListBuckets, ListObjects (v1), ListObjectsV2, and ListObjectVersions
+//! as S3 answers it for a bucket that never had versioning (every object once, as version
+//! `null`).
 
 use super::StrataS3;
 use super::convert::ts;
@@ -40,17 +42,31 @@ fn max_keys(v: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn contents(page: &mut ListPage, e: &Encoder) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
+/// The one owner of every object and bucket.
+fn owner() -> Owner {
+    Owner { display_name: Some("strata".to_owned()), id: Some("strata".to_owned()) }
+}
+
+fn contents(page: &mut ListPage, e: &Encoder, with_owner: bool) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
     let objs = std::mem::take(&mut page.objects).into_iter().map(|o: ObjectRecord| Object {
         key: Some(e.enc(o.key)),
         size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
         e_tag: Some(ETag::Strong(o.etag)),
         last_modified: Some(ts(o.last_modified_ms)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        owner: with_owner.then(owner),
         ..Default::default()
     });
-    let cps = std::mem::take(&mut page.common_prefixes).into_iter().map(|p| CommonPrefix { prefix: Some(e.enc(p)) });
-    (Some(objs.collect()), Some(cps.collect()))
+    (Some(objs.collect()), Some(prefixes(page, e)))
+}
+
+fn prefixes(page: &mut ListPage, e: &Encoder) -> Vec<CommonPrefix> {
+    std::mem::take(&mut page.common_prefixes).into_iter().map(|p| CommonPrefix { prefix: Some(e.enc(p)) }).collect()
+}
+
+/// A delimiter as S3 echoes it: an empty one is no delimiter at all.
+fn delimiter(d: Option<String>) -> Option<String> {
+    d.filter(|d| !d.is_empty())
 }
 
 impl StrataS3 {
@@ -63,8 +79,7 @@ impl StrataS3 {
             .into_iter()
             .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })
             .collect();
-        let owner = Owner { display_name: Some("strata".to_owned()), id: Some("strata".to_owned()) };
-        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner), ..Default::default() }))
+        Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))
     }
 
     pub(super) async fn do_list_objects_v2(
@@ -83,17 +98,17 @@ impl StrataS3 {
         };
         let q = ListQuery {
             prefix: i.prefix.clone().unwrap_or_default(),
-            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
+            delimiter: delimiter(i.delimiter.clone()),
             after,
             max_keys: max_keys(i.max_keys)?,
         };
         let mut page = self.tier.list(&i.bucket, &q).await.s3()?;
-        let (objs, cps) = contents(&mut page, &e);
+        let (objs, cps) = contents(&mut page, &e, i.fetch_owner == Some(true));
         let count = objs.as_ref().map_or(0, Vec::len) + cps.as_ref().map_or(0, Vec::len);
         let out = ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: Some(e.enc(q.prefix)),
-            delimiter: e.opt(i.delimiter),
+            delimiter: e.opt(q.delimiter),
             start_after: e.opt(i.start_after),
             max_keys: Some(i32::try_from(q.max_keys).unwrap_or(1000)),
             key_count: Some(i32::try_from(count).unwrap_or(i32::MAX)),
@@ -116,23 +131,70 @@ impl StrataS3 {
         let e = Encoder::new(i.encoding_type.as_ref())?;
         let q = ListQuery {
             prefix: i.prefix.clone().unwrap_or_default(),
-            delimiter: i.delimiter.clone().filter(|d| !d.is_empty()),
+            delimiter: delimiter(i.delimiter.clone()),
             after: i.marker.clone().filter(|m| !m.is_empty()),
             max_keys: max_keys(i.max_keys)?,
         };
         let mut page = self.tier.list(&i.bucket, &q).await.s3()?;
         let next_marker = e.opt(page.next_marker.clone());
-        let (objs, cps) = contents(&mut page, &e);
+        // ListObjects (v1) names each object's owner unasked, as S3 does.
+        let (objs, cps) = contents(&mut page, &e, true);
         let out = ListObjectsOutput {
             name: Some(i.bucket),
             prefix: Some(e.enc(q.prefix)),
-            delimiter: e.opt(i.delimiter),
+            delimiter: e.opt(q.delimiter),
             marker: Some(e.enc(i.marker.unwrap_or_default())),
             max_keys: Some(i32::try_from(q.max_keys).unwrap_or(1000)),
             is_truncated: Some(page.truncated),
             next_marker,
             contents: objs,
             common_prefixes: cps,
+            encoding_type: i.encoding_type,
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+}
+
+impl StrataS3 {
+    pub(super) async fn do_list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let i = req.input;
+        let e = Encoder::new(i.encoding_type.as_ref())?;
+        // Each key has the one version `null`, so a version-id-marker adds nothing.
+        let q = ListQuery {
+            prefix: i.prefix.clone().unwrap_or_default(),
+            delimiter: delimiter(i.delimiter.clone()),
+            after: i.key_marker.clone().filter(|m| !m.is_empty()),
+            max_keys: max_keys(i.max_keys)?,
+        };
+        let mut page = self.tier.list(&i.bucket, &q).await.s3()?;
+        let versions = std::mem::take(&mut page.objects).into_iter().map(|o| ObjectVersion {
+            key: Some(e.enc(o.key)),
+            version_id: Some("null".to_owned()),
+            is_latest: Some(true),
+            size: Some(i64::try_from(o.size).unwrap_or(i64::MAX)),
+            e_tag: Some(ETag::Strong(o.etag)),
+            last_modified: Some(ts(o.last_modified_ms)),
+            storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+            owner: Some(owner()),
+            ..Default::default()
+        });
+        let versions = Some(versions.collect());
+        let out = ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(e.enc(q.prefix)),
+            delimiter: e.opt(q.delimiter),
+            key_marker: Some(e.enc(i.key_marker.unwrap_or_default())),
+            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
+            max_keys: Some(i32::try_from(q.max_keys).unwrap_or(1000)),
+            is_truncated: Some(page.truncated),
+            next_key_marker: e.opt(page.next_marker.clone()),
+            next_version_id_marker: page.next_marker.is_some().then(|| "null".to_owned()),
+            common_prefixes: Some(prefixes(&mut page, &e)),
+            versions,
             encoding_type: i.encoding_type,
             ..Default::default()
         };

@@ -11,6 +11,9 @@ mod list;
 mod multipart;
 mod object;
 mod ops;
+mod spool;
+
+pub use spool::Spool;
 
 use crate::config::Credentials;
 use crate::plan::Hosts;
@@ -55,10 +58,13 @@ delegate! {
     list_objects_v2 => do_list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
     create_multipart_upload => do_create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
     upload_part => do_upload_part: UploadPartInput => UploadPartOutput,
+    upload_part_copy => do_upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput,
     complete_multipart_upload => do_complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
     abort_multipart_upload => do_abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
     list_parts => do_list_parts: ListPartsInput => ListPartsOutput,
     list_multipart_uploads => do_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput,
+    list_object_versions => do_list_object_versions: ListObjectVersionsInput => ListObjectVersionsOutput,
+    get_bucket_versioning => do_get_bucket_versioning: GetBucketVersioningInput => GetBucketVersioningOutput,
 }
 
 /// The S3 endpoint: signature checks, region check, request ids, then the handlers.
@@ -67,18 +73,26 @@ pub struct S3Gateway {
     service: S3Service,
     region: String,
     retry_after: u32,
+    spool: Spool,
 }
 
 impl S3Gateway {
     /// An endpoint for `tier` that accepts requests signed with `creds` for `region`, with
-    /// virtual-host addressing for `hosts`, and `retry_after` seconds on every 503.
-    pub fn new(tier: Tier, creds: &Credentials, region: &str, hosts: &Hosts, retry_after: u32) -> Self {
+    /// virtual-host addressing for `hosts`, `retry_after` seconds on every 503, and bodies
+    /// of unknown length spooled as `spool` says.
+    pub fn new(
+        tier: Tier,
+        creds: &Credentials,
+        region: &str,
+        hosts: &Hosts,
+        (retry_after, spool): (u32, Spool),
+    ) -> Self {
         let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
         b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
         if !hosts.is_empty() {
             b.set_host(VirtualHosts(hosts.clone()));
         }
-        Self { service: b.build(), region: region.to_owned(), retry_after }
+        Self { service: b.build(), region: region.to_owned(), retry_after, spool }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -93,12 +107,14 @@ impl S3Gateway {
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let mut resp = match self.check_region(&req).and_then(|()| check_presign_expiry(&req)) {
+        let checked =
+            self.check_region(&req).and_then(|()| check_presign_expiry(&req)).and_then(|()| anonymous_root(&req));
+        let mut resp = match checked {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
             Ok(()) => {
                 let req = req.map(|b| s3s::Body::http_body(b));
                 // The span follows the call across its awaits (no guard held over them).
-                match self.service.call(req).instrument(span.clone()).await {
+                match self.call(req).instrument(span.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(parent: &span, error = ?e, "s3s failed");
@@ -116,6 +132,29 @@ impl S3Gateway {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
         resp
+    }
+
+    /// Hands `req` to s3s, first giving a body of unknown length its length.
+    async fn call(&self, req: Request<s3s::Body>) -> Result<Response<s3s::Body>, s3s::HttpError> {
+        // hyper sends `100 Continue` only when a body is read, and an empty one never is.
+        // botocore then takes the final answer for its interim one and waits 30 s on the
+        // connection's next request: close it after this answer instead.
+        let close = expects_continue(&req)
+            && req.version() == http::Version::HTTP_11
+            && http_body::Body::is_end_stream(req.body());
+        let req = if Spool::needs(&req) {
+            match self.spool.take(req).await {
+                Ok(r) => r,
+                Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
+            }
+        } else {
+            req
+        };
+        let mut resp = self.service.call(req).await?;
+        if close {
+            resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Ok(resp)
     }
 
     /// SigV4 binds a signature to a region, but s3s accepts any region that the signature
@@ -169,6 +208,19 @@ fn credential_region<B>(req: &Request<B>) -> Option<String> {
     let from_query = || req.uri().query().and_then(|q| crate::http::query::value(q, "X-Amz-Credential"));
     let scope = from_header.or_else(from_query)?;
     scope.split('/').nth(2).map(str::to_owned)
+}
+
+/// An unsigned `HEAD /` asks for the bucket list, which is never anonymous: 403, as for
+/// `GET /` (s3s knows no HEAD of the root and would answer 501).
+fn anonymous_root<B>(req: &Request<B>) -> S3Result<()> {
+    if req.method() == http::Method::HEAD && req.uri().path() == "/" && !crate::api::router::is_s3_signed(req) {
+        return Err(s3s::s3_error!(AccessDenied, "Access Denied"));
+    }
+    Ok(())
+}
+
+fn expects_continue<B>(req: &Request<B>) -> bool {
+    req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Joins a header sent several times into one value, as SigV4's canonical form joins them

@@ -1,4 +1,5 @@
-//! Multipart operations: Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads.
+//! Multipart operations: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
+//! ListMultipartUploads.
 
 use super::StrataS3;
 use super::convert::{Checksums, body_stream, headers_from, md5_header, meta_from, ts};
@@ -6,6 +7,17 @@ use super::error::IntoS3;
 use crate::tier::CompletedPart;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+/// `x-amz-copy-source-range`: `bytes=first-last`, both given, as S3 requires.
+fn copy_range(v: &str) -> S3Result<Range> {
+    let bad = || s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last");
+    let (a, b) = v.trim().strip_prefix("bytes=").and_then(|r| r.split_once('-')).ok_or_else(bad)?;
+    let (first, last) = (a.parse::<u64>().map_err(|_| bad())?, b.parse::<u64>().map_err(|_| bad())?);
+    if first > last {
+        return Err(bad());
+    }
+    Ok(Range::Int { first, last: Some(last) })
+}
 
 fn limit(v: Option<i32>, what: &str) -> S3Result<usize> {
     match v {
@@ -67,6 +79,43 @@ impl StrataS3 {
             .await
             .s3()?;
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() }))
+    }
+
+    pub(super) async fn do_upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        let part_number = u32::try_from(i.part_number).map_err(|_| s3_error!(InvalidArgument, "bad part number"))?;
+        let (src_bucket, src_key) = super::object::copy_source(&i.copy_source)?;
+        let range = i.copy_source_range.as_deref().map(copy_range).transpose()?;
+        let conds = (
+            i.copy_source_if_match,
+            i.copy_source_if_none_match,
+            i.copy_source_if_modified_since,
+            i.copy_source_if_unmodified_since,
+        );
+        // The upload must exist before the source is read.
+        self.tier.upload(&i.bucket, &i.key, &i.upload_id).await.s3()?;
+        let check = |r: &crate::catalog::ObjectRecord| {
+            if let Some(Range::Int { last: Some(last), .. }) = &range
+                && *last >= r.size
+            {
+                let msg = format!("Range specified is not valid for source object of size: {}", r.size);
+                return Err(crate::error::Error::new(crate::error::ErrorKind::InvalidInput, msg));
+            }
+            super::object::copy_source_check(r, &conds, range.as_ref())
+        };
+        let (src, served, body) = self.tier.get(&src_bucket, &src_key, check).await.s3()?;
+        let len = served.as_ref().map_or(src.size, |r| r.end - r.start);
+        let part =
+            self.tier.upload_part((&i.bucket, &i.key, &i.upload_id), part_number, body, Some(len), None).await.s3()?;
+        let result = CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(ts(part.last_modified_ms)),
+            ..Default::default()
+        };
+        Ok(S3Response::new(UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() }))
     }
 
     pub(super) async fn do_complete_multipart_upload(

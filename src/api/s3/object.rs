@@ -150,13 +150,7 @@ impl StrataS3 {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let condition = write_condition_of(&req.headers)?;
         let i = req.input;
-        let (src_bucket, src_key) = match &i.copy_source {
-            CopySource::Bucket { bucket, key, version_id: None } => (bucket.to_string(), key.to_string()),
-            CopySource::Bucket { .. } => {
-                return Err(s3_error!(NotImplemented, "versioned copy sources are not supported"));
-            }
-            _ => return Err(s3_error!(NotImplemented, "access-point copy sources are not supported")),
-        };
+        let (src_bucket, src_key) = copy_source(&i.copy_source)?;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         if !replace && src_bucket == i.bucket && src_key == i.key {
             return Err(s3_error!(
@@ -181,13 +175,7 @@ impl StrataS3 {
             i.copy_source_if_modified_since,
             i.copy_source_if_unmodified_since,
         );
-        let check = |r: &ObjectRecord| match plan_read(r, &conds, None) {
-            // For copies, a "not modified" source fails the precondition, as S3 does.
-            Err(e) if e.kind() == ErrorKind::NotModified => {
-                Err(Error::new(ErrorKind::PreconditionFailed, "copy source not modified"))
-            }
-            other => other.map(|_| ()),
-        };
+        let check = |r: &ObjectRecord| copy_source_check(r, &conds, None).map(|_| ());
         let rec =
             self.tier.copy((&src_bucket, &src_key), (&i.bucket, &i.key), (new_meta, condition), check).await.s3()?;
         let result = CopyObjectResult {
@@ -196,6 +184,33 @@ impl StrataS3 {
             ..Default::default()
         };
         Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
+    }
+}
+
+/// The bucket and key of a copy source. Every object has the one version `null`, so that
+/// version id names the object too.
+pub(super) fn copy_source(cs: &CopySource) -> S3Result<(String, String)> {
+    match cs {
+        CopySource::Bucket { bucket, key, version_id } if version_id.as_deref().is_none_or(|v| v == "null") => {
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        CopySource::Bucket { .. } => Err(s3_error!(NoSuchVersion, "only version null exists")),
+        _ => Err(s3_error!(NotImplemented, "access-point copy sources are not supported")),
+    }
+}
+
+/// The copy-source preconditions and range of a source version. For copies, a "not
+/// modified" source fails the precondition, as S3 does.
+pub(super) fn copy_source_check(
+    r: &ObjectRecord,
+    conds: &super::convert::Conditions,
+    range: Option<&Range>,
+) -> crate::error::Result<Option<std::ops::Range<u64>>> {
+    match plan_read(r, conds, range) {
+        Err(e) if e.kind() == ErrorKind::NotModified => {
+            Err(Error::new(ErrorKind::PreconditionFailed, "copy source not modified"))
+        }
+        other => other,
     }
 }
 
