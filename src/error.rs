@@ -46,6 +46,8 @@ pub enum ErrorKind {
     NotModified,
     /// The requested range cannot be satisfied.
     InvalidRange,
+    /// The requested part (`partNumber`) is not one of the object's.
+    InvalidPartNumber,
     /// A dependency (cold store, catalog) is down or overloaded; retrying may succeed.
     Unavailable,
     /// An operation or the client took too long; retrying may succeed.

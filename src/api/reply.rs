@@ -19,7 +19,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         K::Conflict | K::BucketExists | K::BucketNotEmpty => StatusCode::CONFLICT,
         K::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         K::NotModified => StatusCode::NOT_MODIFIED,
-        K::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        K::InvalidRange | K::InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE,
         K::EntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         K::InvalidPart
         | K::InvalidPartOrder

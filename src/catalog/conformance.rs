@@ -294,12 +294,25 @@ async fn uploads_and_parts(c: &Catalog) {
     assert_eq!(ids(c.list_uploads("m", "", "k1", "u1", 10).await.unwrap()), ["u2", "u3"]);
     assert_eq!(ids(c.list_uploads("m", "k2", "", "", 10).await.unwrap()), ["u3"]);
     for n in [3u32, 1, 2] {
-        let p =
-            PartRecord { upload_id: "u1".into(), part_number: n, size: 10, etag: format!("e{n}"), last_modified_ms: 9 };
+        let p = PartRecord {
+            upload_id: "u1".into(),
+            part_number: n,
+            size: 10,
+            etag: format!("e{n}"),
+            last_modified_ms: 9,
+            checksum: None,
+        };
         c.put_part(&p).await.unwrap();
     }
-    let again =
-        PartRecord { upload_id: "u1".into(), part_number: 2, size: 20, etag: "e2b".into(), last_modified_ms: 9 };
+    let sum = Checksum { algorithm: "CRC32".into(), value: "AAAAAA==".into(), composite: false };
+    let again = PartRecord {
+        upload_id: "u1".into(),
+        part_number: 2,
+        size: 20,
+        etag: "e2b".into(),
+        last_modified_ms: 9,
+        checksum: Some(sum.clone()),
+    };
     c.put_part(&again).await.unwrap();
     let parts = c.list_parts("u1", 0, 100).await.unwrap();
     assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), [1, 2, 3]);
@@ -308,10 +321,16 @@ async fn uploads_and_parts(c: &Catalog) {
     c.create_bucket(&bucket("mmm")).await.unwrap();
     c.create_upload(&UploadRecord { bucket: "mmm".into(), ..up("u9", "k") }).await.unwrap();
     assert_eq!(c.delete_bucket("mmm").await.unwrap_err().kind(), ErrorKind::BucketNotEmpty);
-    c.complete_upload("u1", &obj("m", "k1", 40)).await.unwrap();
+    let details = ObjectDetails {
+        parts: vec![PartInfo { size: 30, checksum: Some(sum.clone()) }, PartInfo { size: 10, checksum: None }],
+        upload_id: Some("u1".into()),
+        checksum: Some(Checksum { value: "BBBBBB==-2".into(), composite: true, ..sum }),
+    };
+    c.complete_upload("u1", &ObjectRecord { details: details.clone(), ..obj("m", "k1", 40) }).await.unwrap();
     assert!(c.get_upload("u1").await.unwrap().is_none());
     assert!(c.list_parts("u1", 0, 100).await.unwrap().is_empty());
-    assert_eq!(c.get_object("m", "k1").await.unwrap().unwrap().size, 40);
+    let done = c.get_object("m", "k1").await.unwrap().unwrap();
+    assert_eq!((done.size, &done.details), (40, &details), "parts, upload and checksum read back");
     assert_eq!(c.complete_upload("u1", &obj("m", "k1", 1)).await.unwrap_err().kind(), ErrorKind::UploadNotFound);
     assert!(c.delete_upload("u2").await.unwrap());
     assert!(!c.delete_upload("u2").await.unwrap());

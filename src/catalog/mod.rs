@@ -18,7 +18,9 @@ mod records;
 pub use access::AccessRow;
 pub use entries::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use listing::{ListPage, ListQuery};
-pub use records::{BucketRecord, ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};
+pub use records::{
+    BucketRecord, Checksum, ObjectDetails, ObjectHeaders, ObjectRecord, PartInfo, PartRecord, UploadRecord,
+};
 
 use crate::error::{Error, ErrorKind, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -46,7 +48,8 @@ fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
     }
 }
 
-const OBJECT_COLS: &str = "bucket, key, size, etag, last_modified_ms, backend, headers, user_meta, staging, behind";
+const OBJECT_COLS: &str =
+    "bucket, key, size, etag, last_modified_ms, backend, headers, user_meta, staging, behind, details";
 const UPLOAD_COLS: &str = "upload_id, bucket, key, created_ms, headers, user_meta";
 
 impl Catalog {
@@ -286,15 +289,16 @@ impl Catalog {
     /// Records (or replaces, on re-upload) one part.
     pub async fn put_part(&self, p: &PartRecord) -> Result<()> {
         sqlx::query(
-            "INSERT INTO parts (upload_id, part_number, size, etag, last_modified_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, etag = excluded.etag, \
-             last_modified_ms = excluded.last_modified_ms",
+            "INSERT INTO parts (upload_id, part_number, size, etag, last_modified_ms, checksum) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (upload_id, part_number) DO UPDATE SET size = excluded.size, \
+             etag = excluded.etag, last_modified_ms = excluded.last_modified_ms, checksum = excluded.checksum",
         )
         .bind(&p.upload_id)
         .bind(i64::from(p.part_number))
         .bind(to_i64(p.size)?)
         .bind(&p.etag)
         .bind(p.last_modified_ms)
+        .bind(p.checksum.as_ref().map(Checksum::to_column).unwrap_or_default())
         .execute(&self.pool)
         .await
         .map_err(db_err("put part"))?;
@@ -304,7 +308,7 @@ impl Catalog {
     /// Parts of an upload with numbers above `after`, ascending; up to `limit`.
     pub async fn list_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<PartRecord>> {
         let rows = sqlx::query(
-            "SELECT upload_id, part_number, size, etag, last_modified_ms FROM parts \
+            "SELECT upload_id, part_number, size, etag, last_modified_ms, checksum FROM parts \
              WHERE upload_id = $1 AND part_number > $2 ORDER BY part_number LIMIT $3",
         )
         .bind(upload_id)
@@ -362,12 +366,13 @@ async fn remove_upload(tx: &mut sqlx::Transaction<'_, sqlx::Any>, upload_id: &st
 }
 
 const UPSERT_OBJECT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, user_meta, \
-     staging, behind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (bucket, key) DO UPDATE SET \
+     staging, behind, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (bucket, key) DO UPDATE SET \
      size = excluded.size, etag = excluded.etag, last_modified_ms = excluded.last_modified_ms, \
      backend = excluded.backend, headers = excluded.headers, user_meta = excluded.user_meta, \
-     staging = excluded.staging, behind = excluded.behind";
+     staging = excluded.staging, behind = excluded.behind, details = excluded.details";
 const INSERT_OBJECT_IF_ABSENT: &str = "INSERT INTO objects (bucket, key, size, etag, last_modified_ms, backend, headers, \
-     user_meta, staging, behind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (bucket, key) DO NOTHING";
+     user_meta, staging, behind, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (bucket, key) DO NOTHING";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
@@ -381,7 +386,8 @@ fn bind_object<'q>(q: AnyQuery<'q>, o: &'q ObjectRecord) -> Result<AnyQuery<'q>>
         .bind(o.headers.to_json())
         .bind(records::map_to_json(&o.user_meta))
         .bind(o.staging.clone())
-        .bind(entries::join_stores(&o.behind)))
+        .bind(entries::join_stores(&o.behind))
+        .bind(o.details.to_json()))
 }
 
 fn to_i64(v: u64) -> Result<i64> {

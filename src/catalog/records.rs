@@ -66,6 +66,71 @@ fn to_u64(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::new(ErrorKind::Internal, "catalog: negative size"))
 }
 
+/// A checksum as S3 returns it: the algorithm's name and the base64 value, with `-N` after
+/// a composite checksum of N parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checksum {
+    /// `CRC32`, `CRC32C`, `SHA1`, `SHA256` or `CRC64NVME`.
+    pub algorithm: String,
+    /// Base64 of the checksum (and `-N` when composite).
+    pub value: String,
+    /// A checksum of the parts' checksums (S3's `COMPOSITE`), not of the bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub composite: bool,
+}
+
+impl Checksum {
+    /// `ALGORITHM:value`, as a part's checksum column holds it.
+    pub fn to_column(&self) -> String {
+        format!("{}:{}", self.algorithm, self.value)
+    }
+
+    /// The inverse of [`Checksum::to_column`]; `None` for `''`.
+    pub fn from_column(s: &str) -> Option<Self> {
+        let (algorithm, value) = s.split_once(':')?;
+        Some(Self { algorithm: algorithm.to_owned(), value: value.to_owned(), composite: false })
+    }
+}
+
+/// One part of a multipart object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartInfo {
+    /// Length in bytes.
+    pub size: u64,
+    /// The part's checksum, when its upload carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+}
+
+/// What an object keeps beyond its headers (the `details` column).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObjectDetails {
+    /// The parts of a multipart object, in order; empty for one written in one piece.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartInfo>,
+    /// The multipart upload that made it, so a repeated CompleteMultipartUpload gets the
+    /// same answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+    /// The checksum the client declared and strata verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<Checksum>,
+}
+
+impl ObjectDetails {
+    pub(super) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s)
+            .map_err(|e| Error::new(ErrorKind::Internal, "catalog: bad details column").with_source(e))
+    }
+}
+
 /// One object's metadata: the authoritative answer to HEAD and to listings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectRecord {
@@ -89,6 +154,8 @@ pub struct ObjectRecord {
     pub staging: Option<String>,
     /// Stores that do not hold this version yet (reads skip them).
     pub behind: Vec<String>,
+    /// Parts, upload and checksum.
+    pub details: ObjectDetails,
 }
 
 /// A multipart upload in progress.
@@ -121,6 +188,8 @@ pub struct PartRecord {
     pub etag: String,
     /// Upload time, ms since the Unix epoch.
     pub last_modified_ms: i64,
+    /// The part's checksum, when its upload carried one.
+    pub checksum: Option<Checksum>,
 }
 
 impl BucketRecord {
@@ -147,6 +216,7 @@ impl ObjectRecord {
             user_meta: map_from_json(&col::<String>(r, "user_meta")?)?,
             staging: col(r, "staging")?,
             behind: split_stores(&col::<String>(r, "behind")?),
+            details: ObjectDetails::from_json(&col::<String>(r, "details")?)?,
         })
     }
 }
@@ -178,6 +248,7 @@ impl PartRecord {
             size: to_u64(col(r, "size")?)?,
             etag: col(r, "etag")?,
             last_modified_ms: col(r, "last_modified_ms")?,
+            checksum: Checksum::from_column(&col::<String>(r, "checksum")?),
         })
     }
 }

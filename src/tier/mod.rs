@@ -21,13 +21,13 @@ mod write;
 
 pub use import::ImportStats;
 pub use migrate::MigrateStats;
-pub use multipart::CompletedPart;
+pub use multipart::{CombineChecksums, CompletedPart, MAX_PART_NUMBER};
 pub use read::version_of;
 pub use status::JournalStatus;
 pub use write::WriteCondition;
 
 use crate::backend::{Backend, Backends, ByteStream, ObjectWriter};
-use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectHeaders, ObjectRecord};
+use crate::catalog::{BucketRecord, Catalog, ListPage, ListQuery, ObjectDetails, ObjectHeaders, ObjectRecord};
 use crate::clock::now_ms;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::Journal;
@@ -66,6 +66,16 @@ pub struct PutInput {
     pub content_md5: Option<[u8; 16]>,
     /// What the replaced object must be (`If-Match`, `If-None-Match`).
     pub condition: WriteCondition,
+    /// Where the front end leaves the body's verified checksum once the body has ended.
+    pub checksum: Option<ChecksumSlot>,
+}
+
+/// A verified checksum, known only when a body has been read to its end (a trailer may
+/// carry it): the front end fills it, the tier stores it with the object or part.
+pub type ChecksumSlot = Arc<std::sync::Mutex<Option<crate::catalog::Checksum>>>;
+
+fn take_checksum(slot: &ChecksumSlot) -> Option<crate::catalog::Checksum> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// Headers and user metadata that replace a copied object's (`x-amz-metadata-directive:
@@ -241,6 +251,7 @@ impl Tier {
             backend: place.stores[0].clone(),
             headers: input.headers,
             user_meta: input.user_meta,
+            details: ObjectDetails { checksum: input.checksum.as_ref().and_then(take_checksum), ..Default::default() },
             ..Default::default()
         };
         self.commit_write(staged, rec, &place, (None, &input.condition)).await
@@ -360,7 +371,7 @@ impl Tier {
         let (src, _, body) = self.get(src_bucket, src_key, |r| plan(r).map(|()| None)).await?;
         let (headers, user_meta) = replace.unwrap_or((src.headers.clone(), src.user_meta.clone()));
         let content_length = Some(src.size);
-        let input = PutInput { headers, user_meta, body, content_length, content_md5: None, condition };
+        let input = PutInput { headers, user_meta, body, content_length, content_md5: None, condition, checksum: None };
         self.put(dst_bucket, dst_key, input).await
     }
 

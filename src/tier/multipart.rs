@@ -5,7 +5,7 @@
 //! and renamed, so a part file is either complete or absent.
 
 use super::Tier;
-use crate::catalog::{ObjectHeaders, ObjectRecord, PartRecord, UploadRecord};
+use crate::catalog::{ObjectDetails, ObjectHeaders, ObjectRecord, PartInfo, PartRecord, UploadRecord};
 use crate::clock::now_ms;
 use crate::error::{Error, ErrorKind, Result};
 use crate::names::validate_key;
@@ -19,6 +19,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// S3's highest part number.
 pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// Combines the checksums of an object's parts into the object's (S3's composite
+/// checksum), or `None` when they do not all have one of one algorithm. The S3 front end
+/// supplies it: the tier knows no checksum algorithm.
+pub type CombineChecksums = dyn Fn(&[PartRecord]) -> Option<crate::catalog::Checksum> + Send + Sync;
 
 /// A part as named by the client in CompleteMultipartUpload.
 #[derive(Debug, Clone)]
@@ -73,8 +78,7 @@ impl Tier {
         (bucket, key, upload_id): (&str, &str, &str),
         part_number: u32,
         body: crate::backend::ByteStream,
-        content_length: Option<u64>,
-        content_md5: Option<[u8; 16]>,
+        (content_length, content_md5, checksum): (Option<u64>, Option<[u8; 16]>, Option<super::ChecksumSlot>),
     ) -> Result<PartRecord> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::new(ErrorKind::InvalidInput, "part number must be between 1 and 10000"));
@@ -101,6 +105,7 @@ impl Tier {
             size,
             etag: hex::encode(md5),
             last_modified_ms: now_ms(),
+            checksum: checksum.and_then(|c| super::take_checksum(&c)),
         };
         self.inner.catalog.put_part(&part).await?;
         Ok(part)
@@ -155,9 +160,13 @@ impl Tier {
         bucket: &str,
         key: &str,
         upload_id: &str,
-        (parts, cond): (&[CompletedPart], &super::WriteCondition),
+        (parts, cond, combine): (&[CompletedPart], &super::WriteCondition, &CombineChecksums),
     ) -> Result<ObjectRecord> {
-        let up = self.upload(bucket, key, upload_id).await?;
+        let up = match self.upload(bucket, key, upload_id).await {
+            Ok(up) => up,
+            Err(e) if e.kind() == ErrorKind::UploadNotFound => return self.completed(bucket, key, upload_id, e).await,
+            Err(e) => return Err(e),
+        };
         self.writable()?;
         self.precheck(bucket, key, cond).await?;
         let stored = self.check_parts(upload_id, parts).await?;
@@ -185,11 +194,25 @@ impl Tier {
             backend: place.stores[0].clone(),
             headers: up.headers,
             user_meta: up.user_meta,
+            details: ObjectDetails {
+                parts: stored.iter().map(|p| PartInfo { size: p.size, checksum: p.checksum.clone() }).collect(),
+                upload_id: Some(upload_id.to_owned()),
+                checksum: combine(&stored),
+            },
             ..Default::default()
         };
         let rec = self.commit_write(staged, rec, &place, (Some(upload_id), cond)).await?;
         let _ = tokio::fs::remove_dir_all(self.upload_dir(upload_id)).await;
         Ok(rec)
+    }
+
+    /// A CompleteMultipartUpload of an upload that is gone: S3 answers it again when that
+    /// upload made the object that is there now; else `not_found`.
+    async fn completed(&self, bucket: &str, key: &str, upload_id: &str, not_found: Error) -> Result<ObjectRecord> {
+        match self.inner.catalog.get_object(bucket, key).await? {
+            Some(rec) if rec.details.upload_id.as_deref() == Some(upload_id) => Ok(rec),
+            _ => Err(not_found),
+        }
     }
 
     /// Checks the client's part list against the stored parts: ascending numbers, known

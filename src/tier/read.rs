@@ -122,10 +122,13 @@ impl Tier {
             let _guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
             let etag =
                 stat.etag.clone().unwrap_or_else(|| format!("{:x}-{}", stat.last_modified_ms.unwrap_or(0), stat.size));
+            // Another program wrote these bytes: the parts and checksum strata knew are not
+            // theirs.
             let new = ObjectRecord {
                 size: stat.size,
                 etag,
                 last_modified_ms: stat.last_modified_ms.unwrap_or_else(crate::clock::now_ms),
+                details: Default::default(),
                 ..rec
             };
             self.inner.catalog.put_object(&new).await?;

@@ -25,6 +25,7 @@ both!(
     upload_part_copy_across_buckets,
     versions_of_an_unversioned_bucket,
     listing_details,
+    parts_and_checksums,
 );
 
 /// Keys that clash as paths, whitespace at both ends, a segment over 255 bytes, folders: all
@@ -351,4 +352,72 @@ async fn listing_details(h: Harness) {
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed at once");
     assert_eq!(n.unwrap_or(0), 0, "the server closes the connection");
     assert_eq!(h.get("lds", "empty").await, b"");
+}
+
+/// Checksums are stored and returned (PutObject, HEAD and GET with checksum mode, the
+/// composite checksum of a multipart object, GetObjectAttributes), `partNumber` reads one
+/// part, and a repeated CompleteMultipartUpload gets the same answer.
+async fn parts_and_checksums(h: Harness) {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ObjectAttributes};
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let c = &h.client;
+    h.bucket("sums").await;
+    let put = c.put_object().bucket("sums").key("one").body(ByteStream::from_static(b"hello world"));
+    let put = put.checksum_algorithm(ChecksumAlgorithm::Crc32).send().await.unwrap();
+    let want = b64(&crc32fast::hash(b"hello world").to_be_bytes());
+    assert_eq!(put.checksum_crc32(), Some(want.as_str()), "PutObject returns the checksum");
+    let head = c.head_object().bucket("sums").key("one").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(head.checksum_crc32(), Some(want.as_str()));
+    let plain = c.head_object().bucket("sums").key("one").send().await.unwrap();
+    assert_eq!(plain.checksum_crc32(), None, "only when asked for");
+    let got = c.get_object().bucket("sums").key("one").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(got.checksum_crc32(), Some(want.as_str()));
+    let one = c.get_object().bucket("sums").key("one").part_number(1).send().await.unwrap();
+    assert_eq!((one.parts_count(), one.content_length()), (None, Some(11)), "part 1 of a single-part object");
+    assert_eq!(code(c.get_object().bucket("sums").key("one").part_number(2).send().await), "InvalidPartNumber");
+    // A multipart object with CRC32 parts.
+    let p1: Vec<u8> = vec![1u8; 5 << 20];
+    let p2: Vec<u8> = b"the last part".to_vec();
+    let up = c.create_multipart_upload().bucket("sums").key("multi").checksum_algorithm(ChecksumAlgorithm::Crc32);
+    let up = up.send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    let mut done = Vec::new();
+    let mut raw = Vec::new();
+    for (n, body) in [(1, &p1), (2, &p2)] {
+        let part = c.upload_part().bucket("sums").key("multi").upload_id(id).part_number(n);
+        let part = part.checksum_algorithm(ChecksumAlgorithm::Crc32).body(ByteStream::from(body.clone()));
+        let part = part.send().await.unwrap();
+        let sum = b64(&crc32fast::hash(body).to_be_bytes());
+        assert_eq!(part.checksum_crc32(), Some(sum.as_str()), "UploadPart returns the part's checksum");
+        raw.extend(crc32fast::hash(body).to_be_bytes());
+        let e = part.e_tag().unwrap();
+        done.push(CompletedPart::builder().part_number(n).e_tag(e).checksum_crc32(sum).build());
+    }
+    let composite = format!("{}-2", b64(&crc32fast::hash(&raw).to_be_bytes()));
+    let mpu = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    let complete = c.complete_multipart_upload().bucket("sums").key("multi").upload_id(id).multipart_upload(mpu);
+    let first = complete.clone().send().await.unwrap();
+    assert_eq!(first.checksum_crc32(), Some(composite.as_str()), "the composite checksum");
+    let again = complete.send().await.expect("a repeated completion answers again");
+    assert_eq!(again.e_tag(), first.e_tag());
+    let part2 = c.get_object().bucket("sums").key("multi").part_number(2).send().await.unwrap();
+    assert_eq!(part2.parts_count(), Some(2));
+    let start = p1.len();
+    assert_eq!(
+        part2.content_range(),
+        Some(format!("bytes {start}-{}/{}", start + p2.len() - 1, start + p2.len()).as_str())
+    );
+    assert_eq!(part2.body.collect().await.unwrap().into_bytes().as_ref(), p2.as_slice());
+    let head2 = c.head_object().bucket("sums").key("multi").part_number(1).send().await.unwrap();
+    assert_eq!((head2.parts_count(), head2.content_length()), (Some(2), Some(p1.len() as i64)));
+    let attrs = c.get_object_attributes().bucket("sums").key("multi");
+    let attrs = attrs.object_attributes(ObjectAttributes::ObjectParts).object_attributes(ObjectAttributes::Checksum);
+    let attrs = attrs.object_attributes(ObjectAttributes::ObjectSize).send().await.unwrap();
+    assert_eq!(attrs.object_size(), Some((p1.len() + p2.len()) as i64));
+    assert_eq!(attrs.checksum().and_then(|s| s.checksum_crc32()), Some(composite.as_str()));
+    let parts = attrs.object_parts().unwrap();
+    assert_eq!(parts.total_parts_count(), Some(2));
+    let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
+    assert_eq!(sizes, [Some(p1.len() as i64), Some(p2.len() as i64)]);
 }

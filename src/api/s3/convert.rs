@@ -193,6 +193,17 @@ impl Checksums {
         self.crc64nvme = self.crc64nvme.take().or_else(|| get("x-amz-checksum-crc64nvme"));
     }
 
+    /// Which checksums the client sent a value for, in `checksum::chosen`'s order.
+    fn sent(&self) -> [bool; 5] {
+        [
+            self.crc32.is_some(),
+            self.crc32c.is_some(),
+            self.sha1.is_some(),
+            self.sha256.is_some(),
+            self.crc64nvme.is_some(),
+        ]
+    }
+
     fn verify(&self, got: &s3s::dto::Checksum) -> Result<()> {
         let pairs = [
             ("CRC32", &self.crc32, &got.checksum_crc32),
@@ -225,16 +236,23 @@ fn body_error(e: &(dyn std::error::Error + 'static)) -> Error {
 
 /// The request body as a strata byte stream that verifies the declared checksums (from
 /// headers or aws-chunked trailers) at its end: a mismatch is the stream's last item, an
-/// error, so the tier aborts the write and nothing becomes visible.
-pub fn body_stream(blob: StreamingBlob, want: Checksums, trailers: Option<TrailingHeaders>) -> ByteStream {
+/// error, so the tier aborts the write and nothing becomes visible. The verified checksum
+/// to keep goes into the returned slot as the stream ends.
+pub fn body_stream(
+    blob: StreamingBlob,
+    want: Checksums,
+    trailers: Option<TrailingHeaders>,
+) -> (ByteStream, crate::tier::ChecksumSlot) {
     struct State {
         blob: StreamingBlob,
         hasher: s3s::checksum::ChecksumHasher,
         want: Checksums,
         trailers: Option<TrailingHeaders>,
+        slot: crate::tier::ChecksumSlot,
     }
-    let st = State { hasher: want.hasher(), blob, want, trailers };
-    futures::stream::try_unfold(st, |mut st| async move {
+    let slot = crate::tier::ChecksumSlot::default();
+    let st = State { hasher: want.hasher(), blob, want, trailers, slot: slot.clone() };
+    let stream = futures::stream::try_unfold(st, |mut st| async move {
         match st.blob.next().await {
             Some(Ok(chunk)) => {
                 st.hasher.update(&chunk);
@@ -242,12 +260,16 @@ pub fn body_stream(blob: StreamingBlob, want: Checksums, trailers: Option<Traili
             }
             Some(Err(e)) => Err(body_error(&*e)),
             None => {
-                let State { hasher, mut want, trailers, .. } = st;
+                let State { hasher, mut want, trailers, slot, .. } = st;
                 want.fill_from_trailers(trailers.as_ref());
-                want.verify(&hasher.finalize())?;
+                let got = hasher.finalize();
+                want.verify(&got)?;
+                let declared = want.algorithm.as_ref().map(ChecksumAlgorithm::as_str);
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = super::checksum::chosen(declared, &got, want.sent());
                 Ok(None)
             }
         }
     })
-    .boxed()
+    .boxed();
+    (stream, slot)
 }

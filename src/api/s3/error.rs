@@ -26,6 +26,7 @@ pub fn to_s3(e: Error) -> S3Error {
         K::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         K::NotModified => S3ErrorCode::NotModified,
         K::InvalidRange => S3ErrorCode::InvalidRange,
+        K::InvalidPartNumber => S3ErrorCode::Custom("InvalidPartNumber".into()),
         K::Timeout => S3ErrorCode::RequestTimeout,
         K::Unavailable => S3ErrorCode::ServiceUnavailable,
         K::SlowDown => S3ErrorCode::SlowDown,
@@ -46,8 +47,10 @@ pub fn to_s3(e: Error) -> S3Error {
         if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
     // Retry-After goes on every 503 in `S3Gateway::handle`, with its server's setting.
     let mut out = S3Error::with_message(code, message);
-    if e.kind() == K::ContentHashMismatch {
-        out.set_status_code(http::StatusCode::BAD_REQUEST);
+    match e.kind() {
+        K::ContentHashMismatch => out.set_status_code(http::StatusCode::BAD_REQUEST),
+        K::InvalidPartNumber => out.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE),
+        _ => {}
     }
     out
 }
@@ -82,6 +85,7 @@ mod tests {
             (ErrorKind::SlowDown, "SlowDown", 503),
             (ErrorKind::ReadOnly, "ServiceUnavailable", 503),
             (ErrorKind::ContentHashMismatch, "XAmzContentSHA256Mismatch", 400),
+            (ErrorKind::InvalidPartNumber, "InvalidPartNumber", 416),
         ];
         for (kind, code, status) in cases {
             let e = to_s3(Error::new(kind, "x"));

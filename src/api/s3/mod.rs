@@ -4,7 +4,9 @@
 //! One file per operation family. Errors become S3 codes only in `error.rs`. This module
 //! must not touch stores or the catalog directly: everything goes through [`Tier`].
 
+mod attributes;
 mod bucket;
+mod checksum;
 mod convert;
 pub mod error;
 mod list;
@@ -65,6 +67,7 @@ delegate! {
     list_multipart_uploads => do_list_multipart_uploads: ListMultipartUploadsInput => ListMultipartUploadsOutput,
     list_object_versions => do_list_object_versions: ListObjectVersionsInput => ListObjectVersionsOutput,
     get_bucket_versioning => do_get_bucket_versioning: GetBucketVersioningInput => GetBucketVersioningOutput,
+    get_object_attributes => do_get_object_attributes: GetObjectAttributesInput => GetObjectAttributesOutput,
 }
 
 /// The S3 endpoint: signature checks, region check, request ids, then the handlers.

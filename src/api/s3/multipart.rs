@@ -67,18 +67,32 @@ impl StrataS3 {
             sha256: i.checksum_sha256,
             crc64nvme: i.checksum_crc64nvme,
         };
+        let (body, slot) = body_stream(body, want, trailers);
         let part = self
             .tier
             .upload_part(
                 (&i.bucket, &i.key, &i.upload_id),
                 part_number,
-                body_stream(body, want, trailers),
-                i.content_length.map(|n| u64::try_from(n).unwrap_or(0)),
-                md5_header(i.content_md5.as_deref())?,
+                body,
+                (
+                    i.content_length.map(|n| u64::try_from(n).unwrap_or(0)),
+                    md5_header(i.content_md5.as_deref())?,
+                    Some(slot),
+                ),
             )
             .await
             .s3()?;
-        Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() }))
+        let f = super::checksum::fields(part.checksum.as_ref());
+        let out = UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            checksum_crc32: f.crc32,
+            checksum_crc32c: f.crc32c,
+            checksum_sha1: f.sha1,
+            checksum_sha256: f.sha256,
+            checksum_crc64nvme: f.crc64nvme,
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn do_upload_part_copy(
@@ -108,8 +122,11 @@ impl StrataS3 {
         };
         let (src, served, body) = self.tier.get(&src_bucket, &src_key, check).await.s3()?;
         let len = served.as_ref().map_or(src.size, |r| r.end - r.start);
-        let part =
-            self.tier.upload_part((&i.bucket, &i.key, &i.upload_id), part_number, body, Some(len), None).await.s3()?;
+        let part = self
+            .tier
+            .upload_part((&i.bucket, &i.key, &i.upload_id), part_number, body, (Some(len), None, None))
+            .await
+            .s3()?;
         let result = CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),
             last_modified: Some(ts(part.last_modified_ms)),
@@ -139,11 +156,19 @@ impl StrataS3 {
             return Err(s3_error!(MalformedXML, "CompleteMultipartUpload names no parts"));
         }
         let cond = super::convert::write_condition(i.if_match, i.if_none_match)?;
-        let rec = self.tier.complete_upload(&i.bucket, &i.key, &i.upload_id, (&parts, &cond)).await.s3()?;
+        let combine = super::checksum::combine;
+        let rec = self.tier.complete_upload(&i.bucket, &i.key, &i.upload_id, (&parts, &cond, &combine)).await.s3()?;
+        let f = super::checksum::fields(rec.details.checksum.as_ref());
         let out = CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             e_tag: Some(ETag::Strong(rec.etag)),
+            checksum_crc32: f.crc32,
+            checksum_crc32c: f.crc32c,
+            checksum_sha1: f.sha1,
+            checksum_sha256: f.sha256,
+            checksum_crc64nvme: f.crc64nvme,
+            checksum_type: f.kind,
             location: Some(format!("/{}/{}", i.bucket, i.key)),
             ..Default::default()
         };

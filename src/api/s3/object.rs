@@ -33,26 +33,43 @@ impl StrataS3 {
             input.content_language,
             input.expires,
         );
+        let (body, checksum) = body_stream(body, expected, trailers);
         let put = PutInput {
             headers,
             user_meta: meta_from(input.metadata),
-            body: body_stream(body, expected, trailers),
+            body,
             content_length: input.content_length.map(|n| u64::try_from(n).unwrap_or(0)),
             content_md5: md5_header(input.content_md5.as_deref())?,
             condition,
+            checksum: Some(checksum),
         };
         let rec = self.tier.put(&input.bucket, &input.key, put).await.s3()?;
-        Ok(S3Response::new(PutObjectOutput { e_tag: Some(etag(&rec)), ..Default::default() }))
+        let f = super::checksum::fields(rec.details.checksum.as_ref());
+        let out = PutObjectOutput {
+            e_tag: Some(etag(&rec)),
+            checksum_crc32: f.crc32,
+            checksum_crc32c: f.crc32c,
+            checksum_sha1: f.sha1,
+            checksum_sha256: f.sha256,
+            checksum_crc64nvme: f.crc64nvme,
+            checksum_type: f.kind,
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn do_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
         let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
         let range = i.range;
+        let part = part_number(i.part_number, range.is_some())?;
         // The version a 304 was about, for its ETag.
         let seen = std::sync::Mutex::new(None);
         let planned = |r: &ObjectRecord| {
-            let p = plan_read(r, &conds, range.as_ref());
+            let p = match part {
+                Some(n) => plan_read(r, &conds, None).and_then(|_| part_range(r, n).map(|(range, _)| range)),
+                None => plan_read(r, &conds, range.as_ref()),
+            };
             if p.as_ref().is_err_and(|e| e.kind() == ErrorKind::NotModified) {
                 *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
             }
@@ -71,6 +88,8 @@ impl StrataS3 {
         let len = served.as_ref().map_or(rec.size, |r| r.end - r.start);
         let content_range = served.as_ref().map(|r| format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size));
         let h = &rec.headers;
+        // A checksum covers a whole object or part, never a Range of it (S3 sends none).
+        let sums = if range.is_some() { Default::default() } else { checksums(&rec, i.checksum_mode.as_ref(), part) };
         let out = GetObjectOutput {
             // s3s wants a Sync body; SyncStream gives that without locking, since a
             // stream is only ever polled through `&mut`.
@@ -87,6 +106,13 @@ impl StrataS3 {
             content_language: i.response_content_language.or_else(|| h.content_language.clone()),
             expires: h.expires_ms.map(ts),
             metadata: meta_to(&rec.user_meta),
+            parts_count: parts_count(&rec),
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_type: sums.kind,
             ..Default::default()
         };
         Ok(S3Response::new(out))
@@ -97,13 +123,29 @@ impl StrataS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = req.input;
+        let part = part_number(i.part_number, i.range.is_some())?;
         let rec = self.tier.head(&i.bucket, &i.key).await.s3()?;
         let conds = (i.if_match, i.if_none_match, i.if_modified_since, i.if_unmodified_since);
         match plan_read(&rec, &conds, None) {
             Err(e) if e.kind() == ErrorKind::NotModified => return Err(not_modified(&rec)),
             other => other.s3()?,
         };
-        Ok(S3Response::new(head_output(&rec)))
+        let mut out = head_output(&rec);
+        if let Some(n) = part {
+            let (range, _) = part_range(&rec, n).s3()?;
+            if let Some(r) = range {
+                out.content_length = Some(i64::try_from(r.end - r.start).unwrap_or(i64::MAX));
+                out.content_range = Some(format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size));
+            }
+        }
+        let sums = checksums(&rec, i.checksum_mode.as_ref(), part);
+        out.checksum_crc32 = sums.crc32;
+        out.checksum_crc32c = sums.crc32c;
+        out.checksum_sha1 = sums.sha1;
+        out.checksum_sha256 = sums.sha256;
+        out.checksum_crc64nvme = sums.crc64nvme;
+        out.checksum_type = sums.kind;
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn do_delete_object(
@@ -242,6 +284,61 @@ fn head_output(rec: &ObjectRecord) -> HeadObjectOutput {
         content_language: h.content_language.clone(),
         expires: h.expires_ms.map(ts),
         metadata: meta_to(&rec.user_meta),
+        parts_count: parts_count(rec),
         ..Default::default()
     }
+}
+
+/// `partNumber`: 1 to 10000, and never beside a Range header.
+fn part_number(n: Option<i32>, with_range: bool) -> S3Result<Option<u32>> {
+    let Some(n) = n else { return Ok(None) };
+    if with_range {
+        return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter"));
+    }
+    match u32::try_from(n) {
+        Ok(n) if (1..=crate::tier::MAX_PART_NUMBER).contains(&n) => Ok(Some(n)),
+        _ => Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive")),
+    }
+}
+
+/// The bytes of part `n` (`None`: all of an empty object), and the parts count S3 names
+/// for multipart objects.
+fn part_range(rec: &ObjectRecord, n: u32) -> crate::error::Result<(Option<std::ops::Range<u64>>, Option<i32>)> {
+    let bad = || Error::new(ErrorKind::InvalidPartNumber, format!("The requested partnumber {n} is not satisfiable"));
+    let parts = &rec.details.parts;
+    if parts.is_empty() {
+        if rec.etag.contains('-') {
+            return Err(Error::new(ErrorKind::Conflict, "the part sizes of this object were not recorded"));
+        }
+        return match n {
+            1 if rec.size == 0 => Ok((None, None)),
+            1 => Ok((Some(0..rec.size), None)),
+            _ => Err(bad()),
+        };
+    }
+    let i = usize::try_from(n - 1).map_err(|_| bad())?;
+    let part = parts.get(i).ok_or_else(bad)?;
+    let start: u64 = parts[..i].iter().map(|p| p.size).sum();
+    let count = i32::try_from(parts.len()).ok();
+    Ok(((part.size > 0).then(|| start..start + part.size), count))
+}
+
+/// `x-amz-mp-parts-count` of a multipart object.
+fn parts_count(rec: &ObjectRecord) -> Option<i32> {
+    (!rec.details.parts.is_empty()).then(|| i32::try_from(rec.details.parts.len()).ok()).flatten()
+}
+
+/// The checksum fields a GET or HEAD returns: only with `x-amz-checksum-mode: ENABLED`;
+/// for one part of a multipart object, that part's.
+fn checksums(rec: &ObjectRecord, mode: Option<&ChecksumMode>, part: Option<u32>) -> super::checksum::Fields {
+    if mode.is_none_or(|m| m.as_str() != ChecksumMode::ENABLED) {
+        return super::checksum::Fields::default();
+    }
+    let c = match part {
+        Some(n) if !rec.details.parts.is_empty() => {
+            rec.details.parts.get(n as usize - 1).and_then(|p| p.checksum.as_ref())
+        }
+        _ => rec.details.checksum.as_ref(),
+    };
+    super::checksum::fields(c)
 }

@@ -22,6 +22,7 @@ pub fn op_name(method: &Method, path: &str, query: &str, headers: &HeaderMap) ->
         (false, true, "HEAD") => "HeadBucket",
         (false, true, "POST") if has("delete") => "DeleteObjects",
         (false, false, "GET") if has("uploadId") => "ListParts",
+        (false, false, "GET") if has("attributes") => "GetObjectAttributes",
         (false, false, "GET") => "GetObject",
         (false, false, "HEAD") => "HeadObject",
         (false, false, "PUT") if has("uploadId") && headers.contains_key("x-amz-copy-source") => "UploadPartCopy",
