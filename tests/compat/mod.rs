@@ -421,3 +421,35 @@ async fn parts_and_checksums(h: Harness) {
     let sizes: Vec<_> = parts.parts().iter().map(|p| p.size()).collect();
     assert_eq!(sizes, [Some(p1.len() as i64), Some(p2.len() as i64)]);
 }
+
+/// What an SDK will not send, signed: an empty Content-MD5, DeleteObjects with a wrong one,
+/// an XML body over 20 MiB, a body that is not the one signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_checks_s3_makes() {
+    use base64::Engine;
+    use md5::Digest;
+    let h = Harness::start(Cold::Fs).await;
+    h.bucket("chk").await;
+    let md5 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b));
+    let r = crate::harness::signed(h.addr, "PUT", "/chk/k", &[("content-md5", "")], b"abc".to_vec()).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("<Code>InvalidDigest</Code>"));
+    let body = b"<Delete><Object><Key>a</Key></Object></Delete>".to_vec();
+    let wrong = md5(b"x");
+    let r = crate::harness::signed(h.addr, "POST", "/chk?delete", &[("content-md5", &wrong)], body.clone()).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("<Code>BadDigest</Code>"));
+    let right = md5(&body);
+    let r = crate::harness::signed(h.addr, "POST", "/chk?delete", &[("content-md5", &right)], body).await;
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // The answer comes from the head alone (the server does not read 21 MiB to refuse it),
+    // so a raw socket reads it before sending any body.
+    let head = format!("POST /chk?delete HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", 21 << 20);
+    let answer = crate::web::raw(&h, &head).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>MaxMessageLengthExceeded</Code>"), "{answer}");
+    let r = crate::harness::signed_with(h.addr, ("PUT", "/chk/k", &[]), b"signed", b"sent!!".to_vec()).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("<Code>XAmzContentSHA256Mismatch</Code>"));
+    assert!(h.keys("chk").await.is_empty(), "nothing was stored");
+}

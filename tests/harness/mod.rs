@@ -321,3 +321,51 @@ pub async fn sigterm_exits_cleanly() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(rest.contains("strata stopped"), "{rest}");
 }
+
+/// A raw SigV4-signed request (for what an SDK will not send: an empty Content-MD5, a wrong
+/// one, a huge XML body). `path` includes the query; `headers` are signed too.
+pub async fn signed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    signed_with(addr, (method, path, headers), &body.clone(), body).await
+}
+
+/// [`signed`], with the signature over `signed_body` and `body` sent.
+pub async fn signed_with(
+    addr: SocketAddr,
+    (method, path, headers): (&str, &str, &[(&str, &str)]),
+    signed_body: &[u8],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
+    };
+    let url = format!("http://{addr}{path}");
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let identity = Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test").into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable =
+        SignableRequest::new(method, url.clone(), headers.iter().copied(), SignableBody::Bytes(signed_body)).unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut req = http::Request::builder().method(method).uri(&url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(body).unwrap();
+    instructions.apply_to_request_http1x(&mut req);
+    reqwest::Client::new().execute(reqwest::Request::try_from(req).unwrap()).await.unwrap()
+}

@@ -13,6 +13,7 @@ mod list;
 mod multipart;
 mod object;
 mod ops;
+mod precheck;
 mod spool;
 
 pub use spool::Spool;
@@ -110,8 +111,7 @@ impl S3Gateway {
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let checked =
-            self.check_region(&req).and_then(|()| check_presign_expiry(&req)).and_then(|()| anonymous_root(&req));
+        let checked = self.check_region(&req).and_then(|()| precheck::head(&req));
         let mut resp = match checked {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
             Ok(()) => {
@@ -145,19 +145,24 @@ impl S3Gateway {
         let close = expects_continue(&req)
             && req.version() == http::Version::HTTP_11
             && http_body::Body::is_end_stream(req.body());
-        let req = if Spool::needs(&req) {
-            match self.spool.take(req).await {
-                Ok(r) => r,
-                Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
-            }
-        } else {
-            req
+        let req = match self.prepare(req).await {
+            Ok(r) => r,
+            Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
         };
         let mut resp = self.service.call(req).await?;
         if close {
             resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         Ok(resp)
+    }
+
+    /// What the body needs before s3s reads it: a length (spooled), or its Content-MD5
+    /// checked where s3s does not (DeleteObjects).
+    async fn prepare(&self, req: Request<s3s::Body>) -> S3Result<Request<s3s::Body>> {
+        if Spool::needs(&req) {
+            return self.spool.take(req).await;
+        }
+        precheck::delete_md5(req).await
     }
 
     /// SigV4 binds a signature to a region, but s3s accepts any region that the signature
@@ -213,15 +218,6 @@ fn credential_region<B>(req: &Request<B>) -> Option<String> {
     scope.split('/').nth(2).map(str::to_owned)
 }
 
-/// An unsigned `HEAD /` asks for the bucket list, which is never anonymous: 403, as for
-/// `GET /` (s3s knows no HEAD of the root and would answer 501).
-fn anonymous_root<B>(req: &Request<B>) -> S3Result<()> {
-    if req.method() == http::Method::HEAD && req.uri().path() == "/" && !crate::api::router::is_s3_signed(req) {
-        return Err(s3s::s3_error!(AccessDenied, "Access Denied"));
-    }
-    Ok(())
-}
-
 fn expects_continue<B>(req: &Request<B>) -> bool {
     req.headers().get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
@@ -236,29 +232,6 @@ fn merge_repeated(headers: &mut http::HeaderMap, name: &http::header::HeaderName
     let joined: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::trim).collect();
     if let Ok(v) = HeaderValue::from_str(&joined.join(",")) {
         headers.insert(name, v);
-    }
-}
-
-/// S3 refuses presigned URLs valid for more than seven days.
-const MAX_PRESIGN_EXPIRY: u64 = 604_800;
-
-/// Refuses a presigned URL whose `X-Amz-Expires` is not a number of seconds up to seven
-/// days, as S3 does (s3s checks only that it has not passed).
-fn check_presign_expiry<B>(req: &Request<B>) -> S3Result<()> {
-    let Some(v) = req.uri().query().and_then(|q| crate::http::query::value(q, "X-Amz-Expires")) else {
-        return Ok(());
-    };
-    match v.parse::<u64>() {
-        Ok(n) if (1..=MAX_PRESIGN_EXPIRY).contains(&n) => Ok(()),
-        _ => {
-            let code = s3s::S3ErrorCode::Custom("AuthorizationQueryParametersError".into());
-            let mut e = s3s::S3Error::with_message(
-                code,
-                format!("X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGN_EXPIRY}"),
-            );
-            e.set_status_code(http::StatusCode::BAD_REQUEST);
-            Err(e)
-        }
     }
 }
 
