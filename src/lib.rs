@@ -33,6 +33,7 @@
 //! | [`worker`]     | the one shape of background loops, and their supervisor          |
 //! | [`clock`]      | wall-clock milliseconds, the unit of stored timestamps           |
 //! | [`names`]      | valid bucket names and keys; key → store path                    |
+//! | [`throttle`]   | the brake on failed authentication, per client address           |
 //! | [`error`]      | error kinds, retryable versus permanent                          |
 
 pub mod access_log;
@@ -53,6 +54,7 @@ pub mod policy;
 pub mod replication;
 pub mod server;
 pub mod telemetry;
+pub mod throttle;
 pub mod tier;
 pub mod tls;
 pub mod transfer;

@@ -19,6 +19,7 @@ pub mod web;
 use crate::access_log::{AccessLog, Counted, RequestInfo};
 use crate::config::Credentials;
 use crate::health::Health;
+use crate::throttle::{Failed, Throttle};
 use reply::Body;
 use router::{AdminEndpoint as E, OpenEndpoint, Route, Router, Unrouted};
 use s3::S3Gateway;
@@ -42,6 +43,18 @@ pub fn to_https<B>(req: &http::Request<B>, port: u16) -> http::Response<Body> {
     r
 }
 
+/// The client's address (unspecified when the listener did not record it).
+fn peer_ip<B>(req: &http::Request<B>) -> std::net::IpAddr {
+    req.extensions().get::<crate::http::Peer>().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.0.ip())
+}
+
+/// 429 with `Retry-After`: an address braked for failed authentication.
+fn too_many(wait: u64) -> http::Response<Body> {
+    let mut r = reply::text(http::StatusCode::TOO_MANY_REQUESTS, "too many failed logins from your address; wait");
+    r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+    r
+}
+
 /// Largest admin request body read (a rule change).
 const MAX_ADMIN_BODY: usize = 64 << 10;
 
@@ -53,12 +66,37 @@ pub struct Front {
     creds: Credentials,
     health: Arc<Health>,
     log: Option<AccessLog>,
+    throttle: Arc<Throttle>,
 }
 
 impl Front {
+    /// `None` when an admin call carries the admin credentials; else the answer: 429 while
+    /// its address is braked (before the credentials are looked at), else 401, counting a
+    /// wrong try.
+    fn admin_gate<B>(&self, req: &http::Request<B>) -> Option<http::Response<Body>> {
+        let tried = req.headers().contains_key(http::header::AUTHORIZATION);
+        if tried && let Err(wait) = self.throttle.check(peer_ip(req), "admin") {
+            return Some(too_many(wait));
+        }
+        if admin::authorized(req.headers(), &self.creds) {
+            return None;
+        }
+        if tried {
+            self.throttle.failed(peer_ip(req), "admin");
+        }
+        Some(admin::unauthorized())
+    }
+
     /// The front ends of one server; `creds` guard the admin API.
     pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
-        Self { router, gateway, web, creds, health, log: None }
+        let throttle = Arc::new(Throttle::new(0, std::time::Duration::from_secs(1)));
+        Self { router, gateway, web, creds, health, log: None, throttle }
+    }
+
+    /// Brakes failed authentication per client address with `throttle`.
+    pub fn with_throttle(mut self, throttle: Arc<Throttle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// Logs every request of the main listener to `log`.
@@ -70,11 +108,27 @@ impl Front {
     /// Serves one request of the main listener.
     pub async fn handle_main(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Counted<Body>> {
         let info = self.log.as_ref().map(|_| RequestInfo::of(&req));
-        let resp = match self.router.route(&req) {
-            Route::Web(call) => self.web.handle(req, call).await,
-            Route::S3 => self.gateway.handle(req).await,
-            route => self.operator(req, route).await,
+        let peer = peer_ip(&req);
+        let route = self.router.route(&req);
+        let api = match &route {
+            Route::S3 if router::is_s3_signed(&req) => Some("s3"),
+            Route::Web(router::WebCall::Login) => Some("login"),
+            Route::Web(_) if req.headers().contains_key(http::header::AUTHORIZATION) => Some("password"),
+            _ => None,
         };
+        let braked = api.and_then(|api| self.throttle.check(peer, api).err().map(|wait| (api, wait)));
+        let resp = match (braked, route) {
+            (Some(("s3", wait)), _) => self.gateway.slow_down(wait),
+            (Some((_, wait)), _) => too_many(wait),
+            (None, Route::Web(call)) => self.web.handle(req, call).await,
+            (None, Route::S3) => self.gateway.handle(req).await,
+            (None, route) => self.operator(req, route).await,
+        };
+        if let Some(api) = api
+            && resp.extensions().get::<Failed>().is_some()
+        {
+            self.throttle.failed(peer, api);
+        }
         match (&self.log, info) {
             (Some(log), Some(info)) => log.wrap(info, resp),
             _ => AccessLog::unlogged(resp),
@@ -99,7 +153,7 @@ impl Front {
             Route::Open(OpenEndpoint::Ready) => return status::ready(tier, &self.health).await,
             Route::Open(OpenEndpoint::Metrics) => return status::metrics(),
             Route::Admin(Ok(e)) if e.is_open() => return status::metrics(),
-            _ if !admin::authorized(req.headers(), &self.creds) => return admin::unauthorized(),
+            _ if let Some(refused) = self.admin_gate(&req) => return refused,
             Route::Admin(Ok(e)) => e,
             Route::Admin(Err(Unrouted::NotFound(msg))) => return reply::json_error(http::StatusCode::NOT_FOUND, &msg),
             Route::Admin(Err(Unrouted::MethodNotAllowed(m))) => {

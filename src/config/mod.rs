@@ -134,6 +134,13 @@ pub struct Limits {
     pub backend_retries: usize,
     /// Streams one HTTP/2 connection may have open at once. Default 256.
     pub h2_max_streams: u32,
+    /// Failed authentications (S3 signatures, admin logins, passwords) one client address
+    /// may make in a burst before it is refused for a while; 0 turns the brake off.
+    /// Default 10.
+    pub auth_burst: u32,
+    /// How long until one failure is forgiven: after a burst, one more try per this long.
+    /// Default "6s".
+    pub auth_refill: HumanDuration,
 }
 
 impl Default for Limits {
@@ -149,6 +156,8 @@ impl Default for Limits {
             backend_io_timeout: HumanDuration(Duration::from_secs(60)),
             backend_retries: 4,
             h2_max_streams: 256,
+            auth_burst: 10,
+            auth_refill: HumanDuration(Duration::from_secs(6)),
         }
     }
 }

@@ -153,7 +153,10 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),
         None => None,
     };
-    let front = Arc::new(Front::new(router, gateway, web, credentials.clone(), health).with_access_log(log));
+    let throttle = Arc::new(crate::throttle::Throttle::new(config.limits.auth_burst, config.limits.auth_refill.0));
+    let front = Arc::new(
+        Front::new(router, gateway, web, credentials.clone(), health).with_access_log(log).with_throttle(throttle),
+    );
     let shutdown = CancellationToken::new();
     let tasks = listeners.serve(front, server_limits(config), acceptor, config.tls.plain, shutdown.clone())?;
     let catalog = opened.catalog;

@@ -453,3 +453,60 @@ async fn request_checks_s3_makes() {
     assert!(r.text().await.unwrap().contains("<Code>XAmzContentSHA256Mismatch</Code>"));
     assert!(h.keys("chk").await.is_empty(), "nothing was stored");
 }
+
+/// A reqwest client whose connections come from `ip` (any 127.x.y.z is this machine).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().unwrap()
+}
+
+/// Failed authentication is braked per client address (issue 14): after `auth_burst`
+/// failures an address is refused before any secret is checked, with Retry-After, while
+/// another address is served; wrong S3 signatures, admin logins and passwords all count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_authentication_is_braked_per_address() {
+    let h = Harness::start(Cold::Fs).await;
+    h.bucket("brk").await;
+    h.put("brk", "k", b"v").await;
+    let cfg = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let wrong = h.client_with(crate::harness::ACCESS_KEY, "not-the-secret", "us-east-1");
+    let bad = wrong.get_object().bucket("brk").key("k").presigned(cfg.clone()).await.unwrap().uri().to_owned();
+    let good = h.client.get_object().bucket("brk").key("k").presigned(cfg).await.unwrap().uri().to_owned();
+    let (attacker, other) = (client_from([127, 0, 0, 5]), client_from([127, 0, 0, 2]));
+    for _ in 0..10 {
+        assert_eq!(attacker.get(&bad).send().await.unwrap().status().as_u16(), 403);
+    }
+    let r = attacker.get(&bad).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "braked");
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(r.text().await.unwrap().contains("<Code>SlowDown</Code>"));
+    let r = attacker.get(&good).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503, "while braked, not even the right signature is looked at");
+    assert_eq!(other.get(&good).send().await.unwrap().status().as_u16(), 200, "another address is served");
+    let anon = other.get(format!("http://{}/health", h.addr)).send().await.unwrap();
+    assert_eq!(anon.status().as_u16(), 200);
+    // The admin API, from a third address.
+    let admin = client_from([127, 0, 0, 3]);
+    let url = format!("http://{}/_strata/status.json", h.addr);
+    for _ in 0..10 {
+        let r = admin.get(&url).basic_auth(crate::harness::ACCESS_KEY, Some("guess")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = admin.get(&url).basic_auth(crate::harness::ACCESS_KEY, Some(crate::harness::SECRET_KEY)).send().await;
+    assert_eq!(r.unwrap().status().as_u16(), 429, "braked before the password is looked at");
+    let r = other.get(&url).basic_auth(crate::harness::ACCESS_KEY, Some(crate::harness::SECRET_KEY)).send().await;
+    assert_eq!(r.unwrap().status().as_u16(), 200);
+    // A password rule, from a fourth address.
+    crate::web::set_rule(&h, "brk", "", serde_json::json!({ "access": "password", "password": "open sesame" })).await;
+    let fan = client_from([127, 0, 0, 4]);
+    let photo = format!("http://{}/brk/k", h.addr);
+    for _ in 0..10 {
+        let r = fan.get(&photo).basic_auth("x", Some("wrong")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = fan.get(&photo).basic_auth("x", Some("open sesame")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let metrics = reqwest::get(format!("http://{}/metrics", h.addr)).await.unwrap().text().await.unwrap();
+    for api in ["s3", "admin", "password"] {
+        assert!(metrics.contains(&format!("strata_auth_throttled_total{{api=\"{api}\"}}")), "{api}: {metrics}");
+    }
+}

@@ -128,6 +128,7 @@ impl S3Gateway {
         };
         crate::api::reply::with_retry_after(&mut resp, self.retry_after);
         with_request_id(&mut resp, &request_id);
+        mark_auth_failure(&mut resp);
         let status = resp.status().as_u16();
         tracing::info!(parent: &span, status, "done");
         crate::telemetry::record_request(op, status, started);
@@ -135,6 +136,16 @@ impl S3Gateway {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
         resp
+    }
+
+    /// The answer to a signed request from an address braked for failed authentication:
+    /// 503 `SlowDown` with `Retry-After`, which S3 clients back off on.
+    pub fn slow_down(&self, wait: u64) -> Response<s3s::Body> {
+        let e = s3s::s3_error!(SlowDown, "too many failed authentications from your address");
+        let mut r = e.to_http_response().unwrap_or_else(|_| plain_500());
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
+        with_request_id(&mut r, &uuid::Uuid::new_v4().simple().to_string());
+        r
     }
 
     /// Hands `req` to s3s, first giving a body of unknown length its length.
@@ -252,6 +263,20 @@ fn with_request_id(resp: &mut Response<s3s::Body>, id: &str) {
         resp.headers_mut().insert(http::header::CONTENT_LENGTH, v);
     }
     *resp.body_mut() = s3s::Body::from(body);
+}
+
+/// Marks a refusal of the signature or access key ([`crate::throttle::Failed`]).
+fn mark_auth_failure(resp: &mut Response<s3s::Body>) {
+    if resp.status() != http::StatusCode::FORBIDDEN {
+        return;
+    }
+    let Some(bytes) = resp.body().bytes() else { return };
+    let failed = [&b"<Code>SignatureDoesNotMatch</Code>"[..], b"<Code>InvalidAccessKeyId</Code>"]
+        .iter()
+        .any(|code| bytes.windows(code.len()).any(|w| w == *code));
+    if failed {
+        resp.extensions_mut().insert(crate::throttle::Failed);
+    }
 }
 
 fn plain_500() -> Response<s3s::Body> {

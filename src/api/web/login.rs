@@ -100,6 +100,7 @@ impl Web {
         if !self.policy.check_password(&d, &password) {
             tracing::info!(bucket = %t.bucket, scope = %d.scope, "wrong password at the login form");
             let mut r = self.login_required(&req, &t, &d, Some("Wrong password."));
+            r.extensions_mut().insert(crate::throttle::Failed);
             // Keep the page's return address.
             *r.body_mut() = Body::from(login_page(&to, &t.bucket, &d.scope, Some("Wrong password.")));
             return r;

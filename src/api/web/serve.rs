@@ -98,7 +98,12 @@ impl Web {
             }
             AccessMode::Password => {
                 denied("password");
-                Err(self.login_required(req, t, &d, None))
+                let mut r = self.login_required(req, t, &d, None);
+                // A wrong password in Basic auth counts against the address.
+                if crate::http::basic_auth(req.headers()).is_some() {
+                    r.extensions_mut().insert(crate::throttle::Failed);
+                }
+                Err(r)
             }
             AccessMode::Signed => {
                 denied("signed-only");
