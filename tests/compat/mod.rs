@@ -4,6 +4,7 @@
 use crate::harness::{Cold, Harness, Opts, code, status};
 use async_trait::async_trait;
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use std::sync::Arc;
@@ -509,4 +510,78 @@ async fn failed_authentication_is_braked_per_address() {
     for api in ["s3", "admin", "password"] {
         assert!(metrics.contains(&format!("strata_auth_throttled_total{{api=\"{api}\"}}")), "{api}: {metrics}");
     }
+}
+
+/// Regression (issue 14): request spans leaked across requests; under 32 concurrent PUTs a
+/// log line carried up to 298 request ids. Each line must name at most one request, its
+/// own, and every request's id appears in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_log_line_names_only_its_own_request() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("STRATA_ACCESS_KEY", crate::harness::ACCESS_KEY)
+        .env("STRATA_SECRET_KEY", crate::harness::SECRET_KEY)
+        .env("STRATA_LOG", "debug")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "strata exited");
+        if let Some(a) = line.trim().strip_prefix("strata listening on http://") {
+            break a.parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    let c = crate::harness::client(addr, crate::harness::ACCESS_KEY, crate::harness::SECRET_KEY, "us-east-1");
+    c.create_bucket().bucket("logs").send().await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let body = ByteStream::from(vec![i as u8; 300_000]);
+                let r = c.put_object().bucket("logs").key(format!("k{i}")).body(body).send().await.unwrap();
+                r.request_id().unwrap().to_owned()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    // Strip ANSI colours, in case the subscriber still writes them.
+    let plain: String = {
+        let mut out = String::with_capacity(text.len());
+        let mut esc = false;
+        for ch in text.chars() {
+            match (esc, ch) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => out.push(c),
+            }
+        }
+        out
+    };
+    let mut lines_with_ids = 0;
+    for l in plain.lines() {
+        let n = l.matches("s3{id=").count();
+        assert!(n <= 1, "a line names {n} requests: {l}");
+        lines_with_ids += n;
+    }
+    for id in &ids {
+        assert!(plain.contains(&format!("s3{{id={id}")), "request {id} is not in the log");
+    }
+    assert!(lines_with_ids >= ids.len() * 2, "every request logs more than its end: {lines_with_ids} lines");
 }
