@@ -14,6 +14,7 @@ mod multipart;
 mod object;
 mod ops;
 mod precheck;
+mod range;
 mod spool;
 
 pub use spool::Spool;
@@ -75,6 +76,9 @@ delegate! {
 #[derive(Clone)]
 pub struct S3Gateway {
     service: S3Service,
+    /// Serves again, without its Range, a request `service` authenticated but refused
+    /// only for a Range s3s cannot parse (`range.rs`).
+    checked_range: range::Retry,
     region: String,
     retry_after: u32,
     spool: Spool,
@@ -91,12 +95,18 @@ impl S3Gateway {
         hosts: &Hosts,
         (retry_after, spool): (u32, Spool),
     ) -> Self {
-        let mut b = S3ServiceBuilder::new(StrataS3 { tier, region: region.to_owned() });
-        b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
-        if !hosts.is_empty() {
-            b.set_host(VirtualHosts(hosts.clone()));
-        }
-        Self { service: b.build(), region: region.to_owned(), retry_after, spool }
+        let builder = |auth: bool| {
+            let mut b = S3ServiceBuilder::new(StrataS3 { tier: tier.clone(), region: region.to_owned() });
+            if auth {
+                b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
+            }
+            if !hosts.is_empty() {
+                b.set_host(VirtualHosts(hosts.clone()));
+            }
+            b.build()
+        };
+        let (service, checked_range) = (builder(true), range::Retry(builder(false)));
+        Self { service, checked_range, region: region.to_owned(), retry_after, spool }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -160,7 +170,13 @@ impl S3Gateway {
             Ok(r) => r,
             Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
         };
+        let again = range::Retry::head_of(&req);
         let mut resp = self.service.call(req).await?;
+        if let Some(head) = again
+            && range::Retry::refused_for_range(&resp)
+        {
+            resp = self.checked_range.call(head).await?;
+        }
         if close {
             resp.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
