@@ -284,7 +284,7 @@ fn assert_staging_empty(h: &Harness) {
         if left().is_empty() {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(left().is_empty(), "staging files left after the drain: {:?}", left());
 }
