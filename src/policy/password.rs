@@ -90,9 +90,16 @@ impl Checker {
                 if self.ok.get(&id).is_some() {
                     return true;
                 }
-                let good = PasswordHash::new(phc).is_ok_and(|parsed| {
-                    argon2::Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok()
-                });
+                let verify = || {
+                    PasswordHash::new(phc).is_ok_and(|parsed| {
+                        argon2::Argon2::default().verify_password(candidate.as_bytes(), &parsed).is_ok()
+                    })
+                };
+                // argon2 takes tens of milliseconds of CPU: on a runtime worker, hand that
+                // worker's other tasks to the rest first, so other clients are not held up.
+                let multi = tokio::runtime::Handle::try_current()
+                    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+                let good = if multi { tokio::task::block_in_place(verify) } else { verify() };
                 if good {
                     self.ok.insert(id, ());
                 }

@@ -617,3 +617,37 @@ async fn ranges_s3_ignores(h: Harness) {
     let r = reqwest::Client::new().get(&forged).header("range", "bytes=5-1").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
 }
+
+/// CopyObject and UploadPartCopy between buckets on two different stores (a disk here and
+/// Garage), so no server-side copy can serve: the bytes stream through strata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copies_between_stores() {
+    let second = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[backends.second]\ntype = \"fs\"\nroot = \"{}\"\n[buckets.far]\nbackend = \"second\"\n",
+        second.path().display()
+    );
+    let h = Harness::start_opts(Cold::Garage, Opts { toml, wrap: None }).await;
+    let c = &h.client;
+    h.bucket("near").await;
+    let data: Vec<u8> = (0..(5u32 << 20) + 4321).map(|i| (i % 253) as u8).collect();
+    h.put("near", "src", &data).await;
+    c.copy_object().bucket("far").key("whole").copy_source("near/src").send().await.unwrap();
+    assert!(h.get("far", "whole").await == data, "CopyObject across stores");
+    let up = c.create_multipart_upload().bucket("far").key("parts").send().await.unwrap();
+    let id = up.upload_id().unwrap();
+    let split = 5u64 << 20;
+    let mut done = Vec::new();
+    for (n, range) in [(1, format!("bytes=0-{}", split - 1)), (2, format!("bytes={split}-{}", data.len() - 1))] {
+        let p = c.upload_part_copy().bucket("far").key("parts").upload_id(id).part_number(n);
+        let p = p.copy_source("near/src").copy_source_range(range).send().await.unwrap();
+        let e = p.copy_part_result().and_then(|r| r.e_tag()).unwrap().to_owned();
+        done.push(CompletedPart::builder().part_number(n).e_tag(e).build());
+    }
+    let mpu = CompletedMultipartUpload::builder().set_parts(Some(done)).build();
+    c.complete_multipart_upload().bucket("far").key("parts").upload_id(id).multipart_upload(mpu).send().await.unwrap();
+    assert!(h.get("far", "parts").await == data, "UploadPartCopy across stores");
+    h.drained().await;
+    let on_disk = std::fs::read(second.path().join("far/parts")).expect("the second store holds it");
+    assert!(on_disk == data);
+}
