@@ -21,8 +21,12 @@ use std::sync::Arc;
 const MAX_NAME: usize = 1024;
 /// Part size for multipart writes to object stores; objects below it go in one PUT.
 const WRITE_CHUNK: usize = 8 << 20;
-/// Parts in flight per object write.
-const WRITE_CONCURRENCY: usize = 4;
+/// Parts in flight per object write: one. OpenDAL 0.55's concurrent writer keeps every
+/// finished part's bytes until the writer closes (its task queue holds up to 8192
+/// results, inputs included; fixed upstream in 0.59, apache/opendal#8224 and #8327), so a
+/// 1 GiB PUT to an S3 store held 1 GiB of memory. With one part at a time the writer
+/// holds one 8 MiB chunk; parts still overlap with reading the body.
+const WRITE_CONCURRENCY: usize = 1;
 
 struct OpendalBackend {
     name: String,
