@@ -19,6 +19,8 @@ pub const TTL: Duration = Duration::from_secs(2);
 const MAX_ROWS: usize = 200_000;
 /// Bucket rows kept.
 const MAX_BUCKETS: usize = 10_000;
+/// Locks that turn concurrent misses of one row into one database read.
+const FILL_STRIPES: usize = 256;
 
 type Slot<T> = (Instant, Option<T>);
 
@@ -31,6 +33,11 @@ pub struct RowCache {
     order: Mutex<()>,
     objects: Cache<(String, String), Slot<ObjectRecord>>,
     buckets: Cache<String, Slot<BucketRecord>>,
+    /// Held while a row is read to fill the cache (striped by row): the other readers of
+    /// that row wait and then find it cached. Without it, every reader of a popular row
+    /// that had just expired queried SQLite at once, through its one worker thread: the
+    /// HTTP/2 benchmark (640 requests in flight) served 10k instead of 26k requests/s.
+    fills: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Default for RowCache {
@@ -40,6 +47,7 @@ impl Default for RowCache {
             order: Mutex::new(()),
             objects: Cache::new(MAX_ROWS),
             buckets: Cache::new(MAX_BUCKETS),
+            fills: (0..FILL_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 }
@@ -57,6 +65,13 @@ impl RowCache {
     /// Called before a database write: readers that started earlier will not cache.
     pub fn begin_write(&self) {
         self.generation.fetch_add(1, SeqCst);
+    }
+
+    /// The fill lock of a row, to hold across its database read.
+    pub async fn filling(&self, row: &(impl std::hash::Hash + ?Sized)) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(row);
+        self.fills[(h as usize) % FILL_STRIPES].lock().await
     }
 
     fn ordered(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -148,6 +163,10 @@ impl super::Catalog {
         if let Some(hit) = c.bucket(name) {
             return Ok(hit);
         }
+        let _fill = c.filling(name).await;
+        if let Some(hit) = c.bucket(name) {
+            return Ok(hit);
+        }
         let g = c.generation();
         let row = self.db_get_bucket(name).await?;
         c.fill_bucket(g, name, row.clone());
@@ -173,6 +192,10 @@ impl super::Catalog {
     /// The row of `bucket`/`key`, if any.
     pub async fn get_object(&self, bucket: &str, key: &str) -> crate::error::Result<Option<ObjectRecord>> {
         let Some(c) = &self.cache else { return self.db_get_object(bucket, key).await };
+        if let Some(hit) = c.object(bucket, key) {
+            return Ok(hit);
+        }
+        let _fill = c.filling(&(bucket, key)).await;
         if let Some(hit) = c.object(bucket, key) {
             return Ok(hit);
         }
@@ -226,6 +249,25 @@ mod tests {
         assert_eq!(c.object("b", "k2"), Some(Some(sample())));
         c.forget_bucket("b");
         assert_eq!(c.object("b", "k2"), None);
+    }
+
+    /// Concurrent misses of one row wait for the first reader's fill.
+    #[tokio::test]
+    async fn one_fill_per_row_at_a_time() {
+        let c = std::sync::Arc::new(RowCache::default());
+        let first = c.filling(&("b", "k")).await;
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let _g = c.filling(&("b", "k")).await;
+                c.object("b", "k")
+            })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "the second reader waits for the first");
+        c.fill_object(c.generation(), "b", "k", Some(sample()));
+        drop(first);
+        assert_eq!(waiter.await.unwrap(), Some(Some(sample())), "and then finds the row cached");
     }
 
     fn sample() -> ObjectRecord {
