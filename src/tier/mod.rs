@@ -371,7 +371,11 @@ impl Tier {
         let (src, _, body) = self.get(src_bucket, src_key, |r| plan(r).map(|()| None)).await?;
         let (headers, user_meta) = replace.unwrap_or((src.headers.clone(), src.user_meta.clone()));
         let content_length = Some(src.size);
-        let input = PutInput { headers, user_meta, body, content_length, content_md5: None, condition, checksum: None };
+        // The same bytes have the same checksum; a composite one (of parts) does not carry
+        // over to a copy made in one piece.
+        let kept = src.details.checksum.clone().filter(|c| !c.composite);
+        let checksum = Some(Arc::new(std::sync::Mutex::new(kept)));
+        let input = PutInput { headers, user_meta, body, content_length, content_md5: None, condition, checksum };
         self.put(dst_bucket, dst_key, input).await
     }
 

@@ -375,6 +375,9 @@ async fn parts_and_checksums(h: Harness) {
     assert_eq!(plain.checksum_crc32(), None, "only when asked for");
     let got = c.get_object().bucket("sums").key("one").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
     assert_eq!(got.checksum_crc32(), Some(want.as_str()));
+    c.copy_object().bucket("sums").key("copy").copy_source("sums/one").send().await.unwrap();
+    let copy = c.head_object().bucket("sums").key("copy").checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
+    assert_eq!(copy.checksum_crc32(), Some(want.as_str()), "a copy keeps a full-object checksum");
     let one = c.get_object().bucket("sums").key("one").part_number(1).send().await.unwrap();
     assert_eq!((one.parts_count(), one.content_length()), (None, Some(11)), "part 1 of a single-part object");
     assert_eq!(code(c.get_object().bucket("sums").key("one").part_number(2).send().await), "InvalidPartNumber");
