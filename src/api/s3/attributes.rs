@@ -2,6 +2,7 @@
 //! catalog alone (no store is asked).
 
 use super::StrataS3;
+use super::checksum::set_checksums;
 use super::convert::ts;
 use super::error::IntoS3;
 use s3s::dto::*;
@@ -18,15 +19,8 @@ impl StrataS3 {
         }
         let rec = self.tier.head(&i.bucket, &i.key).await.s3()?;
         let wants = |a: &str| i.object_attributes.iter().any(|x| x.as_str() == a);
-        let sum = super::checksum::fields(rec.details.checksum.as_ref());
-        let checksum = Checksum {
-            checksum_crc32: sum.crc32,
-            checksum_crc32c: sum.crc32c,
-            checksum_sha1: sum.sha1,
-            checksum_sha256: sum.sha256,
-            checksum_crc64nvme: sum.crc64nvme,
-            checksum_type: sum.kind,
-        };
+        let mut checksum = Checksum::default();
+        set_checksums!(checksum, super::checksum::fields(rec.details.checksum.as_ref()), typed);
         let parts = &rec.details.parts;
         let after = i.part_number_marker.unwrap_or(0).max(0) as usize;
         let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
@@ -36,16 +30,13 @@ impl StrataS3 {
             .skip(after)
             .take(max)
             .map(|(n, p)| {
-                let f = super::checksum::fields(p.checksum.as_ref());
-                ObjectPart {
+                let mut part = ObjectPart {
                     part_number: i32::try_from(n + 1).ok(),
                     size: i64::try_from(p.size).ok(),
-                    checksum_crc32: f.crc32,
-                    checksum_crc32c: f.crc32c,
-                    checksum_sha1: f.sha1,
-                    checksum_sha256: f.sha256,
-                    checksum_crc64nvme: f.crc64nvme,
-                }
+                    ..Default::default()
+                };
+                let _ = set_checksums!(part, super::checksum::fields(p.checksum.as_ref()));
+                part
             })
             .collect();
         let last = after + listed.len();

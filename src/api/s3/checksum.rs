@@ -10,6 +10,24 @@ use crate::catalog::{Checksum, PartRecord};
 use base64::Engine;
 use s3s::dto::{ChecksumAlgorithm, ChecksumType};
 
+/// Moves [`Fields`] into an S3 output's `checksum_*` fields (every output type names them
+/// alike); with `typed`, also `checksum_type`.
+macro_rules! set_checksums {
+    ($out:expr, $f:expr) => {{
+        let f: $crate::api::s3::checksum::Fields = $f;
+        $out.checksum_crc32 = f.crc32;
+        $out.checksum_crc32c = f.crc32c;
+        $out.checksum_sha1 = f.sha1;
+        $out.checksum_sha256 = f.sha256;
+        $out.checksum_crc64nvme = f.crc64nvme;
+        f.kind
+    }};
+    ($out:expr, $f:expr, typed) => {{
+        $out.checksum_type = set_checksums!($out, $f);
+    }};
+}
+pub(super) use set_checksums;
+
 /// The five checksum fields of an S3 output, as s3s names them.
 #[derive(Debug, Default)]
 pub struct Fields {

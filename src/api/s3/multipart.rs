@@ -2,6 +2,7 @@
 //! ListMultipartUploads.
 
 use super::StrataS3;
+use super::checksum::set_checksums;
 use super::convert::{Checksums, body_stream, headers_from, md5_header, meta_from, ts};
 use super::error::IntoS3;
 use crate::tier::CompletedPart;
@@ -82,16 +83,9 @@ impl StrataS3 {
             )
             .await
             .s3()?;
-        let f = super::checksum::fields(part.checksum.as_ref());
-        let out = UploadPartOutput {
-            e_tag: Some(ETag::Strong(part.etag)),
-            checksum_crc32: f.crc32,
-            checksum_crc32c: f.crc32c,
-            checksum_sha1: f.sha1,
-            checksum_sha256: f.sha256,
-            checksum_crc64nvme: f.crc64nvme,
-            ..Default::default()
-        };
+        let sums = super::checksum::fields(part.checksum.as_ref());
+        let mut out = UploadPartOutput { e_tag: Some(ETag::Strong(part.etag)), ..Default::default() };
+        let _ = set_checksums!(out, sums);
         Ok(S3Response::new(out))
     }
 
@@ -158,20 +152,15 @@ impl StrataS3 {
         let cond = super::convert::write_condition(i.if_match, i.if_none_match)?;
         let combine = super::checksum::combine;
         let rec = self.tier.complete_upload(&i.bucket, &i.key, &i.upload_id, (&parts, &cond, &combine)).await.s3()?;
-        let f = super::checksum::fields(rec.details.checksum.as_ref());
-        let out = CompleteMultipartUploadOutput {
+        let sums = super::checksum::fields(rec.details.checksum.as_ref());
+        let mut out = CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             e_tag: Some(ETag::Strong(rec.etag)),
-            checksum_crc32: f.crc32,
-            checksum_crc32c: f.crc32c,
-            checksum_sha1: f.sha1,
-            checksum_sha256: f.sha256,
-            checksum_crc64nvme: f.crc64nvme,
-            checksum_type: f.kind,
             location: Some(format!("/{}/{}", i.bucket, i.key)),
             ..Default::default()
         };
+        set_checksums!(out, sums, typed);
         Ok(S3Response::new(out))
     }
 

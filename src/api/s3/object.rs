@@ -1,6 +1,7 @@
 //! Object operations: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject.
 
 use super::StrataS3;
+use super::checksum::set_checksums;
 use super::convert::{
     body_stream, etag, headers_from, md5_header, meta_from, meta_to, plan_read, ts, write_condition, write_condition_of,
 };
@@ -44,17 +45,8 @@ impl StrataS3 {
             checksum: Some(checksum),
         };
         let rec = self.tier.put(&input.bucket, &input.key, put).await.s3()?;
-        let f = super::checksum::fields(rec.details.checksum.as_ref());
-        let out = PutObjectOutput {
-            e_tag: Some(etag(&rec)),
-            checksum_crc32: f.crc32,
-            checksum_crc32c: f.crc32c,
-            checksum_sha1: f.sha1,
-            checksum_sha256: f.sha256,
-            checksum_crc64nvme: f.crc64nvme,
-            checksum_type: f.kind,
-            ..Default::default()
-        };
+        let mut out = PutObjectOutput { e_tag: Some(etag(&rec)), ..Default::default() };
+        set_checksums!(out, super::checksum::fields(rec.details.checksum.as_ref()), typed);
         Ok(S3Response::new(out))
     }
 
@@ -90,7 +82,7 @@ impl StrataS3 {
         let h = &rec.headers;
         // A checksum covers a whole object or part, never a Range of it (S3 sends none).
         let sums = if range.is_some() { Default::default() } else { checksums(&rec, i.checksum_mode.as_ref(), part) };
-        let out = GetObjectOutput {
+        let mut out = GetObjectOutput {
             // s3s wants a Sync body; SyncStream gives that without locking, since a
             // stream is only ever polled through `&mut`.
             body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream))),
@@ -107,14 +99,9 @@ impl StrataS3 {
             expires: h.expires_ms.map(ts),
             metadata: meta_to(&rec.user_meta),
             parts_count: parts_count(&rec),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_type: sums.kind,
             ..Default::default()
         };
+        set_checksums!(out, sums, typed);
         Ok(S3Response::new(out))
     }
 
@@ -138,13 +125,7 @@ impl StrataS3 {
                 out.content_range = Some(format!("bytes {}-{}/{}", r.start, r.end - 1, rec.size));
             }
         }
-        let sums = checksums(&rec, i.checksum_mode.as_ref(), part);
-        out.checksum_crc32 = sums.crc32;
-        out.checksum_crc32c = sums.crc32c;
-        out.checksum_sha1 = sums.sha1;
-        out.checksum_sha256 = sums.sha256;
-        out.checksum_crc64nvme = sums.crc64nvme;
-        out.checksum_type = sums.kind;
+        set_checksums!(out, checksums(&rec, i.checksum_mode.as_ref(), part), typed);
         Ok(S3Response::new(out))
     }
 
