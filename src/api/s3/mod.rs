@@ -79,6 +79,8 @@ pub struct S3Gateway {
     /// Serves again, without its Range, a request `service` authenticated but refused
     /// only for a Range s3s cannot parse (`range.rs`).
     checked_range: range::Retry,
+    /// The host names that name buckets (virtual-host style).
+    hosts: Hosts,
     region: String,
     retry_after: u32,
     spool: Spool,
@@ -106,7 +108,7 @@ impl S3Gateway {
             b.build()
         };
         let (service, checked_range) = (builder(true), range::Retry(builder(false)));
-        Self { service, checked_range, region: region.to_owned(), retry_after, spool }
+        Self { service, checked_range, hosts: hosts.clone(), region: region.to_owned(), retry_after, spool }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -121,7 +123,8 @@ impl S3Gateway {
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let checked = self.check_region(&req).and_then(|()| precheck::head(&req));
+        let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.hosts.bucket_of(h).is_some());
+        let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
         let mut resp = match checked {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
             Ok(()) => {

@@ -17,15 +17,16 @@ use s3s::{S3Error, S3Result, s3_error};
 /// The largest XML request body, as s3s's default `xml_max_body_size`.
 pub const MAX_XML_BODY: u64 = 20 << 20;
 
-/// The checks that need only the request head.
-pub fn head<B>(req: &Request<B>) -> S3Result<()> {
+/// The checks that need only the request head. `host_bucket`: the Host header names the
+/// bucket (virtual-host style), so the whole path is the key.
+pub fn head<B>(req: &Request<B>, host_bucket: bool) -> S3Result<()> {
     check_presign_expiry(req)?;
     anonymous_root(req)?;
     if req.headers().get("content-md5").is_some_and(|v| v.as_bytes().trim_ascii().is_empty()) {
         return Err(s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid: it is empty"));
     }
     let length = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if has_xml_body(req) && length.is_some_and(|n| n > MAX_XML_BODY) {
+    if has_xml_body(req, host_bucket) && length.is_some_and(|n| n > MAX_XML_BODY) {
         return Err(s3_error!(
             MaxMessageLengthExceeded,
             "Your request was too big: XML bodies take {MAX_XML_BODY} bytes"
@@ -35,9 +36,9 @@ pub fn head<B>(req: &Request<B>) -> S3Result<()> {
 }
 
 /// POSTs, and PUTs of bucket settings, carry XML; object and part PUTs carry data.
-fn has_xml_body<B>(req: &Request<B>) -> bool {
+fn has_xml_body<B>(req: &Request<B>, host_bucket: bool) -> bool {
     let path = req.uri().path().trim_start_matches('/');
-    let bucket_level = !path.trim_end_matches('/').contains('/');
+    let bucket_level = if host_bucket { path.is_empty() } else { !path.trim_end_matches('/').contains('/') };
     req.method() == Method::POST || (req.method() == Method::PUT && bucket_level)
 }
 
@@ -97,4 +98,24 @@ pub async fn delete_md5(req: Request<s3s::Body>) -> S3Result<Request<s3s::Body>>
         return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what was received."));
     }
     Ok(Request::from_parts(parts, s3s::Body::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(uri: &str) -> Request<()> {
+        Request::builder().method(Method::PUT).uri(uri).body(()).unwrap()
+    }
+
+    /// A PutObject's body is data, also in virtual-host style where the path is the key.
+    #[test]
+    fn only_bucket_settings_and_posts_carry_xml() {
+        assert!(has_xml_body(&put("/bucket"), false));
+        assert!(!has_xml_body(&put("/bucket/key"), false));
+        assert!(!has_xml_body(&put("/key"), true), "bucket in the Host header");
+        assert!(has_xml_body(&put("/"), true));
+        let post = Request::builder().method(Method::POST).uri("/b/k?uploadId=1").body(()).unwrap();
+        assert!(has_xml_body(&post, false));
+    }
 }
