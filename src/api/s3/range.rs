@@ -68,14 +68,15 @@ impl Retry {
     }
 }
 
-/// `uri` without a presigned URL's `X-Amz-*` signature parameters.
+/// `uri` without a presigned URL's signature: SigV4's `X-Amz-*` parameters, SigV2's
+/// `AWSAccessKeyId`, `Signature` and `Expires`.
 fn unsigned(uri: &Uri) -> Option<Uri> {
     let Some(query) = uri.query() else { return Some(uri.clone()) };
     let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            !name.to_ascii_lowercase().starts_with("x-amz-")
+            let name = pair.split('=').next().unwrap_or("").to_ascii_lowercase();
+            !(name.starts_with("x-amz-") || ["awsaccesskeyid", "signature", "expires"].contains(&name.as_str()))
         })
         .collect();
     let pq = if kept.is_empty() { uri.path().to_owned() } else { format!("{}?{}", uri.path(), kept.join("&")) };
@@ -94,5 +95,7 @@ mod tests {
         assert_eq!(unsigned(&u).unwrap().to_string(), "/b/k?partNumber=1&response-content-type=a");
         let u: Uri = "/b/k?X-Amz-Signature=ab".parse().unwrap();
         assert_eq!(unsigned(&u).unwrap().to_string(), "/b/k");
+        let v2: Uri = "/b/k?AWSAccessKeyId=A&Expires=1&Signature=s&partNumber=2".parse().unwrap();
+        assert_eq!(unsigned(&v2).unwrap().to_string(), "/b/k?partNumber=2");
     }
 }
