@@ -28,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// The longest absolute path the kernel takes (Linux's PATH_MAX, less its NUL).
 const PATH_MAX: usize = 4095;
+/// Age past which a scratch file is a dead write's (see [`FsStore::open`]).
+const STALE_SCRATCH: Duration = Duration::from_secs(3600);
 /// Bytes per chunk of a read.
 const READ_CHUNK: usize = 256 << 10;
 
@@ -54,6 +56,16 @@ impl FsStore {
         std::fs::create_dir_all(root).map_err(|e| conf("create", e))?;
         let root = root.canonicalize().map_err(|e| conf("open", e))?;
         std::fs::create_dir_all(root.join(SCRATCH)).map_err(|e| conf("create the scratch directory in", e))?;
+        // A scratch file untouched for an hour is a write that died with its process (a
+        // live one is written to at least every `body_idle_timeout`): nothing refers to
+        // it. Younger ones may belong to another process on this root (`strata import`).
+        let scratch = std::fs::read_dir(root.join(SCRATCH)).map_err(|e| conf("read the scratch directory in", e))?;
+        for e in scratch.flatten() {
+            let idle = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if idle.is_some_and(|d| d > STALE_SCRATCH) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let shared = Shared { name: name.to_owned(), root, placing: tokio::sync::Mutex::new(()) };
         let cap = Capability { presign: false, server_side_copy: None, native_headers: false };
         Ok(Self { shared: Arc::new(shared), cap })
@@ -391,6 +403,20 @@ mod tests {
             Just(SCRATCH.to_owned()),
             Just("é".repeat(140)),
         ]
+    }
+
+    #[test]
+    fn leftovers_in_scratch_go_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        FsStore::open("fs", dir.path()).unwrap();
+        let (dead, live) = (dir.path().join(SCRATCH).join("dead-write"), dir.path().join(SCRATCH).join("live-write"));
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::write(&live, b"y").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&dead).unwrap().set_modified(old).unwrap();
+        FsStore::open("fs", dir.path()).unwrap();
+        assert!(!dead.exists(), "a dead write's file goes");
+        assert!(live.exists(), "a recent one may be another process's write in progress");
     }
 
     proptest! {
