@@ -190,6 +190,14 @@ impl Health {
         stores.iter().filter(|s| s.stuck > 0).map(|s| (s.store.clone(), s.stuck)).collect()
     }
 
+    /// Stores with writes they do not hold yet, at the last sample: their backlog, age and
+    /// latest failure (a write retried again and again shows here, not only in the log).
+    pub fn backlog(&self) -> Vec<StoreView> {
+        let st = self.lock();
+        let stores = st.journal.as_ref().map(|j| j.stores.as_slice()).unwrap_or_default();
+        stores.iter().filter(|s| s.entries > 0).cloned().collect()
+    }
+
     /// The current view; `tier` supplies the hot tier's counters and miss log.
     pub fn snapshot(&self, tier: &Tier) -> Snapshot {
         let st = self.lock();

@@ -102,6 +102,10 @@ pub fn register(backends: &[String]) {
     for result in ["ok", "retry", "stuck"] {
         ::metrics::counter!("strata_journal_uploads_total", "result" => result).increment(0);
     }
+    for api in ["s3", "admin", "password", "login"] {
+        ::metrics::counter!("strata_auth_failures_total", "api" => api).increment(0);
+        ::metrics::counter!("strata_auth_throttled_total", "api" => api).increment(0);
+    }
     for op in ["put", "delete"] {
         for ack in ["stores", "journal", "refused"] {
             ::metrics::counter!("strata_writes_total", "op" => op, "ack" => ack).increment(0);

@@ -23,18 +23,25 @@ pub fn health() -> Response<s3s::Body> {
     reply(StatusCode::OK, "ok\n".into(), "text/plain")
 }
 
-/// `/ready`: 200 when the catalog answers now (backends that are down, and journal entries
-/// stuck for good, are listed but do not make strata unready: it still serves), else 503.
+/// `/ready`: 200 when the catalog answers now, else 503. Backends that are down, journal
+/// entries stuck for good, and each store's backlog (entries, lag, latest failure) are
+/// listed but do not make strata unready: it still serves.
 pub async fn ready(tier: &Tier, health: &Health) -> Response<s3s::Body> {
     let catalog = tier.ping().await;
     let degraded = health.degraded();
     let stuck: serde_json::Map<String, serde_json::Value> =
         health.stuck().into_iter().map(|(store, n)| (store, n.into())).collect();
+    let backlog: serde_json::Map<String, serde_json::Value> = health
+        .backlog()
+        .into_iter()
+        .map(|s| (s.store, json!({ "entries": s.entries, "lag_s": s.lag_s, "last_error": s.last_error })))
+        .collect();
     let body = json!({
         "ready": catalog.is_ok(),
         "catalog": catalog.as_ref().err().map_or("ok", String::as_str),
         "degraded_backends": degraded,
         "stuck_entries": stuck,
+        "backlog": backlog,
     });
     let status = if catalog.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     reply(status, format!("{body}\n"), "application/json")
