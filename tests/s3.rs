@@ -3,6 +3,15 @@
 //! Every test runs twice: over the local-disk backend and over Garage, a real S3 server
 //! (`scripts/test` starts it and exports `STRATA_TEST_GARAGE_*`).
 
+/// Runs each named test twice: over the local-disk store and over Garage. Defined before
+/// the modules so that `compat` uses it too.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_fs { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Fs).await).await })* }
+        mod on_garage { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Garage).await).await })* }
+    };
+}
+
 mod compat;
 mod harness;
 mod hot;
@@ -17,13 +26,6 @@ mod web;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier};
 use harness::{Cold, Harness, code, status};
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod on_fs { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Fs).await).await })* }
-        mod on_garage { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Garage).await).await })* }
-    };
-}
 
 both!(
     buckets,

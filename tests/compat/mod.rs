@@ -12,13 +12,6 @@ use std::time::Duration;
 use strata::backend::{Backend, Layer, ObjectWriter, WriteOptions};
 use strata::error::{Error, ErrorKind, Result};
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod on_fs { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Fs).await).await })* }
-        mod on_garage { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Harness::start(super::Cold::Garage).await).await })* }
-    };
-}
-
 both!(
     every_key_is_stored_and_listed,
     conditional_writes,
@@ -530,29 +523,11 @@ async fn failed_authentication_is_braked_per_address() {
 /// own, and every request's id appears in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_log_line_names_only_its_own_request() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("STRATA_ACCESS_KEY", crate::harness::ACCESS_KEY)
-        .env("STRATA_SECRET_KEY", crate::harness::SECRET_KEY)
-        .env("STRATA_LOG", "debug")
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "strata exited");
-        if let Some(a) = line.trim().strip_prefix("strata listening on http://") {
-            break a.parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
+    let args = ["--listen".into(), "127.0.0.1:0".into(), "--data-dir".into(), dir.path().join("data").into()];
+    let (mut child, addr) =
+        crate::harness::serve_process(&args, &[("STRATA_LOG", "debug"), ("NO_COLOR", "1")], log.into());
     let c = crate::harness::client(addr, crate::harness::ACCESS_KEY, crate::harness::SECRET_KEY, "us-east-1");
     c.create_bucket().bucket("logs").send().await.unwrap();
     let tasks: Vec<_> = (0..32)

@@ -280,6 +280,38 @@ pub fn status<T: std::fmt::Debug, E: std::fmt::Debug>(
     e.raw_response().map(|r| r.status().as_u16()).unwrap_or_else(|| panic!("no response in {e:?}"))
 }
 
+/// Starts the real binary as `strata serve ARGS` with `envs` and the test keys, its stderr
+/// going to `stderr`; waits for the address it prints, and keeps draining its stdout so a
+/// full pipe never blocks it.
+pub fn serve_process(
+    args: &[std::ffi::OsString],
+    envs: &[(&str, &str)],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .args(args)
+        .env("STRATA_ACCESS_KEY", ACCESS_KEY)
+        .env("STRATA_SECRET_KEY", SECRET_KEY)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "strata exited before listening");
+        if let Some(a) = line.trim().strip_prefix("strata listening on http://") {
+            break a.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, addr)
+}
+
 /// Starts the real binary as `strata serve ARGS` with the test keys, its stdout piped (the
 /// first line names its address) and its stderr dropped.
 pub fn strata_serve(args: &[&str]) -> std::process::Child {

@@ -11,7 +11,6 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfi
 use aws_sdk_s3::primitives::ByteStream;
 use rand::Rng;
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -46,27 +45,10 @@ struct Child {
 }
 
 fn spawn(dir: &Path) -> Child {
-    let mut proc = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(dir.join("strata.toml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "strata=error")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(proc.stdout.take().unwrap());
-    let mut line = String::new();
-    let addr = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "strata exited before listening");
-        if let Some(a) = line.trim().strip_prefix("strata listening on http://") {
-            break a.parse().unwrap();
-        }
-    };
-    // Keep reading so a full pipe never blocks the child.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let args = ["--listen".into(), "127.0.0.1:0".into(), "--config".into(), dir.join("strata.toml").into()];
+    let args = [&args[..], &["--data-dir".into(), dir.join("data").into()]].concat();
+    let (proc, addr) =
+        crate::harness::serve_process(&args, &[("STRATA_LOG", "strata=error")], std::process::Stdio::null());
     Child { proc, addr }
 }
 

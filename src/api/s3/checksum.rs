@@ -91,15 +91,20 @@ pub fn combine(parts: &[PartRecord]) -> Option<Checksum> {
 
 fn hasher(algorithm: &str) -> Option<s3s::checksum::ChecksumHasher> {
     let mut h = s3s::checksum::ChecksumHasher::default();
+    enable(&mut h, algorithm).then_some(h)
+}
+
+/// Turns on `algorithm` in `h`; false for a name S3 does not know.
+pub fn enable(h: &mut s3s::checksum::ChecksumHasher, algorithm: &str) -> bool {
     match algorithm {
         ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
         ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
         ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
         ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
         ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
-        _ => return None,
+        _ => return false,
     }
-    Some(h)
+    true
 }
 
 #[cfg(test)]

@@ -164,21 +164,20 @@ pub struct Checksums {
 impl Checksums {
     fn hasher(&self) -> s3s::checksum::ChecksumHasher {
         let mut h = s3s::checksum::ChecksumHasher::default();
-        let alg = self.algorithm.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default();
-        if self.crc32.is_some() || alg == ChecksumAlgorithm::CRC32 {
-            h.crc32 = Some(Default::default());
+        if let Some(a) = &self.algorithm {
+            super::checksum::enable(&mut h, a.as_str());
         }
-        if self.crc32c.is_some() || alg == ChecksumAlgorithm::CRC32C {
-            h.crc32c = Some(Default::default());
-        }
-        if self.sha1.is_some() || alg == ChecksumAlgorithm::SHA1 {
-            h.sha1 = Some(Default::default());
-        }
-        if self.sha256.is_some() || alg == ChecksumAlgorithm::SHA256 {
-            h.sha256 = Some(Default::default());
-        }
-        if self.crc64nvme.is_some() || alg == ChecksumAlgorithm::CRC64NVME {
-            h.crc64nvme = Some(Default::default());
+        let names = [
+            ChecksumAlgorithm::CRC32,
+            ChecksumAlgorithm::CRC32C,
+            ChecksumAlgorithm::SHA1,
+            ChecksumAlgorithm::SHA256,
+            ChecksumAlgorithm::CRC64NVME,
+        ];
+        for (name, sent) in names.into_iter().zip(self.sent()) {
+            if sent {
+                super::checksum::enable(&mut h, name);
+            }
         }
         h
     }
