@@ -22,6 +22,7 @@
 //! | [`transfer`]   | bulk copy, sync, move, verify between any two stores; resumable  |
 //! | [`journal`]    | staging files, the uploader that drains entries                  |
 //! | [`replication`]| the scrub that queues repairs of missing replicas; the backlog   |
+//! | [`cluster`]    | this node's registration and lease; the nodes sharing a catalog  |
 //! | [`plan`]       | one resolved `BucketPlan` per bucket; host names of buckets      |
 //! | [`backend`]    | cold stores behind one narrow trait (OpenDAL inside), metrics,   |
 //! |                | circuit breakers with latency budgets                            |
@@ -43,6 +44,7 @@ pub mod backend;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod health;

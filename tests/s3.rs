@@ -12,6 +12,7 @@ macro_rules! both {
     };
 }
 
+mod cluster;
 mod compat;
 mod harness;
 mod hot;

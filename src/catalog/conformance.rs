@@ -83,7 +83,47 @@ conformance!(
     uploads_and_parts,
     journal_order_and_completion,
     journal_failures_lag_and_repair,
+    journaled_writes_of_one_key_form_one_order,
 );
+
+fn write(entries: &[NewEntry]) -> JournalWrite<'static> {
+    JournalWrite { node: "n1", entries: entries.to_vec(), upload: None, check: &|_| Ok(()) }
+}
+
+/// Issue 15: journaled writes of one key, racing on separate connections, form one order.
+/// Only the first sees no unfinished entry and may write its store inline; every later one
+/// queues; the row is the write whose entry is last. A failed precondition changes nothing,
+/// and a row refreshed from its store never replaces a newer write.
+async fn journaled_writes_of_one_key_form_one_order(c: &Catalog) {
+    c.create_bucket(&bucket("jo")).await.unwrap();
+    let racers = (0..24).map(|i| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let o = ObjectRecord { etag: format!("v{i}"), staging: Some(format!("s{i}")), ..obj("jo", "k", 10) };
+            let e = put_entry("a", &o.etag, o.staging.as_deref(), EntryState::Uploading);
+            let j = c.put_object_journaled(&o, write(&[e])).await.unwrap();
+            (j.seqs[0], j.entries[0].state, o.etag)
+        })
+    });
+    let mut done: Vec<_> = futures::future::join_all(racers).await.into_iter().map(Result::unwrap).collect();
+    done.sort_by_key(|d| d.0);
+    let inline: Vec<_> = done.iter().filter(|d| d.1 == EntryState::Uploading).collect();
+    assert_eq!(inline.len(), 1, "exactly one racer found the store free: {done:?}");
+    assert_eq!(inline[0].0, done[0].0, "and it is the first in the key's order");
+    let row = c.get_object("jo", "k").await.unwrap().unwrap();
+    assert_eq!(row.etag, done[23].2, "the row is the last write in the key's order");
+    let refused = |_: Option<&ObjectRecord>| Err(Error::new(ErrorKind::PreconditionFailed, "no"));
+    let o = ObjectRecord { etag: "late".into(), ..obj("jo", "k", 10) };
+    let w = JournalWrite { check: &refused, ..write(&[put_entry("a", "late", None, EntryState::Pending)]) };
+    let e = c.put_object_journaled(&o, w).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PreconditionFailed);
+    assert_eq!(c.get_object("jo", "k").await.unwrap().unwrap().etag, row.etag, "a refused write changes nothing");
+    assert_eq!(c.journal_lag().await.unwrap()[0].entries, 24, "and adds no entry");
+    let stale = ObjectRecord { etag: "older".into(), ..row.clone() };
+    assert!(!c.replace_object_if(&stale, &o).await.unwrap(), "a refresh of an older row is refused");
+    assert!(c.replace_object_if(&row, &o).await.unwrap());
+    assert_eq!(c.get_object("jo", "k").await.unwrap().unwrap().etag, "late");
+}
 
 fn put_entry(store: &str, etag: &str, staging: Option<&str>, state: EntryState) -> NewEntry {
     NewEntry {
@@ -106,7 +146,7 @@ async fn journal_order_and_completion(c: &Catalog) {
         put_entry("a", "e1", Some("s1"), EntryState::Uploading),
         put_entry("b", "e1", Some("s1"), EntryState::Pending),
     ];
-    let seqs = c.put_object_journaled(&o, "n1", &entries, None).await.unwrap();
+    let seqs = c.put_object_journaled(&o, write(&entries)).await.unwrap().seqs;
     assert_eq!(seqs.len(), 2);
     assert_eq!(c.get_object("jb", "k").await.unwrap().unwrap().behind, ["a", "b"]);
     let mut stores = c.journal_stores("jb", "k").await.unwrap();
@@ -119,7 +159,8 @@ async fn journal_order_and_completion(c: &Catalog) {
         staging: None,
         ..put_entry("b", "", None, EntryState::Pending)
     };
-    let (gone, dseq) = c.delete_object_journaled("jb", "k", "n1", &[del]).await.unwrap();
+    let j = c.delete_object_journaled("jb", "k", write(&[del])).await.unwrap();
+    let (gone, dseq) = (j.old, j.seqs);
     assert_eq!(gone.map(|g| g.etag).as_deref(), Some("e1"));
     assert!(dseq[0] > seqs[1]);
     let ready = c.journal_ready("n1", i64::MAX, 10).await.unwrap();
@@ -157,7 +198,7 @@ async fn journal_failures_lag_and_repair(c: &Catalog) {
     c.create_bucket(&bucket("jf")).await.unwrap();
     let o = ObjectRecord { staging: Some("s2".into()), behind: vec!["a".into()], ..obj("jf", "k", 10) };
     let e = put_entry("a", &o.etag, Some("s2"), EntryState::Pending);
-    let seq = c.put_object_journaled(&o, "n1", &[e], None).await.unwrap()[0];
+    let seq = c.put_object_journaled(&o, write(&[e])).await.unwrap().seqs[0];
     c.journal_failed(seq, "store a is down", 5_000, false).await.unwrap();
     assert!(c.journal_ready("n1", 4_999, 10).await.unwrap().is_empty(), "not before its backoff");
     let ready = c.journal_ready("n1", 5_000, 10).await.unwrap();

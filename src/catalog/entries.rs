@@ -7,7 +7,7 @@
 //! and entries change together in one transaction, so a crash leaves either both or
 //! neither. This file owns only the SQL.
 
-use super::{Catalog, ObjectRecord, bind_object, col, db_err, to_i64};
+use super::{Catalog, ObjectRecord, col, db_err, to_i64};
 use crate::error::{Error, ErrorKind, Result};
 use sqlx::any::AnyRow;
 
@@ -156,9 +156,14 @@ pub(super) fn join_stores(stores: &[String]) -> String {
     if stores.is_empty() { String::new() } else { format!(",{},", stores.join(",")) }
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+pub(super) type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-async fn insert_entries(tx: &mut Tx<'_>, o: (&str, &str), node: &str, entries: &[NewEntry]) -> Result<Vec<i64>> {
+pub(super) async fn insert_entries(
+    tx: &mut Tx<'_>,
+    o: (&str, &str),
+    node: &str,
+    entries: &[NewEntry],
+) -> Result<Vec<i64>> {
     let now = crate::clock::now_ms();
     let mut seqs = Vec::with_capacity(entries.len());
     for e in entries {
@@ -232,8 +237,7 @@ async fn done_in(tx: &mut Tx<'_>, e: &JournalEntry) -> Result<bool> {
 }
 
 impl Catalog {
-    /// Stores with an unfinished entry for `bucket`/`key`: a write must queue behind them
-    /// there rather than go to the store directly.
+    /// Stores with an unfinished entry for `bucket`/`key` (any node's).
     pub async fn journal_stores(&self, bucket: &str, key: &str) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT DISTINCT store FROM journal WHERE bucket = $1 AND key = $2")
             .bind(bucket)
@@ -242,77 +246,6 @@ impl Catalog {
             .await
             .map_err(db_err("journal stores"))?;
         rows.iter().map(|r| col(r, "store")).collect()
-    }
-
-    /// Writes the row of `o` and its journal entries in one transaction (the moment a
-    /// write is journaled). With `upload`, also removes that multipart upload and its
-    /// parts (`UploadNotFound` when it is gone). Returns the entries' `seq`s.
-    pub async fn put_object_journaled(
-        &self,
-        o: &ObjectRecord,
-        node: &str,
-        entries: &[NewEntry],
-        upload: Option<&str>,
-    ) -> Result<Vec<i64>> {
-        self.write_begins();
-        let r = self.db_put_object_journaled(o, node, entries, upload).await;
-        self.settle(&o.bucket, &o.key, r.is_ok().then(|| Some(o.clone())));
-        r
-    }
-
-    async fn db_put_object_journaled(
-        &self,
-        o: &ObjectRecord,
-        node: &str,
-        entries: &[NewEntry],
-        upload: Option<&str>,
-    ) -> Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
-        if let Some(id) = upload {
-            super::remove_upload(&mut tx, id).await?;
-        }
-        bind_object(sqlx::query(super::UPSERT_OBJECT), o)?.execute(&mut *tx).await.map_err(db_err("put object"))?;
-        let seqs = insert_entries(&mut tx, (&o.bucket, &o.key), node, entries).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(seqs)
-    }
-
-    /// Removes the row of `bucket`/`key` and adds `entries`, in one transaction. Returns
-    /// the removed row and the entries' `seq`s.
-    pub async fn delete_object_journaled(
-        &self,
-        bucket: &str,
-        key: &str,
-        node: &str,
-        entries: &[NewEntry],
-    ) -> Result<(Option<ObjectRecord>, Vec<i64>)> {
-        self.write_begins();
-        let r = self.db_delete_object_journaled(bucket, key, node, entries).await;
-        self.settle(bucket, key, r.is_ok().then_some(None));
-        r
-    }
-
-    async fn db_delete_object_journaled(
-        &self,
-        bucket: &str,
-        key: &str,
-        node: &str,
-        entries: &[NewEntry],
-    ) -> Result<(Option<ObjectRecord>, Vec<i64>)> {
-        let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
-        let row = sqlx::query(&format!(
-            "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING {}",
-            super::OBJECT_COLS
-        ))
-        .bind(bucket)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("delete object"))?;
-        let old = row.map(|r| ObjectRecord::from_row(&r)).transpose()?;
-        let seqs = insert_entries(&mut tx, (bucket, key), node, entries).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok((old, seqs))
     }
 
     /// Up to `limit` entries of `node` due at `now_ms`, oldest first, leaving out any whose
@@ -330,6 +263,30 @@ impl Catalog {
         .await
         .map_err(db_err("journal ready"))?;
         rows.iter().map(JournalEntry::from_row).collect()
+    }
+
+    /// Whether entry `seq` is first in line for its key and store (no earlier entry of
+    /// either is unfinished); `None` when the entry is gone.
+    pub async fn journal_turn(&self, seq: i64) -> Result<Option<bool>> {
+        let row = sqlx::query(
+            "SELECT CAST((SELECT COUNT(*) FROM journal e WHERE e.bucket = j.bucket AND e.key = j.key \
+             AND e.store = j.store AND e.seq < j.seq) AS BIGINT) AS earlier FROM journal j WHERE j.seq = $1",
+        )
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("journal turn"))?;
+        row.map(|r| col::<i64>(&r, "earlier").map(|n| n == 0)).transpose()
+    }
+
+    /// The node whose journal holds staging file `id`, while an entry names it.
+    pub async fn staging_node(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT node FROM journal WHERE staging = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("staging node"))?;
+        row.map(|r| col(&r, "node")).transpose()
     }
 
     /// Moves a pending entry to `uploading`; false when another worker took it.
@@ -465,6 +422,7 @@ impl Catalog {
 
     async fn db_journal_repair(&self, o: &ObjectRecord, store: &str, node: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await.map_err(db_err("begin"))?;
+        super::writes::lock_key(&mut tx, self.shared, &o.bucket, &o.key).await?;
         let res = sqlx::query(
             "UPDATE objects SET behind = CASE WHEN behind = '' THEN ',' || $3 || ',' ELSE behind || $3 || ',' END \
              WHERE bucket = $1 AND key = $2 AND etag = $4 AND behind NOT LIKE '%,' || $3 || ',%' \

@@ -13,14 +13,18 @@ mod cache;
 mod conformance;
 mod entries;
 mod listing;
+mod nodes;
 mod records;
+mod writes;
 
 pub use access::AccessRow;
 pub use entries::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use listing::{ListPage, ListQuery};
+pub use nodes::{NodeBacklog, NodeRecord};
 pub use records::{
     BucketRecord, Checksum, ObjectDetails, ObjectHeaders, ObjectRecord, PartInfo, PartRecord, UploadRecord,
 };
+pub use writes::{JournalWrite, Journaled};
 
 use crate::error::{Error, ErrorKind, Result};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -36,6 +40,9 @@ pub struct Catalog {
     pool: AnyPool,
     /// Rows cached in process (SQLite only; see `cache.rs`).
     cache: Option<std::sync::Arc<cache::RowCache>>,
+    /// PostgreSQL: several nodes may share this catalog, so journaled writes take the
+    /// key's cluster-wide lock and reads check their row again (`docs/design/cluster.md`).
+    shared: bool,
 }
 
 fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
@@ -83,7 +90,13 @@ impl Catalog {
         let migrator = if is_sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
         migrator.run(&pool).await.map_err(|e| Error::new(ErrorKind::Unavailable, "catalog: migrate").with_source(e))?;
         let cache = is_sqlite.then(Default::default);
-        Ok(Catalog { pool, cache })
+        Ok(Catalog { pool, cache, shared: !is_sqlite })
+    }
+
+    /// Whether several nodes may write this catalog (PostgreSQL). With SQLite one node
+    /// owns it, and its in-process key locks order every write.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Checks that the database answers.

@@ -1,5 +1,5 @@
 //! The command line: `strata serve`, `strata import`, `strata cache …`, `strata status`,
-//! `strata replicate …`, `strata sign`, `strata access …` and the bulk transfers.
+//! `strata replicate …`, `strata cluster status`, `strata sign`, `strata access …` and the bulk transfers.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
@@ -7,6 +7,7 @@
 mod access;
 mod admin;
 mod cache;
+mod cluster;
 mod replicate;
 mod status;
 mod transfer;
@@ -72,6 +73,9 @@ enum Command {
     /// The journal's backlog per store (replication lag), and retrying stuck entries.
     #[command(subcommand)]
     Replicate(replicate::ReplicateCommand),
+    /// The nodes that share this catalog: health, journal backlog, last heartbeat.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Copy objects that are missing or changed from SRC to DST (resumable).
     Copy(transfer::TransferArgs),
     /// Copy, then delete objects in DST that SRC does not have.
@@ -107,6 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
         Command::Replicate(cmd) => replicate::run(cmd).await,
+        Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Sign(a) => access::sign(&a),
         Command::Access(cmd) => access::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,

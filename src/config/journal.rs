@@ -86,3 +86,27 @@ impl Default for FailoverConfig {
         }
     }
 }
+
+/// Several nodes on one PostgreSQL catalog (`docs/design/cluster.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Where the other nodes reach this one (`host:port`). Default: the main listener's
+    /// address.
+    pub advertise: Option<String>,
+    /// How often this node renews its lease in the catalog. Default "2s".
+    pub heartbeat: HumanDuration,
+    /// How long a node counts as up after its last heartbeat. Default "10s"; at least
+    /// twice `heartbeat`.
+    pub lease: HumanDuration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            advertise: None,
+            heartbeat: HumanDuration(Duration::from_secs(2)),
+            lease: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}

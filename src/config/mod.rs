@@ -13,7 +13,7 @@ mod web;
 
 pub use backend::{AzblobBackend, BackendConfig, FsBackend, GcsBackend, S3Backend};
 pub use bucket::BucketConfig;
-pub use journal::{FailoverConfig, JournalConfig, WriteMode};
+pub use journal::{ClusterConfig, FailoverConfig, JournalConfig, WriteMode};
 pub use tls::{CertPair, PlainMode, TlsConfig};
 pub use units::{ByteSize, HumanDuration};
 pub use web::{AccessMode, LinkKey, LogFormat, RuleConfig, ServeMode, WebConfig};
@@ -71,6 +71,9 @@ pub struct Config {
     /// When reads move to the next replica.
     #[serde(default)]
     pub failover: FailoverConfig,
+    /// This node among the others that share a PostgreSQL catalog.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Refuse every write with 503 (maintenance); reads go on. Can be flipped at runtime
     /// through `POST /_strata/read-only`. Default false.
     #[serde(default)]
@@ -375,6 +378,9 @@ impl Config {
         }
         if self.journal.uploads == 0 || self.journal.uploads > 64 {
             return bad("journal.uploads: must be between 1 and 64".into());
+        }
+        if self.cluster.heartbeat.0.is_zero() || self.cluster.lease.0 < 2 * self.cluster.heartbeat.0 {
+            return bad("cluster.lease: must be at least twice cluster.heartbeat (and the heartbeat above 0)".into());
         }
         if self.failover.failures == 0 {
             return bad("failover.failures: must be at least 1".into());

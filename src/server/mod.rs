@@ -49,6 +49,8 @@ pub struct Running {
     catalog: Catalog,
     plain_addr: Option<SocketAddr>,
     certs: Option<Certs>,
+    /// This node's registration, marked stopped at a clean shutdown.
+    me: crate::cluster::Identity,
 }
 
 /// What a config opens into: the tier, and the handles the server wires into the workers
@@ -137,7 +139,14 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     let certs = if config.tls.enabled() { Some(Certs::load(&config.tls)?) } else { None };
     let acceptor = certs.as_ref().map(|c| c.server_config().map(TlsAcceptor::from)).transpose()?;
     let health = Arc::new(Health::with_certs(certs.clone()));
-    let (workers, policy) = start_workers(config, &opened, health.clone(), certs.as_ref()).await?;
+    let me = crate::cluster::Identity {
+        id: opened.tier.node_id().to_owned(),
+        address: config.cluster.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        lease: config.cluster.lease.0,
+        heartbeat: config.cluster.heartbeat.0,
+        started_ms: now_ms(),
+    };
+    let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me)).await?;
     let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
@@ -160,22 +169,23 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     let shutdown = CancellationToken::new();
     let tasks = listeners.serve(front, server_limits(config), acceptor, config.tls.plain, shutdown.clone())?;
     let catalog = opened.catalog;
-    Ok(Running { addr, admin_addr, plain_addr, credentials, shutdown, tasks, workers, tier, catalog, certs })
+    Ok(Running { addr, admin_addr, plain_addr, credentials, shutdown, tasks, workers, tier, catalog, certs, me })
 }
 
 /// Starts the background workers in the order ARCHITECTURE.md gives (health, metrics
-/// upkeep, uploader, scrub, policy refresh), after the journal's replay; returns them and
+/// upkeep, cluster heartbeat, uploader, scrub, policy refresh), after the journal's replay; returns them and
 /// the access policy the refresh keeps current.
 async fn start_workers(
     config: &Config,
     opened: &Opened,
     health: Arc<Health>,
-    certs: Option<&Certs>,
+    (certs, me): (Option<&Certs>, &crate::cluster::Identity),
 ) -> Result<(Supervisor, Policy)> {
     let tier = &opened.tier;
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
     workers.spawn(crate::telemetry::Upkeep);
+    workers.spawn(crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone()).await?);
     tier.recover_journal().await?;
     let mut uploader = tier.uploader();
     uploader.retry = (config.journal.retry_min.0, config.journal.retry_max.0);
@@ -268,6 +278,9 @@ impl Running {
             }
         }
         self.workers.shutdown().await;
+        if let Err(e) = crate::cluster::stopped(&self.catalog, &self.me).await {
+            tracing::warn!(error = %e, "cannot mark this node stopped in the catalog; its lease runs out");
+        }
         self.tier.close().await;
         res
     }

@@ -47,6 +47,21 @@ impl Tier {
         })
     }
 
+    /// [`Tier::read_replicas`], holding the stream until its first chunk has come and
+    /// `rec` is still the key's row ([`Tier::still_current`]): from then on the version
+    /// being read is fixed (an open file, an HTTP response).
+    pub(super) async fn read_fixed(
+        &self,
+        b: &BucketPlan,
+        rec: &ObjectRecord,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        let mut s = self.read_replicas(b, rec, range).await?;
+        let first = s.next().await;
+        self.still_current(rec).await?;
+        Ok(futures::stream::iter(first).chain(s).boxed())
+    }
+
     /// The stores that hold `rec`'s version, healthy ones first; a down one is still
     /// tried last (its breaker may let a probe through).
     pub(super) fn replica_order(&self, b: &BucketPlan, rec: &ObjectRecord) -> Vec<String> {
@@ -54,6 +69,36 @@ impl Tier {
         let mut order: Vec<String> = b.stores.iter().filter(|s| !rec.behind.contains(s)).cloned().collect();
         order.sort_by_key(|s| !backends.is_up(s));
         order
+    }
+
+    /// Streams `range` of `rec`, the version staged as `id`: from this node's staging
+    /// file, else (the file moved to the stores, or is another node's) from a store that
+    /// holds it. `NotFound` when neither can: read the row again.
+    pub(super) async fn read_staged_or_stored(
+        &self,
+        b: &BucketPlan,
+        rec: &ObjectRecord,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        match self.read_staged(id, range.clone()).await {
+            Err(e) if e.kind() == ErrorKind::NotFound && !self.replica_order(b, rec).is_empty() => {
+                self.read_fixed(b, rec, range).await
+            }
+            other => other,
+        }
+    }
+
+    /// The error for a version that only another node's staging file holds (no store has
+    /// it yet): 503, naming that node.
+    pub(super) async fn staged_elsewhere(&self, rec: &ObjectRecord) -> Error {
+        let id = rec.staging.as_deref().unwrap_or_default();
+        let node = self.inner.catalog.staging_node(id).await.ok().flatten().unwrap_or_else(|| "unknown".into());
+        tracing::warn!(bucket = %rec.bucket, key = %rec.key, node = %node, "a version is staged on another node and no store holds it yet");
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("this version is staged on node {node} and no store holds it yet; retry later"),
+        )
     }
 
     /// Streams `range` of the staged version `id`; `NotFound` once the file is gone (every

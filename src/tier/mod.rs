@@ -335,23 +335,26 @@ impl Tier {
             let rec = if hot.is_some() { self.revalidate(&b, rec).await? } else { rec };
             let range = plan(&rec)?;
             let res = match (&rec.staging, hot) {
-                // A staging file that is gone moved to the stores (read the row again) or
-                // lives on another node (after the retries: whichever store has it).
-                (Some(id), _) if attempt < 3 => self.read_staged(id, range.clone()).await,
-                (Some(_), _) => self.read_replicas(&b, &rec, range.clone()).await,
+                (Some(id), _) => self.read_staged_or_stored(&b, &rec, id, range.clone()).await,
                 (None, Some(hot)) => self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await,
-                (None, None) => match self.read_replicas(&b, &rec, range.clone()).await {
-                    Ok(mut s) => {
-                        let first = s.next().await;
-                        Ok(futures::stream::iter(first).chain(s).boxed())
-                    }
-                    Err(e) => Err(e),
-                },
+                (None, None) => self.read_fixed(&b, &rec, range.clone()).await,
             };
             drop(guard);
+            // On a shared catalog a version staged on another node reaches a store within
+            // the time of a store write (through mode): wait a little for it.
+            let shared = self.inner.catalog.is_shared();
+            let tries = if shared { 8 } else { 3 };
             match res {
                 Ok(stream) => return Ok((rec, range, stream)),
-                Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < tries => {
+                    if shared && rec.staging.is_some() {
+                        tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                    }
+                    attempt += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && rec.staging.is_some() => {
+                    return Err(self.staged_elsewhere(&rec).await);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -82,12 +82,36 @@ impl Tier {
                     Some(id) => tier.read_staged(id, Some(range)).await?,
                     None => tier.read_replicas(&b, &now, Some(range)).await?,
                 };
-                // As in `Tier::get`: once the store answers, the version read is fixed.
+                // As in `Tier::get`: once the store answers, the version read is fixed, and
+                // on a shared catalog it is the row's only if the row is still the same.
                 let first = s.next().await;
+                tier.still_current(&rec).await?;
                 Ok(futures::stream::iter(first).chain(s).boxed())
             }
             .boxed()
         })
+    }
+
+    /// On a shared catalog, checks (once a store has started answering a read of `rec`)
+    /// that `rec` is still the key's row, else `NotFound`: read the row and go again.
+    ///
+    /// Why this suffices (`docs/design/cluster.md`): a store takes a version only after its
+    /// row committed, and the versions of a key reach each store in the order of their
+    /// rows. So if the store answered with bytes of a later version, that version's row
+    /// committed before the answer, and this read of the row (made after it) cannot find
+    /// `rec`. With SQLite the key's read lock, held until the first byte, does the same.
+    pub(super) async fn still_current(&self, rec: &ObjectRecord) -> Result<()> {
+        let c = &self.inner.catalog;
+        if !c.is_shared() {
+            return Ok(());
+        }
+        match c.get_object(&rec.bucket, &rec.key).await? {
+            Some(now) if now.etag == rec.etag && now.last_modified_ms == rec.last_modified_ms => Ok(()),
+            _ => {
+                ::metrics::counter!("strata_read_version_changed_total").increment(1);
+                Err(Error::new(ErrorKind::NotFound, "the object changed while it was being read"))
+            }
+        }
     }
 
     /// With `revalidate_after` set, checks `rec` against its store when it is due and
@@ -129,9 +153,14 @@ impl Tier {
                 etag,
                 last_modified_ms: stat.last_modified_ms.unwrap_or_else(crate::clock::now_ms),
                 details: Default::default(),
-                ..rec
+                ..rec.clone()
             };
-            self.inner.catalog.put_object(&new).await?;
+            // Only over the row this check read: a write journaled meanwhile (on any node)
+            // is newer than what the store showed, and wins.
+            if !self.inner.catalog.replace_object_if(&rec, &new).await? {
+                let now = self.inner.catalog.get_object(&rec.bucket, &rec.key).await?;
+                return now.ok_or_else(|| Error::new(ErrorKind::NotFound, "the object was deleted meanwhile"));
+            }
             if let Some(h) = self.hot() {
                 h.invalidate(&new.bucket, &new.key, Some(&version_of(&new)));
             }

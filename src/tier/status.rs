@@ -79,6 +79,11 @@ impl Tier {
         self.inner.catalog.list_buckets().await
     }
 
+    /// This node's id (its journal's; names its entries and its registration).
+    pub fn node_id(&self) -> &str {
+        self.inner.journal.node()
+    }
+
     /// The names of the configured stores.
     pub fn store_names(&self) -> Vec<String> {
         self.inner.backends.names().map(str::to_owned).collect()

@@ -6,22 +6,30 @@
 //! 1. the body streams into a staging file and, in through mode, into a writer per store;
 //! 2. under the key's write lock: the staging file is fsynced, then the row (naming the
 //!    staging file, every store `behind`) and one journal entry per store commit in one
-//!    transaction. From here the write survives a crash;
+//!    transaction, which takes the key's cluster-wide lock and checks the precondition
+//!    (`catalog/writes.rs`). From here the write survives a crash;
 //! 3. the inline writers commit; each success ends its entry and takes its store off
-//!    `behind`. A store with older entries for this key does not get an inline write: its
-//!    entry queues behind them, so every store sees the key's writes in order.
+//!    `behind`. A store with older unfinished entries for this key (on any node) gets this
+//!    write only in its turn: the writer waits up to [`QUEUE_WAIT`] for the earlier entries
+//!    to finish, else the uploader applies it. So every store sees the key's writes in
+//!    the order of their transactions.
 //! 4. the acknowledgement: through mode once `min_durable` stores hold it, else (not
 //!    strict) from the journal; back mode after step 2.
 
 use super::Tier;
 use crate::backend::{ObjectWriter, WriteOptions};
-use crate::catalog::{EntryState, JournalOp, NewEntry, ObjectRecord};
+use crate::catalog::{EntryState, JournalOp, JournalWrite, Journaled, NewEntry, ObjectRecord};
 use crate::config::WriteMode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::StagingFile;
 use crate::names::validate_key;
 use crate::plan::BucketPlan;
 use bytes::Bytes;
+use std::time::Duration;
+
+/// How long a through-mode write queued behind earlier writes of its key waits for its
+/// turn to write a store during the request; after that the uploader applies it.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// A precondition on the key a write replaces (S3's conditional writes), checked under
 /// the key's write lock, so that no other write of the key on this node comes between the
@@ -151,26 +159,14 @@ impl Tier {
     ) -> Result<ObjectRecord> {
         let Staged { file, writers } = staged;
         let guard = self.inner.locks.write(&rec.bucket, &rec.key).await;
-        if cond.is_set() {
-            let current = self.inner.catalog.get_object(&rec.bucket, &rec.key).await;
-            if let Err(e) = current.and_then(|c| cond.check(c.as_ref())) {
-                return Err(abort_all(writers, e).await);
-            }
-        }
-        let queued = self.inner.catalog.journal_stores(&rec.bucket, &rec.key).await;
-        let (queued, id) = match queued {
-            Ok(q) => (q, file.persist().await),
-            Err(e) => (Vec::new(), Err(e)),
-        };
-        let id = match id {
+        let id = match file.persist().await {
             Ok(id) => id,
             Err(e) => return Err(abort_all(writers, e).await),
         };
-        let (inline, late): (Vec<_>, Vec<_>) = writers.into_iter().partition(|(s, _)| !queued.contains(s));
-        for (_, w) in late {
-            let _ = w.abort().await;
-        }
-        let entries: Vec<NewEntry> = place
+        rec.staging = Some(id.clone());
+        rec.behind = place.stores.clone();
+        rec.backend = place.stores[0].clone();
+        let entries = place
             .stores
             .iter()
             .map(|s| NewEntry {
@@ -179,26 +175,35 @@ impl Tier {
                 etag: rec.etag.clone(),
                 size: rec.size,
                 staging: Some(id.clone()),
-                state: if inline.iter().any(|(d, _)| d == s) { EntryState::Uploading } else { EntryState::Pending },
+                state: if writers.iter().any(|(d, _)| d == s) { EntryState::Uploading } else { EntryState::Pending },
             })
             .collect();
-        rec.staging = Some(id.clone());
-        rec.behind = place.stores.clone();
-        rec.backend = place.stores[0].clone();
         let node = self.inner.journal.node().to_owned();
-        let seqs = match self.inner.catalog.put_object_journaled(&rec, &node, &entries, upload).await {
-            Ok(s) => s,
+        let check = |current: Option<&ObjectRecord>| cond.check(current);
+        let w = JournalWrite { node: &node, entries, upload, check: &check };
+        let Journaled { entries, seqs, .. } = match self.inner.catalog.put_object_journaled(&rec, w).await {
+            Ok(j) => j,
             Err(e) => {
                 self.inner.journal.remove(&id).await;
-                return Err(abort_all(inline, e).await);
+                return Err(abort_all(writers, e).await);
             }
         };
         self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec));
         drop(guard);
-        let commits = inline.into_iter().map(|(s, w)| async move { (s, w.commit().await) });
+        // A store with older unfinished entries of this key (on any node) has this write
+        // queued behind them: its writer commits only once the entry's turn has come.
+        let commits = writers.into_iter().map(|(s, w)| {
+            let i = place.stores.iter().position(|p| *p == s).unwrap_or(0);
+            let (seq, now) = (seqs[i], entries[i].state == EntryState::Uploading);
+            async move {
+                let r = if now { Some(w.commit().await) } else { self.commit_in_turn(seq, w).await };
+                (s, r)
+            }
+        });
         let results = futures::future::join_all(commits).await;
         let mut durable = 0;
         for (store, r) in results {
+            let Some(r) = r else { continue };
             let i = place.stores.iter().position(|s| *s == store).unwrap_or(0);
             let entry = self.entry_of(&rec, &entries[i], seqs[i], &node);
             if self.settle_inline(entry, r).await {
@@ -211,6 +216,31 @@ impl Tier {
         }
         self.acknowledge(place, durable, "put")?;
         Ok(rec)
+    }
+
+    /// Commits the writer of queued entry `seq` once no earlier entry of its key and store
+    /// is unfinished (another node's inline write, usually): `Some` with the outcome when
+    /// it was applied here, `None` when it was left to the uploader (the wait passed
+    /// [`QUEUE_WAIT`], or the uploader claimed the entry first).
+    async fn commit_in_turn(&self, seq: i64, w: Box<dyn ObjectWriter>) -> Option<Result<()>> {
+        let c = &self.inner.catalog;
+        let deadline = tokio::time::Instant::now() + QUEUE_WAIT;
+        let mut pause = Duration::from_millis(5);
+        let turn = loop {
+            match c.journal_turn(seq).await {
+                Ok(Some(true)) => break true,
+                Ok(Some(false)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                _ => break false,
+            }
+        };
+        if turn && c.journal_claim(seq).await.unwrap_or(false) {
+            return Some(w.commit().await);
+        }
+        super::abort_quietly(w).await;
+        None
     }
 
     /// Through mode: whether enough stores hold the write, else the journal's answer.
@@ -283,18 +313,11 @@ impl Tier {
         self.writable()?;
         let path = place.path_of(key);
         let guard = self.inner.locks.write(bucket, key).await;
-        let c = &self.inner.catalog;
-        let queued = c.journal_stores(bucket, key).await?;
-        if queued.is_empty() && c.get_object(bucket, key).await?.is_none() {
-            // Nothing acknowledged to undo; clear stray bytes where the stores answer.
-            drop(guard);
-            for s in &place.stores {
-                let _ = self.backend(s)?.delete(&path).await;
-            }
-            return Ok(());
-        }
-        let inline = |s: &String| place.write_mode == WriteMode::Through && !queued.contains(s);
-        let entries: Vec<NewEntry> = place
+        // Journaled even when there is no row: bytes a store holds without one (written by
+        // another program) go too, and only in the key's order, so that this delete can
+        // never remove a newer write's bytes.
+        let through = place.write_mode == WriteMode::Through;
+        let entries = place
             .stores
             .iter()
             .map(|s| NewEntry {
@@ -303,11 +326,12 @@ impl Tier {
                 etag: String::new(),
                 size: 0,
                 staging: None,
-                state: if inline(s) { EntryState::Uploading } else { EntryState::Pending },
+                state: if through { EntryState::Uploading } else { EntryState::Pending },
             })
             .collect();
         let node = self.inner.journal.node().to_owned();
-        let (_, seqs) = c.delete_object_journaled(bucket, key, &node, &entries).await?;
+        let w = JournalWrite { node: &node, entries, upload: None, check: &|_| Ok(()) };
+        let Journaled { entries, seqs, .. } = self.inner.catalog.delete_object_journaled(bucket, key, w).await?;
         self.invalidate_hot(bucket, key, None);
         drop(guard);
         let gone = ObjectRecord { bucket: bucket.to_owned(), key: key.to_owned(), ..Default::default() };

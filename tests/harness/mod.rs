@@ -20,15 +20,15 @@ pub enum Cold {
     Garage,
 }
 
-struct GarageEnv {
-    endpoint: String,
-    region: String,
-    bucket: String,
-    access_key: String,
-    secret_key: String,
+pub struct GarageEnv {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
-fn garage_env() -> GarageEnv {
+pub fn garage_env() -> GarageEnv {
     let var = |k: &str| {
         std::env::var(format!("STRATA_TEST_GARAGE_{k}")).unwrap_or_else(|_| {
             panic!("STRATA_TEST_GARAGE_{k} is not set: run the suite with scripts/test, which starts Garage (scripts/garage-up)")

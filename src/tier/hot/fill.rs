@@ -60,6 +60,25 @@ pub struct Job {
     pub dest: PathBuf,
     /// Resumptions allowed after a broken stream.
     pub retries: u32,
+    /// The MD5 the chunk's bytes must have, when the chunk is the whole object and its
+    /// ETag is an MD5: bytes that do not match are refused, not cached.
+    pub md5: Option<[u8; 16]>,
+}
+
+impl Job {
+    /// The MD5 a chunk of `range` must have: the object's ETag, when the chunk is the
+    /// whole object of `size` bytes and the ETag is a plain MD5 (not a multipart one).
+    pub fn md5_of(etag: &str, range: &Range<u64>, size: u64) -> Option<[u8; 16]> {
+        let mut out = [0u8; 16];
+        let whole = range.start == 0 && range.end == size;
+        (whole && hex::decode_to_slice(etag, &mut out).is_ok()).then_some(out)
+    }
+}
+
+/// What a fill has seen of its bytes.
+struct Seen {
+    crcs: BlockHasher,
+    md5: Option<md5::Md5>,
 }
 
 /// Largest write handed to the blocking pool at once.
@@ -95,13 +114,21 @@ impl Fill {
                 Err((e.kind(), e.to_string()))
             }
         };
-        self.progress.send_modify(|p| p.outcome = Some(outcome));
+        // A verified fill held its last byte back until now.
+        let len = self.len;
+        self.progress.send_modify(|p| {
+            if outcome.is_ok() {
+                p.written = len;
+            }
+            p.outcome = Some(outcome);
+        });
         res
     }
 
     /// Copies the range into the file, resuming after broken streams. Returns the CRCs.
     async fn fetch(&self, job: &Job) -> Result<Vec<u32>> {
-        let mut hasher = BlockHasher::new(BLOCK_SIZE);
+        use md5::Digest;
+        let mut hasher = Seen { crcs: BlockHasher::new(BLOCK_SIZE), md5: job.md5.map(|_| md5::Md5::new()) };
         let mut written = 0u64;
         let mut attempt = 0u32;
         loop {
@@ -111,7 +138,7 @@ impl Fill {
                 Err(e) => Err(e),
             };
             let err = match res {
-                Ok(()) if written == self.len => return Ok(hasher.finish()),
+                Ok(()) if written == self.len => return verified(hasher, job.md5),
                 Ok(()) => {
                     Error::new(ErrorKind::Unavailable, format!("cold store sent {written} of {} bytes", self.len))
                 }
@@ -131,7 +158,7 @@ impl Fill {
     /// Copies one stream, batching ready pieces into writes of up to 1 MiB. Bytes that
     /// arrived before an error are written (and hashed) before the error is returned, so
     /// a resumed read starts exactly after them.
-    async fn copy(&self, mut stream: ByteStream, written: &mut u64, hasher: &mut BlockHasher) -> Result<()> {
+    async fn copy(&self, mut stream: ByteStream, written: &mut u64, hasher: &mut Seen) -> Result<()> {
         let mut buf = BytesMut::new();
         let res = loop {
             let next = match stream.next().now_or_never() {
@@ -161,15 +188,22 @@ impl Fill {
         res
     }
 
-    async fn write(&self, data: Bytes, written: &mut u64, hasher: &mut BlockHasher) -> Result<()> {
-        hasher.update(&data);
+    async fn write(&self, data: Bytes, written: &mut u64, hasher: &mut Seen) -> Result<()> {
+        use md5::Digest;
+        hasher.crcs.update(&data);
+        if let Some(m) = &mut hasher.md5 {
+            m.update(&data);
+        }
         let (file, off) = (self.file.clone(), self.hdr_len + *written);
         let n = data.len() as u64;
         tokio::task::spawn_blocking(move || file.write_all_at(&data, off))
             .await
             .map_err(|e| Error::internal("hot write task", e))??;
         *written += n;
-        let w = *written;
+        // Readers of a fill that is checked against an MD5 get every byte but the last
+        // until the check passed: a mismatch then breaks their body short of its length,
+        // so no client takes wrong bytes for a complete object.
+        let w = if hasher.md5.is_some() { (*written).min(self.len.saturating_sub(1)) } else { *written };
         self.progress.send_modify(|p| p.written = w);
         Ok(())
     }
@@ -232,4 +266,26 @@ impl Fill {
             }
         }
     }
+}
+
+/// The CRCs of a fetched chunk, once its MD5 (when it has one to match) matched.
+fn verified(seen: Seen, want: Option<[u8; 16]>) -> Result<Vec<u32>> {
+    use md5::Digest;
+    if let (Some(m), Some(want)) = (seen.md5, want) {
+        let got: [u8; 16] = m.finalize().into();
+        if got != want {
+            // Most likely the store holds another version of the key by now: like a
+            // version that is gone, nothing to resume.
+            ::metrics::counter!("strata_hot_fill_mismatch_total").increment(1);
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the store sent bytes whose MD5 {} is not the version's ETag {}",
+                    hex::encode(got),
+                    hex::encode(want)
+                ),
+            ));
+        }
+    }
+    Ok(seen.crcs.finish())
 }

@@ -408,7 +408,8 @@ impl HotInner {
         self.unlink(victims);
         self.record_miss(v, MissReason::Absent);
         let dest = self.lock().path(k, id);
-        let job = Job { header, range, open: open.clone(), tmp, dest, retries: self.s.fill_retries };
+        let md5 = Job::md5_of(&v.etag, &range, v.size);
+        let job = Job { header, range, open: open.clone(), tmp, dest, retries: self.s.fill_retries, md5 };
         let (me, f) = (self.clone(), fill.clone());
         tokio::spawn(async move {
             let ok = f.run(job).await.is_ok();

@@ -1,0 +1,54 @@
+//! `strata cluster status`: the nodes that share the catalog, whether each holds its lease,
+//! its last heartbeat and its journal backlog, read straight from the catalog (so it works
+//! while servers are down).
+
+use super::{Common, load};
+use crate::catalog::Catalog;
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// List the nodes, their health, journal backlog and last heartbeat.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
+    let ClusterCommand::Status { common, json } = cmd;
+    let cfg = load(&common, None)?;
+    let catalog = Catalog::connect(cfg.catalog.as_deref().unwrap_or_default()).await?;
+    let view = crate::cluster::status(&catalog).await?;
+    catalog.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&view)?);
+        return Ok(());
+    }
+    let now = crate::clock::now_ms();
+    println!(
+        "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14}",
+        "node", "address", "state", "health", "entries", "bytes", "heartbeat"
+    );
+    for n in &view.nodes {
+        let age = if n.node.heartbeat_ms == 0 {
+            "never".to_owned()
+        } else {
+            format!("{:.1}s ago", (now - n.node.heartbeat_ms).max(0) as f64 / 1000.0)
+        };
+        println!(
+            "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14}",
+            n.node.id,
+            n.node.address,
+            n.node.state,
+            if n.live { "up" } else { "down" },
+            n.backlog.entries,
+            indicatif::HumanBytes(n.backlog.bytes).to_string(),
+            age
+        );
+    }
+    Ok(())
+}

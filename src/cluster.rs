@@ -1,0 +1,142 @@
+//! This node among the others that share the catalog: its registration and heartbeat
+//! lease (the [`Heartbeat`] worker), and the cluster's view for operators ([`status`]:
+//! each node, whether its lease holds, its journal backlog).
+//!
+//! Nodes coordinate only through the catalog (`docs/design/cluster.md`): the order of a
+//! key's writes is the catalog's (`catalog/writes.rs`), and this registry says who is up.
+//! It must not order writes or move bytes itself.
+
+use crate::catalog::{Catalog, NodeBacklog, NodeRecord};
+use crate::error::Result;
+use crate::worker::Worker;
+use std::time::Duration;
+
+/// Who this node is, as it registers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The node id (its journal's).
+    pub id: String,
+    /// Where peers reach it.
+    pub address: String,
+    /// How long a heartbeat keeps it up.
+    pub lease: Duration,
+    /// How often it renews.
+    pub heartbeat: Duration,
+    /// When this process started (ms since the epoch).
+    pub started_ms: i64,
+}
+
+/// Renews this node's lease in the catalog, and publishes the cluster's gauges.
+pub struct Heartbeat {
+    catalog: Catalog,
+    me: Identity,
+}
+
+impl Heartbeat {
+    /// Registers `me` now (so a node that cannot reach its catalog does not start) and
+    /// returns the worker that keeps the lease.
+    pub async fn register(catalog: Catalog, me: Identity) -> Result<Heartbeat> {
+        let hb = Heartbeat { catalog, me };
+        hb.renew("up").await?;
+        tracing::info!(node = %hb.me.id, address = %hb.me.address, "registered in the catalog");
+        Ok(hb)
+    }
+
+    async fn renew(&self, state: &str) -> Result<()> {
+        let now = crate::clock::now_ms();
+        let lease = i64::try_from(self.me.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let rec = NodeRecord {
+            id: self.me.id.clone(),
+            address: self.me.address.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_ms: self.me.started_ms,
+            heartbeat_ms: now,
+            lease_until_ms: if state == "stopped" { now } else { now + lease },
+            state: state.to_owned(),
+        };
+        self.catalog.node_heartbeat(&rec).await
+    }
+}
+
+/// Marks node `me` stopped at a clean shutdown: its lease ends at once, and the row stays
+/// so that its journal backlog (if any) keeps a name.
+pub async fn stopped(catalog: &Catalog, me: &Identity) -> Result<()> {
+    Heartbeat { catalog: catalog.clone(), me: me.clone() }.renew("stopped").await
+}
+
+#[async_trait::async_trait]
+impl Worker for Heartbeat {
+    fn name(&self) -> &'static str {
+        "cluster-heartbeat"
+    }
+
+    fn interval(&self) -> Duration {
+        self.me.heartbeat
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.renew("up").await?;
+        let view = status(&self.catalog).await?;
+        let now = crate::clock::now_ms();
+        let live = view.nodes.iter().filter(|n| n.live).count();
+        ::metrics::gauge!("strata_cluster_nodes", "state" => "live").set(live as f64);
+        ::metrics::gauge!("strata_cluster_nodes", "state" => "down").set((view.nodes.len() - live) as f64);
+        for n in &view.nodes {
+            let age = (now - n.node.heartbeat_ms).max(0) as f64 / 1000.0;
+            ::metrics::gauge!("strata_cluster_heartbeat_age_seconds", "node" => n.node.id.clone()).set(age);
+            ::metrics::gauge!("strata_cluster_node_entries", "node" => n.node.id.clone()).set(n.backlog.entries as f64);
+        }
+        Ok(())
+    }
+}
+
+/// One node as operators see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeView {
+    /// The registration.
+    #[serde(flatten)]
+    pub node: NodeRecord,
+    /// Whether its lease holds now.
+    pub live: bool,
+    /// Its journal backlog.
+    pub backlog: NodeBacklog,
+}
+
+/// The cluster as the catalog knows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    /// Every registered node, plus any node that has journal entries but no registration
+    /// (it ran before registration existed, or was removed with work left).
+    pub nodes: Vec<NodeView>,
+}
+
+/// Reads the registry and the journal's backlog per node.
+pub async fn status(catalog: &Catalog) -> Result<ClusterView> {
+    let now = crate::clock::now_ms();
+    let mut backlog = catalog.journal_by_node().await?;
+    let mut nodes: Vec<NodeView> = catalog
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|node| {
+            let i = backlog.iter().position(|b| b.node == node.id);
+            let b = i
+                .map(|i| backlog.remove(i))
+                .unwrap_or_else(|| NodeBacklog { node: node.id.clone(), ..Default::default() });
+            NodeView { live: node.is_live(now), node, backlog: b }
+        })
+        .collect();
+    for b in backlog {
+        let node = NodeRecord {
+            id: b.node.clone(),
+            address: String::new(),
+            version: String::new(),
+            started_ms: 0,
+            heartbeat_ms: 0,
+            lease_until_ms: 0,
+            state: "unregistered".into(),
+        };
+        nodes.push(NodeView { node, live: false, backlog: b });
+    }
+    Ok(ClusterView { nodes })
+}

@@ -1,0 +1,296 @@
+//! Issue 15: three strata processes on one fresh PostgreSQL database and one Garage.
+//!
+//! - racing writers: PUTs and DELETEs of a few keys from every node at once; afterwards
+//!   every node, the catalog and Garage agree on one acknowledged final state per key, and
+//!   every body served during the race matched its ETag;
+//! - coherence: a hot copy on one node is never served once another node acknowledged an
+//!   overwrite;
+//! - the registry: `strata cluster status` lists every node with its lease, and a killed
+//!   node shows as down once its lease has passed.
+
+use crate::harness::{ACCESS_KEY, SECRET_KEY};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
+use aws_sdk_s3::primitives::ByteStream;
+use md5::Digest;
+use rand::{Rng, SeedableRng};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata::catalog::Catalog;
+
+struct Node {
+    proc: std::process::Child,
+    client: Client,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+    admin: String,
+    db: String,
+    catalog: Catalog,
+    garage: (String, String, Client),
+}
+
+fn client(addr: SocketAddr) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://{addr}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
+        .build();
+    Client::from_conf(conf)
+}
+
+impl Cluster {
+    /// `n` nodes on a new database and a new prefix of the test Garage.
+    async fn start(n: usize) -> Cluster {
+        use sqlx::Connection;
+        let admin = std::env::var("STRATA_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&admin).await.expect("PostgreSQL (scripts/test starts one)");
+        let db = format!("strata_cluster_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+        let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+        let g = crate::harness::garage_env();
+        let prefix = format!("cluster-{}/", uuid::Uuid::new_v4().simple());
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "catalog = \"{url}\"\ndefault_backend = \"garage\"\n\
+             [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+             [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\
+             [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\n\
+             [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
+             access_key = \"{}\"\nsecret_key = \"{}\"\n",
+            g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
+        );
+        std::fs::write(dir.path().join("strata.toml"), toml).unwrap();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&g.endpoint)
+            .region(Region::new(g.region.clone()))
+            .credentials_provider(Credentials::new(&g.access_key, &g.secret_key, None, None, "garage"))
+            .force_path_style(true)
+            .build();
+        let garage = (g.bucket, prefix, Client::from_conf(conf));
+        let catalog = Catalog::connect(&url).await.unwrap();
+        let mut c = Cluster { nodes: Vec::new(), dir, admin, db, catalog, garage };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c
+    }
+
+    fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("strata.toml")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let data = self.dir.path().join(format!("node{i}"));
+        let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
+        let args = [&args[..], &[self.config().into(), "--data-dir".into(), data.into()]].concat();
+        let (proc, addr) =
+            crate::harness::serve_process(&args, &[("STRATA_LOG", "strata=error")], std::process::Stdio::null());
+        self.nodes.push(Node { proc, client: client(addr) });
+    }
+
+    fn node(&self, i: usize) -> &Client {
+        &self.nodes[i % self.nodes.len()].client
+    }
+
+    /// Waits until no node has journal work left.
+    async fn drained(&self) {
+        for _ in 0..600 {
+            if self.catalog.journal_lag().await.unwrap().iter().all(|l| l.entries == 0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the journal did not drain in 60 s: {:?}", self.catalog.journal_lag().await.unwrap());
+    }
+
+    async fn garage_read(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let (b, prefix, g) = &self.garage;
+        let r = g.get_object().bucket(b).key(format!("{prefix}{bucket}/{key}")).send().await.ok()?;
+        Some(r.body.collect().await.unwrap().into_bytes().to_vec())
+    }
+
+    async fn finish(mut self) {
+        for n in &mut self.nodes {
+            let _ = n.proc.kill();
+            let _ = n.proc.wait();
+        }
+        self.catalog.close().await;
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&self.admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.db)).execute(&mut conn).await.unwrap();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.proc.kill();
+        }
+    }
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(b))
+}
+
+/// One write as a client saw it: the key, what it wrote (`None`: a delete), when it was
+/// sent and when its answer came.
+#[derive(Debug, Clone)]
+struct Op {
+    key: String,
+    body_md5: Option<String>,
+    sent: Instant,
+    answered: Instant,
+}
+
+#[derive(Default, Debug)]
+struct Reads {
+    ok: u64,
+    not_found: u64,
+    mismatched: u64,
+    failed: Vec<String>,
+}
+
+const KEYS: usize = 4;
+const TASKS: usize = 6;
+const OPS_PER_TASK: usize = 170;
+
+async fn race_task(c: Arc<Cluster>, task: usize, ops: Arc<Mutex<Vec<Op>>>, reads: Arc<Mutex<Reads>>) {
+    let mut rng = rand::rngs::StdRng::from_entropy();
+    for n in 0..OPS_PER_TASK {
+        let key = format!("k{}", rng.gen_range(0..KEYS));
+        let writer = c.node(task);
+        let sent = Instant::now();
+        let body_md5 = if rng.gen_bool(0.75) {
+            let mut body = format!("{key}#{task}#{n}#").into_bytes();
+            body.resize(rng.gen_range(body.len()..40 << 10), (n % 251) as u8);
+            let r = writer.put_object().bucket("race").key(&key).body(ByteStream::from(body.clone())).send().await;
+            r.unwrap_or_else(|e| panic!("PUT {key} on node {}: {e:?}", task % 3));
+            Some(md5_hex(&body))
+        } else {
+            let r = writer.delete_object().bucket("race").key(&key).send().await;
+            r.unwrap_or_else(|e| panic!("DELETE {key} on node {}: {e:?}", task % 3));
+            None
+        };
+        ops.lock().unwrap().push(Op { key, body_md5, sent, answered: Instant::now() });
+        // A read of any key on another node, checked against the ETag it is served with.
+        let key = format!("k{}", rng.gen_range(0..KEYS));
+        let r = c.node(task + 1 + rng.gen_range(0..2)).get_object().bucket("race").key(&key).send().await;
+        let outcome = match r {
+            Ok(o) => {
+                let etag = o.e_tag().unwrap_or_default().trim_matches('"').to_owned();
+                match o.body.collect().await {
+                    Ok(b) => Ok(md5_hex(&b.into_bytes()) == etag),
+                    Err(e) => Err(format!("GET {key}: body broke off: {e}")),
+                }
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Err(String::new()),
+            Err(e) => Err(format!("GET {key}: {e:?}")),
+        };
+        let mut reads = reads.lock().unwrap();
+        match outcome {
+            Ok(true) => reads.ok += 1,
+            Ok(false) => reads.mismatched += 1,
+            Err(e) if e.is_empty() => reads.not_found += 1,
+            Err(e) => reads.failed.push(e),
+        }
+    }
+}
+
+/// The final state of `key` must be an acknowledged write that no other write of the key
+/// followed: none was sent after its answer came.
+fn is_last_write(ops: &[Op], key: &str, state: &Option<String>) -> bool {
+    let of_key: Vec<&Op> = ops.iter().filter(|o| o.key == key).collect();
+    of_key.iter().any(|w| w.body_md5 == *state && !of_key.iter().any(|o| o.sent > w.answered))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_agree_everywhere() {
+    let c = Arc::new(Cluster::start(3).await);
+    c.node(0).create_bucket().bucket("race").send().await.unwrap();
+    let ops = Arc::new(Mutex::new(Vec::new()));
+    let reads = Arc::new(Mutex::new(Reads::default()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..TASKS).map(|t| tokio::spawn(race_task(c.clone(), t, ops.clone(), reads.clone()))).collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let took = started.elapsed();
+    c.drained().await;
+    let ops = ops.lock().unwrap().clone();
+    let reads = std::mem::take(&mut *reads.lock().unwrap());
+    eprintln!("cluster race: {} writes in {took:?}; reads {reads:?}", ops.len());
+    assert!(ops.len() >= 1000, "at least 1,000 writes raced");
+    assert_eq!(reads.mismatched, 0, "no body served that is not its ETag's");
+    assert!(reads.failed.is_empty(), "reads failed during the race: {:?}", reads.failed);
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let row = c.catalog.get_object("race", &key).await.unwrap();
+        let garage = c.garage_read("race", &key).await;
+        assert_eq!(row.as_ref().map(|r| r.etag.clone()), garage.as_deref().map(md5_hex), "{key}: catalog and Garage");
+        for i in 0..3 {
+            let got = match c.node(i).get_object().bucket("race").key(&key).send().await {
+                Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+                Err(_) => None,
+            };
+            assert_eq!(got.as_deref().map(md5_hex), garage.as_deref().map(md5_hex), "{key}: node {i} and Garage");
+        }
+        let state = row.map(|r| r.etag);
+        assert!(is_last_write(&ops, &key, &state), "{key}: the final state {state:?} is not a last acknowledged write");
+    }
+    Arc::try_unwrap(c).ok().expect("tasks ended").finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_copy_is_not_served_after_an_overwrite_elsewhere() {
+    let c = Cluster::start(3).await;
+    c.node(0).create_bucket().bucket("hot").send().await.unwrap();
+    for round in 0..20 {
+        let body = format!("round {round}").repeat(500).into_bytes();
+        c.node(0).put_object().bucket("hot").key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
+        for _ in 0..2 {
+            // The second read is a hot hit on node 2.
+            let got = c.node(2).get_object().bucket("hot").key("k").send().await.unwrap();
+            assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), body, "round {round}");
+        }
+    }
+    c.finish().await;
+}
+
+fn cluster_status(config: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_status_lists_nodes_and_their_leases() {
+    let mut c = Cluster::start(3).await;
+    let v = cluster_status(&c.config());
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{v}");
+    assert!(nodes.iter().all(|n| n["live"] == true && n["state"] == "up"), "{v}");
+    assert!(nodes.iter().all(|n| n["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:"))), "{v}");
+    c.nodes[1].proc.kill().unwrap();
+    c.nodes[1].proc.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let v = cluster_status(&c.config());
+    let live = v["nodes"].as_array().unwrap().iter().filter(|n| n["live"] == true).count();
+    assert_eq!(live, 2, "a killed node is down once its lease passed: {v}");
+    c.finish().await;
+}
