@@ -294,3 +294,48 @@ async fn cluster_status_lists_nodes_and_their_leases() {
     assert_eq!(live, 2, "a killed node is down once its lease passed: {v}");
     c.finish().await;
 }
+
+/// Rounds of three PUTs of one key, one per node, released together; after each round
+/// the catalog's ETag, Garage's bytes and every node's answer agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simultaneous_puts_of_one_key_settle_on_one_version() {
+    let c = Arc::new(Cluster::start(3).await);
+    c.node(0).create_bucket().bucket("same").send().await.unwrap();
+    let mut disagreements = Vec::new();
+    for round in 0..100 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let puts = (0..3).map(|i| {
+            let (c, barrier) = (c.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let body = format!("round {round} node {i} ").repeat(100 + i * 37).into_bytes();
+                barrier.wait().await;
+                c.node(i)
+                    .put_object()
+                    .bucket("same")
+                    .key("k")
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await
+                    .unwrap();
+                md5_hex(&body)
+            })
+        });
+        let written: Vec<String> = futures::future::join_all(puts).await.into_iter().map(Result::unwrap).collect();
+        c.drained().await;
+        let row = c.catalog.get_object("same", "k").await.unwrap().expect("a row").etag;
+        let garage = c.garage_read("same", "k").await.as_deref().map(md5_hex);
+        let mut served = Vec::new();
+        for i in 0..3 {
+            let got = match c.node(i).get_object().bucket("same").key("k").send().await {
+                Ok(o) => o.body.collect().await.map(|b| md5_hex(&b.into_bytes())).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{e:?}")),
+            };
+            served.push(got.unwrap_or_else(|e| format!("error: {e}")));
+        }
+        if !written.contains(&row) || garage.as_ref() != Some(&row) || served.iter().any(|s| *s != row) {
+            disagreements.push(format!("round {round}: catalog {row}, Garage {garage:?}, served {served:?}"));
+        }
+    }
+    assert!(disagreements.is_empty(), "{} of 100 rounds disagree: {disagreements:#?}", disagreements.len());
+    Arc::try_unwrap(c).ok().expect("tasks ended").finish().await;
+}
