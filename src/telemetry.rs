@@ -96,6 +96,8 @@ pub fn register(backends: &[String]) {
         "strata_migrated_objects_total",
         "strata_scrub_repairs_total",
         "strata_access_log_dropped_total",
+        "strata_hot_fill_mismatch_total",
+        "strata_read_version_changed_total",
     ] {
         ::metrics::counter!(c).increment(0);
     }
