@@ -10,7 +10,6 @@
 
 use crate::harness::{ACCESS_KEY, SECRET_KEY};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use md5::Digest;
 use rand::{Rng, SeedableRng};
@@ -34,16 +33,7 @@ struct Cluster {
 }
 
 fn client(addr: SocketAddr) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{addr}"))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(30)).build())
-        .build();
-    Client::from_conf(conf)
+    crate::harness::client_no_retry(addr, Duration::from_secs(30))
 }
 
 impl Cluster {
@@ -70,14 +60,8 @@ impl Cluster {
             g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
         );
         std::fs::write(dir.path().join("strata.toml"), toml).unwrap();
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&g.endpoint)
-            .region(Region::new(g.region.clone()))
-            .credentials_provider(Credentials::new(&g.access_key, &g.secret_key, None, None, "garage"))
-            .force_path_style(true)
-            .build();
-        let garage = (g.bucket, prefix, Client::from_conf(conf));
+        let garage_client = crate::harness::garage_client(&g);
+        let garage = (g.bucket, prefix, garage_client);
         let catalog = Catalog::connect(&url).await.unwrap();
         let mut c = Cluster { nodes: Vec::new(), dir, admin, db, catalog, garage };
         for i in 0..n {

@@ -88,6 +88,34 @@ pub fn client(addr: SocketAddr, ak: &str, sk: &str, region: &str) -> Client {
     Client::from_conf(conf)
 }
 
+/// A client of the real binary at `addr` with the test keys, no retries and an operation
+/// timeout (the crash and cluster tests count every failure themselves).
+pub fn client_no_retry(addr: SocketAddr, timeout: std::time::Duration) -> Client {
+    use aws_sdk_s3::config::{retry::RetryConfig, timeout::TimeoutConfig};
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://{addr}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// A client of the test Garage itself.
+pub fn garage_client(g: &GarageEnv) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&g.endpoint)
+        .region(Region::new(g.region.clone()))
+        .credentials_provider(Credentials::new(&g.access_key, &g.secret_key, None, None, "garage"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
 impl Harness {
     pub async fn start(cold: Cold) -> Harness {
         Self::start_opts(cold, Opts::default()).await
@@ -108,14 +136,8 @@ impl Harness {
                 "default_backend = \"garage\"\n{toml}[backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
                 g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
             );
-            let conf = aws_sdk_s3::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .endpoint_url(&g.endpoint)
-                .region(Region::new(g.region.clone()))
-                .credentials_provider(Credentials::new(&g.access_key, &g.secret_key, None, None, "garage"))
-                .force_path_style(true)
-                .build();
-            garage = Some((g.bucket, prefix, Client::from_conf(conf)));
+            let client = garage_client(&g);
+            garage = Some((g.bucket, prefix, client));
         }
         let toml = format!("{toml}\n{}", opts.toml);
         let overrides = Overrides { data_dir: Some(data), listen: None };

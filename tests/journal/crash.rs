@@ -7,7 +7,6 @@
 
 use crate::harness::{ACCESS_KEY, SECRET_KEY, quoted_md5};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
 use aws_sdk_s3::primitives::ByteStream;
 use rand::Rng;
 use std::collections::HashMap;
@@ -53,16 +52,7 @@ fn spawn(dir: &Path) -> Child {
 }
 
 fn client(addr: SocketAddr) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{addr}"))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(TimeoutConfig::builder().operation_timeout(Duration::from_secs(10)).build())
-        .build();
-    Client::from_conf(conf)
+    crate::harness::client_no_retry(addr, Duration::from_secs(10))
 }
 
 /// A body that names its key and version, of a random length (up to 300 KiB).
