@@ -1,14 +1,18 @@
 //! This node among the others that share the catalog: its registration and heartbeat
-//! lease (the [`Heartbeat`] worker), and the cluster's view for operators ([`status`]:
-//! each node, whether its lease holds, its journal backlog).
+//! lease (the [`Heartbeat`] worker), the cluster's view for operators ([`status`]: each
+//! node, whether its lease holds, its journal backlog), and [`Peers`], the client that
+//! reads a version staged on another node through that node's peer endpoint.
 //!
 //! Nodes coordinate only through the catalog (`docs/design/cluster.md`): the order of a
 //! key's writes is the catalog's (`catalog/writes.rs`), and this registry says who is up.
 //! It must not order writes or move bytes itself.
 
+use crate::backend::ByteStream;
 use crate::catalog::{Catalog, NodeBacklog, NodeRecord};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::worker::Worker;
+use futures::StreamExt;
+use std::ops::Range;
 use std::time::Duration;
 
 /// Who this node is, as it registers.
@@ -139,4 +143,80 @@ pub async fn status(catalog: &Catalog) -> Result<ClusterView> {
         nodes.push(NodeView { node, live: false, backlog: b });
     }
     Ok(ClusterView { nodes })
+}
+
+/// Reads versions staged on other nodes, over their peer endpoint
+/// (`GET /_strata/peer/staged/ID`, Basic auth with the cluster's S3 keys, which every node
+/// of a cluster shares).
+#[derive(Clone)]
+pub struct Peers {
+    catalog: Catalog,
+    http: reqwest::Client,
+    /// `http` or `https`, as this node's own listener speaks.
+    scheme: &'static str,
+    keys: (String, String),
+    me: String,
+}
+
+impl Peers {
+    /// A client for this node (`me`), authenticating with `keys` (access key, secret).
+    pub fn new(catalog: Catalog, me: &str, keys: (String, String), tls: bool) -> Result<Peers> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .read_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal("peer client", e))?;
+        Ok(Peers { catalog, http, scheme: if tls { "https" } else { "http" }, keys, me: me.to_owned() })
+    }
+
+    /// Streams `range` of staged version `id` from the node whose journal holds it.
+    /// `NotFound` when no node holds it any more (it moved to the stores: read the row
+    /// again), or when it is this node's; `Unavailable` naming the node when that node is
+    /// down or does not answer.
+    pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
+        let Some(node) = self.catalog.staging_node(id).await? else { return Err(gone()) };
+        if node == self.me {
+            return Err(gone());
+        }
+        let now = crate::clock::now_ms();
+        // `why` goes to clients too: no addresses or third-party messages in it.
+        let down = |why: &str| {
+            ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
+            tracing::warn!(node = %node, staging = %id, why, "a version is staged on another node that cannot serve it");
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("this version is staged on node {node}, which {why}; retry later"),
+            )
+            .public()
+        };
+        let Some(peer) = self.catalog.nodes().await?.into_iter().find(|n| n.id == node) else {
+            return Err(down("is not registered"));
+        };
+        if !peer.is_live(now) {
+            return Err(down("is down (its lease has passed)"));
+        }
+        let mut url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, peer.address);
+        if let Some(r) = range {
+            url.push_str(&format!("?from={}&to={}", r.start, r.end));
+        }
+        let resp = match self.http.get(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "peer read failed");
+                return Err(down("does not answer"));
+            }
+        };
+        match resp.status() {
+            s if s.is_success() => {}
+            reqwest::StatusCode::NOT_FOUND => return Err(gone()),
+            s => return Err(down(&format!("answered {s}"))),
+        }
+        ::metrics::counter!("strata_peer_reads_total", "result" => "ok").increment(1);
+        let node = node.clone();
+        Ok(resp
+            .bytes_stream()
+            .map(move |r| r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}"))))
+            .boxed())
+    }
 }

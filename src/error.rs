@@ -70,6 +70,9 @@ pub struct Error {
     kind: ErrorKind,
     context: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    /// The context may be shown to clients even where a kind's details are otherwise
+    /// hidden (a 503 that names the node holding a version).
+    public: bool,
 }
 
 /// The crate's result type.
@@ -78,7 +81,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a context message.
     pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
-        Self { kind, context: context.into(), source: None }
+        Self { kind, context: context.into(), source: None, public: false }
     }
 
     /// Attaches the underlying cause.
@@ -90,6 +93,17 @@ impl Error {
     /// An internal error with a cause.
     pub fn internal(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::new(ErrorKind::Internal, context).with_source(source)
+    }
+
+    /// Marks the context (not the cause) as fit for clients to read, whatever the kind.
+    pub fn public(mut self) -> Self {
+        self.public = true;
+        self
+    }
+
+    /// Whether the context may be shown to clients (see [`Error::public`]).
+    pub fn is_public(&self) -> bool {
+        self.public
     }
 
     /// What went wrong.

@@ -168,6 +168,7 @@ impl Front {
             E::Status => status::status_html(&self.health.snapshot(tier)),
             E::StatusJson => status::status_json(&self.health.snapshot(tier)),
             E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
+            E::PeerStaged(id) => journal::staged(tier, &id, &query).await,
             E::AccessShow | E::AccessChange | E::AccessClear | E::Sign | E::Direct => {
                 use http_body_util::BodyExt;
                 let body = req.into_body();

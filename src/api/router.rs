@@ -76,7 +76,7 @@ impl OpenEndpoint {
 }
 
 /// The admin API's endpoints: the method and the path after `/_strata/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminEndpoint {
     /// `GET metrics`: Prometheus text, open like `/metrics`.
     Metrics,
@@ -114,6 +114,9 @@ pub enum AdminEndpoint {
     Sign,
     /// `GET direct?bucket&key`.
     Direct,
+    /// `GET peer/staged/ID?from&to`: bytes of a version staged on this node, for another
+    /// node that shares the catalog (`docs/design/cluster.md`).
+    PeerStaged(String),
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -123,6 +126,11 @@ pub enum Unrouted {
     NotFound(String),
     /// The path exists, with another method.
     MethodNotAllowed(Method),
+}
+
+/// Staging ids are 32 lowercase hex digits (a UUID): nothing else names a file there.
+fn is_staging_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl AdminEndpoint {
@@ -149,6 +157,9 @@ impl AdminEndpoint {
             "access" if delete => E::AccessClear,
             "sign" if post => E::Sign,
             "direct" if get => E::Direct,
+            p if get && p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
+                E::PeerStaged(p.trim_start_matches("peer/staged/").to_owned())
+            }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
             | "direct" => return Err(Unrouted::MethodNotAllowed(method.clone())),
@@ -158,8 +169,8 @@ impl AdminEndpoint {
     }
 
     /// Whether the endpoint is open without credentials.
-    pub fn is_open(self) -> bool {
-        self == Self::Metrics
+    pub fn is_open(&self) -> bool {
+        *self == Self::Metrics
     }
 }
 

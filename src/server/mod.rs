@@ -141,11 +141,17 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     let health = Arc::new(Health::with_certs(certs.clone()));
     let me = crate::cluster::Identity {
         id: opened.tier.node_id().to_owned(),
-        address: config.cluster.advertise.clone().unwrap_or_else(|| addr.to_string()),
+        // Peers call the admin endpoints: on the admin listener when there is one.
+        address: config.cluster.advertise.clone().unwrap_or_else(|| admin_addr.unwrap_or(addr).to_string()),
         lease: config.cluster.lease.0,
         heartbeat: config.cluster.heartbeat.0,
         started_ms: now_ms(),
     };
+    if opened.catalog.is_shared() {
+        let keys = (credentials.access_key.clone(), credentials.secret_key.clone());
+        let peers = crate::cluster::Peers::new(opened.catalog.clone(), &me.id, keys, certs.is_some())?;
+        opened.tier.connect_peers(peers);
+    }
     let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me)).await?;
     let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);

@@ -85,8 +85,24 @@ impl Tier {
             Err(e) if e.kind() == ErrorKind::NotFound && !self.replica_order(b, rec).is_empty() => {
                 self.read_fixed(b, rec, range).await
             }
+            Err(e) if e.kind() == ErrorKind::NotFound => match self.inner.peers.get() {
+                // The file is another node's: read it there (a staging file never changes).
+                Some(peers) => peers.read_staged(id, range).await,
+                None => Err(e),
+            },
             other => other,
         }
+    }
+
+    /// Streams `range` of this node's staged version `id` (for a peer's read); `NotFound`
+    /// once the file is gone.
+    pub async fn read_staged_here(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        self.read_staged(id, range).await
+    }
+
+    /// Lets reads fetch versions staged on other nodes through `peers` (set once).
+    pub fn connect_peers(&self, peers: crate::cluster::Peers) {
+        let _ = self.inner.peers.set(peers);
     }
 
     /// The error for a version that only another node's staging file holds (no store has
@@ -99,6 +115,7 @@ impl Tier {
             ErrorKind::Unavailable,
             format!("this version is staged on node {node} and no store holds it yet; retry later"),
         )
+        .public()
     }
 
     /// Streams `range` of the staged version `id`; `NotFound` once the file is gone (every

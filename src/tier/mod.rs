@@ -102,6 +102,8 @@ struct Inner {
     closer: crate::journal::Closer,
     plans: Plans,
     read_only: std::sync::atomic::AtomicBool,
+    /// Reads of versions staged on other nodes (set once the server knows its keys).
+    peers: std::sync::OnceLock<crate::cluster::Peers>,
 }
 
 /// What a tier is built from: the handles the server opened, and the settings it resolved.
@@ -152,6 +154,7 @@ impl Tier {
                 journal: p.journal,
                 plans: p.plans,
                 read_only: p.read_only.into(),
+                peers: std::sync::OnceLock::new(),
             }),
         };
         tier.remove_orphan_staging().await?;

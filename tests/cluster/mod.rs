@@ -39,6 +39,11 @@ fn client(addr: SocketAddr) -> Client {
 impl Cluster {
     /// `n` nodes on a new database and a new prefix of the test Garage.
     async fn start(n: usize) -> Cluster {
+        Self::start_with(n, crate::harness::garage_env(), "").await
+    }
+
+    /// `n` nodes on a new database and a new prefix of Garage `g`, with `extra` TOML.
+    async fn start_with(n: usize, g: crate::harness::GarageEnv, extra: &str) -> Cluster {
         use sqlx::Connection;
         let admin = std::env::var("STRATA_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
@@ -47,16 +52,16 @@ impl Cluster {
         let db = format!("strata_cluster_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
         let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-        let g = crate::harness::garage_env();
         let prefix = format!("cluster-{}/", uuid::Uuid::new_v4().simple());
         let dir = tempfile::tempdir().unwrap();
         let toml = format!(
             "catalog = \"{url}\"\ndefault_backend = \"garage\"\n\
              [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
-             [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\n\
+             [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\n\
+             [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
              [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\n\
              [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
-             access_key = \"{}\"\nsecret_key = \"{}\"\n",
+             access_key = \"{}\"\nsecret_key = \"{}\"\n{extra}",
             g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
         );
         std::fs::write(dir.path().join("strata.toml"), toml).unwrap();
@@ -322,4 +327,46 @@ async fn simultaneous_puts_of_one_key_settle_on_one_version() {
     }
     assert!(disagreements.is_empty(), "{} of 100 rounds disagree: {disagreements:#?}", disagreements.len());
     Arc::try_unwrap(c).ok().expect("tasks ended").finish().await;
+}
+
+/// Peer reads: with Garage frozen, writes that node 0 acknowledged from its journal read
+/// back on nodes 1 and 2 (through node 0). Once node 0 is gone, they answer 503 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_staged_on_one_node_reads_back_on_the_others() {
+    let g = crate::harness::OwnGarage::start();
+    let mut c = Cluster::start_with(3, g.settings(), "").await;
+    c.node(0).create_bucket().bucket("peer").send().await.unwrap();
+    g.signal("-STOP");
+    let puts = (0..5).map(|i| {
+        let client = c.node(0).clone();
+        async move {
+            let body = format!("staged {i} ").repeat(3000 + i * 100).into_bytes();
+            let key = format!("k{i}");
+            client.put_object().bucket("peer").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
+            (key, body)
+        }
+    });
+    let written = futures::future::join_all(puts).await;
+    let owner = c.catalog.journal_lag().await.unwrap();
+    assert!(owner.iter().any(|l| l.entries >= 5), "the writes wait in node 0's journal: {owner:?}");
+    for i in 1..3 {
+        for (key, body) in &written {
+            let got = c.node(i).get_object().bucket("peer").key(key).range("bytes=100-").send().await.unwrap();
+            assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), body[100..], "{key} on node {i}");
+            let got = c.node(i).get_object().bucket("peer").key(key).send().await.unwrap();
+            assert_eq!(got.e_tag().unwrap().trim_matches('"'), md5_hex(body), "{key} on node {i}");
+            assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), *body, "{key} on node {i}");
+        }
+    }
+    let view = cluster_status(&c.config());
+    let node0 = view["nodes"].as_array().unwrap().iter().find(|n| n["backlog"]["entries"].as_u64() >= Some(5)).unwrap();
+    let node0 = node0["id"].as_str().unwrap().to_owned();
+    c.nodes[0].proc.kill().unwrap();
+    c.nodes[0].proc.wait().unwrap();
+    let e = c.node(1).get_object().bucket("peer").key("k0").send().await.unwrap_err();
+    let text = format!("{e:?}");
+    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(503), "{text}");
+    assert!(text.contains(&node0), "the error names the node that holds the version: {text}");
+    g.signal("-CONT");
+    c.finish().await;
 }

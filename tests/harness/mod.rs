@@ -43,6 +43,66 @@ pub fn garage_env() -> GarageEnv {
     }
 }
 
+/// A Garage started by `scripts/garage-up` for one test alone (so stopping it disturbs no
+/// other test).
+pub struct OwnGarage {
+    pub env: std::collections::HashMap<String, String>,
+}
+
+impl OwnGarage {
+    pub fn start() -> Self {
+        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/garage-up"))
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("scripts/garage-up runs");
+        assert!(out.status.success(), "garage-up failed");
+        let env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export STRATA_TEST_GARAGE_"))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        OwnGarage { env }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args([sig, &self.env["PID"]]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn client(&self) -> Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.env["ENDPOINT"])
+            .region(Region::new(self.env["REGION"].clone()))
+            .credentials_provider(Credentials::new(&self.env["ACCESS_KEY"], &self.env["SECRET_KEY"], None, None, "g"))
+            .force_path_style(true)
+            .build();
+        Client::from_conf(conf)
+    }
+}
+
+impl Drop for OwnGarage {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        self.signal("-KILL");
+        let _ = std::fs::remove_dir_all(&self.env["DIR"]);
+    }
+}
+
+impl OwnGarage {
+    /// Its settings, as the shared test Garage's are given.
+    pub fn settings(&self) -> GarageEnv {
+        GarageEnv {
+            endpoint: self.env["ENDPOINT"].clone(),
+            region: self.env["REGION"].clone(),
+            bucket: self.env["BUCKET"].clone(),
+            access_key: self.env["ACCESS_KEY"].clone(),
+            secret_key: self.env["SECRET_KEY"].clone(),
+        }
+    }
+}
+
 /// Wraps the default backend (to count calls or inject faults).
 pub type Wrap = Arc<dyn Fn(Arc<dyn Backend>) -> Arc<dyn Backend> + Send + Sync>;
 

@@ -4,7 +4,7 @@
 //! equal the acknowledged state. The figures (writes during the outage, drain time, lost)
 //! are printed for the record.
 
-use crate::harness::{ACCESS_KEY, SECRET_KEY};
+use crate::harness::{ACCESS_KEY, OwnGarage, SECRET_KEY};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
 use aws_sdk_s3::primitives::ByteStream;
@@ -14,52 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata::config::{Config, Overrides};
-
-/// A Garage started by `scripts/garage-up` for this test alone.
-struct OwnGarage {
-    env: HashMap<String, String>,
-}
-
-impl OwnGarage {
-    fn start() -> Self {
-        let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/garage-up"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("scripts/garage-up runs");
-        assert!(out.status.success(), "garage-up failed");
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix("export STRATA_TEST_GARAGE_"))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        OwnGarage { env }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill").args([sig, &self.env["PID"]]).status().unwrap();
-        assert!(ok.success());
-    }
-
-    fn client(&self) -> Client {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(&self.env["ENDPOINT"])
-            .region(Region::new(self.env["REGION"].clone()))
-            .credentials_provider(Credentials::new(&self.env["ACCESS_KEY"], &self.env["SECRET_KEY"], None, None, "g"))
-            .force_path_style(true)
-            .build();
-        Client::from_conf(conf)
-    }
-}
-
-impl Drop for OwnGarage {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        self.signal("-KILL");
-        let _ = std::fs::remove_dir_all(&self.env["DIR"]);
-    }
-}
 
 type Model = Arc<Mutex<HashMap<String, (Option<Vec<u8>>, Vec<Option<Vec<u8>>>)>>>;
 

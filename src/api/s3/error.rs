@@ -43,8 +43,11 @@ pub fn to_s3(e: Error) -> S3Error {
     } else {
         tracing::debug!(error = %e, "request refused");
     }
-    let message =
-        if internal { "the server could not complete the request".to_owned() } else { e.context().to_owned() };
+    let message = if internal && !e.is_public() {
+        "the server could not complete the request".to_owned()
+    } else {
+        e.context().to_owned()
+    };
     // Retry-After goes on every 503 in `S3Gateway::handle`, with its server's setting.
     let mut out = S3Error::with_message(code, message);
     match e.kind() {
