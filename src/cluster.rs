@@ -13,6 +13,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::worker::Worker;
 use futures::StreamExt;
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::time::Duration;
 
 /// Who this node is, as it registers.
@@ -34,13 +36,15 @@ pub struct Identity {
 pub struct Heartbeat {
     catalog: Catalog,
     me: Identity,
+    /// Until when this node's lease holds, as last renewed (the uploader's fence).
+    lease_until: Arc<AtomicI64>,
 }
 
 impl Heartbeat {
     /// Registers `me` now (so a node that cannot reach its catalog does not start) and
     /// returns the worker that keeps the lease.
     pub async fn register(catalog: Catalog, me: Identity) -> Result<Heartbeat> {
-        let hb = Heartbeat { catalog, me };
+        let hb = Heartbeat { catalog, me, lease_until: Arc::default() };
         hb.renew("up").await?;
         tracing::info!(node = %hb.me.id, address = %hb.me.address, "registered in the catalog");
         Ok(hb)
@@ -58,14 +62,21 @@ impl Heartbeat {
             lease_until_ms: if state == "stopped" { now } else { now + lease },
             state: state.to_owned(),
         };
-        self.catalog.node_heartbeat(&rec).await
+        self.catalog.node_heartbeat(&rec).await?;
+        self.lease_until.store(rec.lease_until_ms, SeqCst);
+        Ok(())
+    }
+
+    /// Until when this node's lease holds (ms since the epoch), updated at each renewal.
+    pub fn lease_until(&self) -> Arc<AtomicI64> {
+        self.lease_until.clone()
     }
 }
 
 /// Marks node `me` stopped at a clean shutdown: its lease ends at once, and the row stays
 /// so that its journal backlog (if any) keeps a name.
 pub async fn stopped(catalog: &Catalog, me: &Identity) -> Result<()> {
-    Heartbeat { catalog: catalog.clone(), me: me.clone() }.renew("stopped").await
+    Heartbeat { catalog: catalog.clone(), me: me.clone(), lease_until: Arc::default() }.renew("stopped").await
 }
 
 #[async_trait::async_trait]

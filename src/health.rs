@@ -105,6 +105,26 @@ pub struct JournalView {
     pub max_size: u64,
     /// Every store's backlog.
     pub stores: Vec<StoreView>,
+    /// The nodes that share the catalog (one with SQLite).
+    #[serde(default)]
+    pub nodes: Vec<NodeLine>,
+}
+
+/// One node of the cluster, as the status page shows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct NodeLine {
+    /// Node id.
+    pub id: String,
+    /// Where peers reach it.
+    pub address: String,
+    /// `up`, `stopped` or `unregistered`.
+    pub state: String,
+    /// Whether its lease holds.
+    pub live: bool,
+    /// Its unfinished journal entries (waiting for it when it is down).
+    pub entries: u64,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_s: f64,
 }
 
 /// One store's backlog.
@@ -313,11 +333,24 @@ impl HealthWorker {
                 last_error: l.last_error,
             })
             .collect();
+        let view = self.tier.cluster_status().await.map(|v| v.nodes).unwrap_or_default();
+        let nodes = view
+            .into_iter()
+            .map(|n| NodeLine {
+                heartbeat_age_s: (now - n.node.heartbeat_ms).max(0) as f64 / 1000.0,
+                id: n.node.id,
+                address: n.node.address,
+                state: n.node.state,
+                live: n.live,
+                entries: n.backlog.entries,
+            })
+            .collect();
         Some(JournalView {
             read_only: status.read_only,
             staged_bytes: status.staged_bytes,
             max_size: status.max_size,
             stores,
+            nodes,
         })
     }
 }

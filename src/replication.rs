@@ -140,6 +140,9 @@ pub struct Backlog {
     pub stores: Vec<StoreLag>,
     /// Stuck journal entries, oldest first (up to 50).
     pub stuck: Vec<Stuck>,
+    /// Nodes that are down with entries left: their writes wait for them (their staging
+    /// files are on their disks), shown as "waiting for node X".
+    pub waiting: Vec<crate::catalog::NodeBacklog>,
 }
 
 /// A stuck journal entry, as an operator sees it.
@@ -178,5 +181,9 @@ pub async fn backlog(catalog: &Catalog, stores: impl Iterator<Item = String>) ->
             since_ms: e.created_ms,
         })
         .collect();
-    Ok(Backlog { stores, stuck })
+    let now = crate::clock::now_ms();
+    let nodes = catalog.nodes().await?;
+    let live = |id: &str| nodes.iter().any(|n| n.id == id && n.is_live(now));
+    let waiting = catalog.journal_by_node().await?.into_iter().filter(|b| !live(&b.node)).collect();
+    Ok(Backlog { stores, stuck, waiting })
 }

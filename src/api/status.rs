@@ -232,6 +232,31 @@ fn journal_section(h: &mut String, j: Option<&crate::health::JournalView>) {
         );
     }
     h.push_str("</table>");
+    nodes_section(h, &j.nodes);
+}
+
+/// The nodes that share the catalog; a node that is down with entries left is what its
+/// writes wait for.
+fn nodes_section(h: &mut String, nodes: &[crate::health::NodeLine]) {
+    h.push_str("<h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>address</th><th>health</th><th>entries</th><th>heartbeat</th></tr>");
+    for n in nodes {
+        let health = match (n.live, n.entries) {
+            (true, _) => "up".to_owned(),
+            (false, 0) => format!("down ({})", n.state),
+            (false, e) => format!("down: {e} writes waiting for it"),
+        };
+        let class = if n.live { "up" } else { "down" };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s ago</td></tr>",
+            esc(&n.id),
+            esc(&n.address),
+            esc(&health),
+            n.entries,
+            n.heartbeat_age_s
+        );
+    }
+    h.push_str("</table>");
 }
 
 #[cfg(test)]

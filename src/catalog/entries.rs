@@ -289,6 +289,44 @@ impl Catalog {
         row.map(|r| col(&r, "node")).transpose()
     }
 
+    /// Up to `limit` entries that a node whose lease ended before `expired_before` left
+    /// behind and that need nothing from its disk, oldest first, each first in line for its
+    /// key and store: deletes, copies from a replica (no staging file), and puts of a
+    /// version the key's row no longer names (nothing to write: they only hold the line).
+    pub async fn journal_orphans(&self, expired_before: i64, limit: usize) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLS} FROM journal j WHERE state <> 'stuck' \
+             AND node IN (SELECT id FROM nodes WHERE lease_until_ms < $1) \
+             AND (op = 'delete' OR staging IS NULL OR NOT EXISTS (SELECT 1 FROM objects o \
+                  WHERE o.bucket = j.bucket AND o.key = j.key AND o.staging = j.staging)) \
+             AND NOT EXISTS (SELECT 1 FROM journal e WHERE e.bucket = j.bucket AND e.key = j.key \
+                  AND e.store = j.store AND e.seq < j.seq) ORDER BY seq LIMIT $2"
+        ))
+        .bind(expired_before)
+        .bind(to_i64(limit as u64)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("journal orphans"))?;
+        rows.iter().map(JournalEntry::from_row).collect()
+    }
+
+    /// Makes orphan entry `seq` this node's (`me`) and `uploading`, if its node's lease
+    /// still ended before `expired_before` and nobody took it first; returns whether it did.
+    /// From then on the dead node's restart cannot touch it.
+    pub async fn journal_take_over(&self, seq: i64, me: &str, expired_before: i64) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE journal SET node = $2, state = 'uploading' WHERE seq = $1 AND state <> 'stuck' \
+             AND node IN (SELECT id FROM nodes WHERE lease_until_ms < $3)",
+        )
+        .bind(seq)
+        .bind(me)
+        .bind(expired_before)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("journal take over"))?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// Moves a pending entry to `uploading`; false when another worker took it.
     pub async fn journal_claim(&self, seq: i64) -> Result<bool> {
         let res = sqlx::query("UPDATE journal SET state = 'uploading' WHERE seq = $1 AND state = 'pending'")

@@ -53,7 +53,8 @@ async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
     let backlog = crate::replication::backlog(&catalog, cfg.backends.keys().cloned()).await?;
     catalog.close().await;
     if json {
-        let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": backlog.stores, "stuck": backlog.stuck });
+        let v = serde_json::json!({ "staged_bytes": journal.used(), "stores": backlog.stores, "stuck": backlog.stuck,
+            "waiting": backlog.waiting });
         println!("{v}");
         return Ok(());
     }
@@ -69,6 +70,9 @@ async fn status(common: &Common, json: bool) -> anyhow::Result<()> {
             s.lag_s(now),
             s.last_error.as_deref().unwrap_or("")
         );
+    }
+    for w in &backlog.waiting {
+        println!("waiting for node {} (down): {} entries, {}", w.node, w.entries, indicatif::HumanBytes(w.bytes));
     }
     for e in &backlog.stuck {
         let err = e.last_error.as_deref().unwrap_or("");

@@ -16,7 +16,7 @@ mod uploader;
 
 pub use closer::Closer;
 pub use staging::StagingFile;
-pub use uploader::Uploader;
+pub use uploader::{ClusterRole, Uploader};
 
 use crate::backend::WriteOptions;
 use crate::catalog::{Catalog, ObjectHeaders};

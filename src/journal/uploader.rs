@@ -17,6 +17,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{BucketPlan, Plans};
 use crate::worker::Worker;
 use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// Entries fetched per round.
@@ -32,18 +34,67 @@ pub struct Uploader {
     pub retry: (Duration, Duration),
     /// Entries applied at once.
     pub uploads: usize,
+    /// This node's part in a cluster; `None` drains only its own entries.
+    pub cluster: Option<ClusterRole>,
     gauges_at: Option<Instant>,
+}
+
+/// What lets an uploader act for the cluster (`docs/design/cluster.md`, "Node loss").
+#[derive(Debug, Clone)]
+pub struct ClusterRole {
+    /// Until when this node's own lease holds (ms since the epoch), as its heartbeat last
+    /// renewed it. Past it the uploader applies nothing: another node may be taking its
+    /// entries over, and two appliers of one entry could reorder a key's writes.
+    pub lease_until: Arc<AtomicI64>,
+    /// How long after another node's lease ended this node takes over that node's entries
+    /// that need nothing from its disk: one more lease, so a node cut off from the catalog
+    /// has stopped applying (above) well before.
+    pub grace: Duration,
 }
 
 impl Uploader {
     /// A drainer for `journal`, writing where `plans` say.
     pub fn new(journal: Journal, catalog: Catalog, backends: Backends, plans: Plans) -> Self {
         let retry = (Duration::from_secs(1), Duration::from_secs(300));
-        Self { journal, catalog, backends, plans, retry, uploads: 4, gauges_at: None }
+        Self { journal, catalog, backends, plans, retry, uploads: 4, cluster: None, gauges_at: None }
     }
 
-    /// Applies every entry that is due now; returns how many were attempted.
+    /// Applies every entry that is due now, this node's and those it takes over from dead
+    /// nodes; returns how many were attempted.
     pub async fn drain_once(&self) -> Result<usize> {
+        let now = crate::clock::now_ms();
+        if let Some(role) = &self.cluster
+            && role.lease_until.load(SeqCst) < now
+        {
+            tracing::warn!("this node's lease has passed (no heartbeat reached the catalog): applying nothing");
+            return Ok(0);
+        }
+        let own = self.drain_own().await?;
+        Ok(own + self.take_over_once().await?)
+    }
+
+    /// Takes over and applies the entries of dead nodes that need nothing from their disks.
+    async fn take_over_once(&self) -> Result<usize> {
+        let Some(role) = &self.cluster else { return Ok(0) };
+        let grace = i64::try_from(role.grace.as_millis()).unwrap_or(i64::MAX / 2);
+        let expired_before = crate::clock::now_ms() - grace;
+        let orphans = self.catalog.journal_orphans(expired_before, BATCH).await?;
+        let mut taken = 0;
+        for e in orphans {
+            if !self.catalog.journal_take_over(e.seq, self.journal.node(), expired_before).await? {
+                continue;
+            }
+            tracing::info!(seq = e.seq, from = %e.node, bucket = %e.bucket, key = %e.key, store = %e.store,
+                "journal: taking over an entry of a node that is down");
+            ::metrics::counter!("strata_journal_takeovers_total").increment(1);
+            let e = JournalEntry { node: self.journal.node().to_owned(), ..e };
+            self.settle(&e).await;
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    async fn drain_own(&self) -> Result<usize> {
         let mut total = 0;
         loop {
             let batch = self.catalog.journal_ready(self.journal.node(), crate::clock::now_ms(), BATCH).await?;
@@ -66,6 +117,12 @@ impl Uploader {
                 return;
             }
         }
+        self.settle(&e).await;
+    }
+
+    /// Applies a claimed entry and records the outcome.
+    async fn settle(&self, e: &JournalEntry) {
+        let e = e.clone();
         let outcome = self.run(&e).await;
         let res = match outcome {
             Ok(()) => self.finish(&e).await,

@@ -191,11 +191,17 @@ async fn start_workers(
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
     workers.spawn(crate::telemetry::Upkeep);
-    workers.spawn(crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone()).await?);
+    let heartbeat = crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone()).await?;
+    let lease_until = heartbeat.lease_until();
+    workers.spawn(heartbeat);
     tier.recover_journal().await?;
     let mut uploader = tier.uploader();
     uploader.retry = (config.journal.retry_min.0, config.journal.retry_max.0);
     uploader.uploads = config.journal.uploads;
+    if opened.catalog.is_shared() {
+        let grace = config.cluster.lease.0;
+        uploader.cluster = Some(crate::journal::ClusterRole { lease_until, grace });
+    }
     workers.spawn(uploader);
     if !config.journal.scrub_interval.0.is_zero() {
         workers.spawn(tier.scrub(config.journal.scrub_interval.0));

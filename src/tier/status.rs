@@ -79,6 +79,11 @@ impl Tier {
         self.inner.catalog.list_buckets().await
     }
 
+    /// The nodes that share the catalog, their leases and journal backlogs.
+    pub async fn cluster_status(&self) -> Result<crate::cluster::ClusterView> {
+        crate::cluster::status(&self.inner.catalog).await
+    }
+
     /// This node's id (its journal's; names its entries and its registration).
     pub fn node_id(&self) -> &str {
         self.inner.journal.node()

@@ -370,3 +370,57 @@ async fn a_version_staged_on_one_node_reads_back_on_the_others() {
     g.signal("-CONT");
     c.finish().await;
 }
+
+fn replicate_status(config: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["replicate", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Node loss: node 0 acknowledges a DELETE and three PUTs from its journal while Garage is
+/// frozen, and is killed for good. Once its lease (and one more) has passed, another node
+/// takes the DELETE over and applies it. The PUTs, whose bytes only node 0 has, show as
+/// waiting for node 0, and a later PUT of one of those keys on node 1 is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_nodes_entries_are_taken_over_or_shown_waiting() {
+    let g = crate::harness::OwnGarage::start();
+    let mut c = Cluster::start_with(3, g.settings(), "").await;
+    c.node(0).create_bucket().bucket("loss").send().await.unwrap();
+    c.node(0).put_object().bucket("loss").key("gone").body(ByteStream::from_static(b"old")).send().await.unwrap();
+    c.drained().await;
+    g.signal("-STOP");
+    let client = c.node(0).clone();
+    let puts = (0..3).map(|i| {
+        let client = client.clone();
+        async move {
+            let body = ByteStream::from(format!("only on node 0: {i}").into_bytes());
+            client.put_object().bucket("loss").key(format!("k{i}")).body(body).send().await.unwrap();
+        }
+    });
+    let delete = client.delete_object().bucket("loss").key("gone").send();
+    let (_, deleted) = futures::join!(futures::future::join_all(puts), delete);
+    deleted.unwrap();
+    c.nodes[0].proc.kill().unwrap();
+    c.nodes[0].proc.wait().unwrap();
+    g.signal("-CONT");
+    let started = Instant::now();
+    while c.garage_read("loss", "gone").await.is_some() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the DELETE was not taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("node loss: the DELETE was taken over {:?} after the kill", started.elapsed());
+    let v = replicate_status(&c.config());
+    let waiting = v["waiting"].as_array().unwrap();
+    assert_eq!(waiting.len(), 1, "{v}");
+    assert_eq!(waiting[0]["entries"], 3, "the three PUTs wait for node 0: {v}");
+    let body = b"written on node 1".to_vec();
+    c.node(1).put_object().bucket("loss").key("k0").body(ByteStream::from(body.clone())).send().await.unwrap();
+    assert_eq!(c.garage_read("loss", "k0").await, Some(body), "node 0's older PUT does not hold the key up");
+    let v = replicate_status(&c.config());
+    assert_eq!(v["waiting"][0]["entries"], 2, "{v}");
+    c.finish().await;
+}
