@@ -230,4 +230,48 @@ impl Peers {
             .map(move |r| r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}"))))
             .boxed())
     }
+
+    /// Copies staging file `id` (at `path`, this node's) to `n` live peers and records each
+    /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
+    /// peers took it; `NotFound` when the file is gone (every store holds the version).
+    pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
+        let now = crate::clock::now_ms();
+        let mut peers: Vec<NodeRecord> =
+            self.catalog.nodes().await?.into_iter().filter(|p| p.id != self.me && p.is_live(now)).collect();
+        // Spread copies over the peers rather than always loading the first.
+        rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
+        let mut sent = 0;
+        for p in peers {
+            if sent == n {
+                break;
+            }
+            let file = match tokio::fs::File::open(path).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+            let url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, p.address);
+            let put = self.http.put(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).body(body).send().await;
+            match put {
+                Ok(r) if r.status().is_success() => {
+                    self.catalog.staging_copy_add(id, &p.id).await?;
+                    sent += 1;
+                }
+                Ok(r) => tracing::warn!(node = %p.id, status = %r.status(), "a peer refused a staging copy"),
+                Err(e) => tracing::warn!(node = %p.id, error = %e, "a peer did not take a staging copy"),
+            }
+        }
+        ::metrics::counter!("strata_peer_copies_total").increment(sent as u64);
+        if sent < n {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("only {sent} of journal.peer_copies = {n} peers took a copy of this write"),
+            )
+            .public());
+        }
+        Ok(())
+    }
 }

@@ -8,6 +8,7 @@
 //! | POST   | /_strata/read-only      | on=true\|false | `{"read_only": bool}`               |
 //! | POST   | /_strata/scrub          |             | the scrub's report, once it has run    |
 //! | GET    | /_strata/peer/staged/ID | from, to    | bytes `from..to` of a version staged here (another node's peer read); 404 once the file is gone |
+//! | PUT    | /_strata/peer/staged/ID |             | keeps a copy of another node's staged version (`journal.peer_copies`): `{"bytes": n}` |
 //!
 //! It maps the router's endpoints to tier calls; it holds no state.
 
@@ -57,6 +58,14 @@ pub async fn staged(tier: &Tier, id: &str, query: &str) -> Response<Body> {
             s3s::dto::StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)),
             "application/octet-stream",
         ),
+        Err(e) => reply::json_from_error(&e),
+    }
+}
+
+/// Keeps a copy of another node's staged version `id`, read from `body`.
+pub async fn receive(tier: &Tier, id: &str, body: crate::backend::ByteStream) -> Response<Body> {
+    match tier.receive_staged_copy(id, body).await {
+        Ok(n) => reply::json(StatusCode::OK, &json!({ "bytes": n })),
         Err(e) => reply::json_from_error(&e),
     }
 }

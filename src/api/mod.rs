@@ -169,6 +169,17 @@ impl Front {
             E::StatusJson => status::status_json(&self.health.snapshot(tier)),
             E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
             E::PeerStaged(id) => journal::staged(tier, &id, &query).await,
+            E::PeerStagedPut(id) => {
+                use crate::error::{Error, ErrorKind};
+                use futures::StreamExt;
+                let body = http_body_util::BodyStream::new(req.into_body())
+                    .map(|f| match f {
+                        Ok(frame) => Ok(frame.into_data().ok()),
+                        Err(e) => Err(Error::new(ErrorKind::IncompleteBody, e.into().to_string())),
+                    })
+                    .filter_map(|r| futures::future::ready(r.transpose()));
+                journal::receive(tier, &id, body.boxed()).await
+            }
             E::AccessShow | E::AccessChange | E::AccessClear | E::Sign | E::Direct => {
                 use http_body_util::BodyExt;
                 let body = req.into_body();

@@ -117,6 +117,9 @@ pub enum AdminEndpoint {
     /// `GET peer/staged/ID?from&to`: bytes of a version staged on this node, for another
     /// node that shares the catalog (`docs/design/cluster.md`).
     PeerStaged(String),
+    /// `PUT peer/staged/ID`: keep a copy of another node's staged version
+    /// (`journal.peer_copies`).
+    PeerStagedPut(String),
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -157,8 +160,13 @@ impl AdminEndpoint {
             "access" if delete => E::AccessClear,
             "sign" if post => E::Sign,
             "direct" if get => E::Direct,
-            p if get && p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
-                E::PeerStaged(p.trim_start_matches("peer/staged/").to_owned())
+            p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
+                let id = p.trim_start_matches("peer/staged/").to_owned();
+                match method {
+                    &Method::GET => E::PeerStaged(id),
+                    &Method::PUT => E::PeerStagedPut(id),
+                    m => return Err(Unrouted::MethodNotAllowed(m.clone())),
+                }
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"

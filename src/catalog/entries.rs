@@ -291,19 +291,22 @@ impl Catalog {
 
     /// Up to `limit` entries that a node whose lease ended before `expired_before` left
     /// behind and that need nothing from its disk, oldest first, each first in line for its
-    /// key and store: deletes, copies from a replica (no staging file), and puts of a
-    /// version the key's row no longer names (nothing to write: they only hold the line).
-    pub async fn journal_orphans(&self, expired_before: i64, limit: usize) -> Result<Vec<JournalEntry>> {
+    /// key and store: deletes, copies from a replica (no staging file), puts of a version
+    /// the key's row no longer names (nothing to write: they only hold the line), and puts
+    /// whose staging file `me` holds a copy of (`journal.peer_copies`).
+    pub async fn journal_orphans(&self, me: &str, expired_before: i64, limit: usize) -> Result<Vec<JournalEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLS} FROM journal j WHERE state <> 'stuck' \
              AND node IN (SELECT id FROM nodes WHERE lease_until_ms < $1) \
              AND (op = 'delete' OR staging IS NULL OR NOT EXISTS (SELECT 1 FROM objects o \
-                  WHERE o.bucket = j.bucket AND o.key = j.key AND o.staging = j.staging)) \
+                  WHERE o.bucket = j.bucket AND o.key = j.key AND o.staging = j.staging) \
+                  OR EXISTS (SELECT 1 FROM staging_copies c WHERE c.staging = j.staging AND c.node = $3)) \
              AND NOT EXISTS (SELECT 1 FROM journal e WHERE e.bucket = j.bucket AND e.key = j.key \
                   AND e.store = j.store AND e.seq < j.seq) ORDER BY seq LIMIT $2"
         ))
         .bind(expired_before)
         .bind(to_i64(limit as u64)?)
+        .bind(me)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err("journal orphans"))?;
@@ -396,7 +399,8 @@ impl Catalog {
     pub async fn staging_in_use(&self, node: &str) -> Result<std::collections::HashSet<String>> {
         let rows = sqlx::query(
             "SELECT staging FROM journal WHERE node = $1 AND staging IS NOT NULL \
-             UNION SELECT staging FROM objects WHERE staging IS NOT NULL",
+             UNION SELECT staging FROM objects WHERE staging IS NOT NULL \
+             UNION SELECT staging FROM staging_copies WHERE node = $1",
         )
         .bind(node)
         .fetch_all(&self.pool)

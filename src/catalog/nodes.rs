@@ -1,5 +1,6 @@
 //! The `nodes` table: every strata process that shares this catalog, with its heartbeat
-//! lease, and the journal's backlog per node. This file owns only the SQL; the heartbeat
+//! lease; the journal's backlog per node; and `staging_copies`, the staging files other
+//! nodes hold copies of (`journal.peer_copies`). This file owns only the SQL; the heartbeat
 //! itself is `crate::cluster`'s.
 
 use super::{Catalog, col, db_err};
@@ -118,5 +119,40 @@ impl Catalog {
                 })
             })
             .collect()
+    }
+
+    /// Records that `node` holds a copy of staging file `staging` (idempotent).
+    pub async fn staging_copy_add(&self, staging: &str, node: &str) -> Result<()> {
+        sqlx::query("INSERT INTO staging_copies (staging, node) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(staging)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("staging copy"))?;
+        Ok(())
+    }
+
+    /// The copies `node` holds that no journal entry needs any more.
+    pub async fn staging_copies_unused(&self, node: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT staging FROM staging_copies c WHERE node = $1 \
+             AND NOT EXISTS (SELECT 1 FROM journal j WHERE j.staging = c.staging)",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("unused staging copies"))?;
+        rows.iter().map(|r| col(r, "staging")).collect()
+    }
+
+    /// Forgets `node`'s copy of `staging` (its file is removed).
+    pub async fn staging_copy_remove(&self, staging: &str, node: &str) -> Result<()> {
+        sqlx::query("DELETE FROM staging_copies WHERE staging = $1 AND node = $2")
+            .bind(staging)
+            .bind(node)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("staging copy remove"))?;
+        Ok(())
     }
 }

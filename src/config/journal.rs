@@ -44,6 +44,12 @@ pub struct JournalConfig {
     /// Time between two scrubs that look for objects missing from a replica (only buckets
     /// with several `stores`). "0s" turns the scrub off. Default "24h".
     pub scrub_interval: HumanDuration,
+    /// With several nodes on one PostgreSQL catalog: other nodes that receive a copy of a
+    /// write's staged bytes before it is acknowledged from the journal (a store lacks it),
+    /// so that losing this node for good during a store outage loses nothing. A write
+    /// that cannot get its copies is answered 503 (it is journaled and still reaches the
+    /// stores). Default 0.
+    pub peer_copies: usize,
 }
 
 impl Default for JournalConfig {
@@ -57,6 +63,7 @@ impl Default for JournalConfig {
             retry_max: HumanDuration(Duration::from_secs(300)),
             uploads: 4,
             scrub_interval: HumanDuration(Duration::from_secs(24 * 3600)),
+            peer_copies: 0,
         }
     }
 }

@@ -111,6 +111,25 @@ impl Journal {
         StagingFile::create(self.clone()).await
     }
 
+    /// Keeps a copy of another node's staged version `id` (`journal.peer_copies`), read
+    /// from `body`, under the same name and durable like a staging file of this node's.
+    /// Returns its length. `id` must be a staging id (32 hex digits).
+    pub async fn receive(&self, id: &str, mut body: crate::backend::ByteStream) -> Result<u64> {
+        use futures::StreamExt;
+        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a staging id"));
+        }
+        let mut file = StagingFile::create_as(self.clone(), id.to_owned()).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            file.write(&chunk).await?;
+        }
+        file.persist().await?;
+        Ok(n)
+    }
+
     /// The path of staged version `id`.
     pub fn path(&self, id: &str) -> PathBuf {
         self.inner.settings.dir.join(id)

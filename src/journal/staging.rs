@@ -26,8 +26,12 @@ pub struct StagingFile {
 
 impl StagingFile {
     pub(super) async fn create(journal: Journal) -> Result<Self> {
+        Self::create_as(journal, uuid::Uuid::new_v4().simple().to_string()).await
+    }
+
+    /// A staging file named `id` (another node's copy keeps its owner's id).
+    pub(super) async fn create_as(journal: Journal, id: String) -> Result<Self> {
         journal.reserve(0, true)?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
         let tmp = journal.path(&format!("{id}.tmp"));
         let file = tokio::fs::File::create(&tmp).await?;
         let file = Some(tokio::io::BufWriter::with_capacity(1 << 20, file));

@@ -78,7 +78,7 @@ impl Uploader {
         let Some(role) = &self.cluster else { return Ok(0) };
         let grace = i64::try_from(role.grace.as_millis()).unwrap_or(i64::MAX / 2);
         let expired_before = crate::clock::now_ms() - grace;
-        let orphans = self.catalog.journal_orphans(expired_before, BATCH).await?;
+        let orphans = self.catalog.journal_orphans(self.journal.node(), expired_before, BATCH).await?;
         let mut taken = 0;
         for e in orphans {
             if !self.catalog.journal_take_over(e.seq, self.journal.node(), expired_before).await? {
@@ -216,11 +216,24 @@ impl Uploader {
         }
     }
 
+    /// Removes the copies of other nodes' staging files that no entry needs any more.
+    async fn remove_unused_copies(&self) -> Result<()> {
+        let me = self.journal.node();
+        for id in self.catalog.staging_copies_unused(me).await? {
+            self.journal.remove(&id).await;
+            self.catalog.staging_copy_remove(&id, me).await?;
+        }
+        Ok(())
+    }
+
     async fn publish_gauges(&mut self) -> Result<()> {
         if self.gauges_at.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
             return Ok(());
         }
         self.gauges_at = Some(Instant::now());
+        if self.cluster.is_some() {
+            self.remove_unused_copies().await?;
+        }
         ::metrics::gauge!("strata_journal_bytes").set(self.journal.used() as f64);
         let lag = self.catalog.journal_lag().await?;
         let now = crate::clock::now_ms();

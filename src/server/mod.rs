@@ -104,6 +104,7 @@ pub async fn open_with(config: &Config, backends: Backends) -> Result<Opened> {
         journal: Journal::open(settings).await?,
         plans: plans.clone(),
         read_only: config.read_only,
+        peer_copies: config.journal.peer_copies,
     })
     .await?;
     Ok(Opened { tier, backends, catalog, plans })

@@ -100,6 +100,11 @@ impl Tier {
         self.read_staged(id, range).await
     }
 
+    /// Keeps a copy of another node's staged version `id` (`journal.peer_copies`).
+    pub async fn receive_staged_copy(&self, id: &str, body: ByteStream) -> Result<u64> {
+        self.inner.journal.receive(id, body).await
+    }
+
     /// Lets reads fetch versions staged on other nodes through `peers` (set once).
     pub fn connect_peers(&self, peers: crate::cluster::Peers) {
         let _ = self.inner.peers.set(peers);

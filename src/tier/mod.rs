@@ -104,6 +104,8 @@ struct Inner {
     read_only: std::sync::atomic::AtomicBool,
     /// Reads of versions staged on other nodes (set once the server knows its keys).
     peers: std::sync::OnceLock<crate::cluster::Peers>,
+    /// Peers that get a copy of a write acknowledged from the journal.
+    peer_copies: usize,
 }
 
 /// What a tier is built from: the handles the server opened, and the settings it resolved.
@@ -128,6 +130,8 @@ pub struct TierParts {
     pub plans: Plans,
     /// Start read-only.
     pub read_only: bool,
+    /// `journal.peer_copies`.
+    pub peer_copies: usize,
 }
 
 impl Tier {
@@ -155,6 +159,7 @@ impl Tier {
                 plans: p.plans,
                 read_only: p.read_only.into(),
                 peers: std::sync::OnceLock::new(),
+                peer_copies: p.peer_copies,
             }),
         };
         tier.remove_orphan_staging().await?;

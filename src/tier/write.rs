@@ -213,6 +213,8 @@ impl Tier {
         }
         if rec.behind.is_empty() {
             rec.staging = None;
+        } else {
+            self.copy_to_peers(&id).await?;
         }
         self.acknowledge(place, durable, "put")?;
         Ok(rec)
@@ -241,6 +243,22 @@ impl Tier {
         }
         super::abort_quietly(w).await;
         None
+    }
+
+    /// Before a write is acknowledged from the journal: copies its staging file `id` to
+    /// `journal.peer_copies` peers, so that losing this node loses nothing
+    /// (`docs/design/cluster.md`). A write that cannot get its copies is answered 503; it
+    /// is journaled all the same.
+    async fn copy_to_peers(&self, id: &str) -> Result<()> {
+        let (n, Some(peers)) = (self.inner.peer_copies, self.inner.peers.get()) else { return Ok(()) };
+        if n == 0 {
+            return Ok(());
+        }
+        match peers.send_staged(id, &self.inner.journal.path(id), n).await {
+            // Every store took it meanwhile: no copy is needed.
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     /// Through mode: whether enough stores hold the write, else the journal's answer.

@@ -39,11 +39,11 @@ fn client(addr: SocketAddr) -> Client {
 impl Cluster {
     /// `n` nodes on a new database and a new prefix of the test Garage.
     async fn start(n: usize) -> Cluster {
-        Self::start_with(n, crate::harness::garage_env(), "").await
+        Self::start_with(n, crate::harness::garage_env(), 0).await
     }
 
-    /// `n` nodes on a new database and a new prefix of Garage `g`, with `extra` TOML.
-    async fn start_with(n: usize, g: crate::harness::GarageEnv, extra: &str) -> Cluster {
+    /// `n` nodes on a new database and a new prefix of Garage `g`, with `journal.peer_copies`.
+    async fn start_with(n: usize, g: crate::harness::GarageEnv, peer_copies: usize) -> Cluster {
         use sqlx::Connection;
         let admin = std::env::var("STRATA_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
@@ -57,11 +57,11 @@ impl Cluster {
         let toml = format!(
             "catalog = \"{url}\"\ndefault_backend = \"garage\"\n\
              [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
-             [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\n\
+             [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\npeer_copies = {peer_copies}\n\
              [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
              [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\n\
              [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
-             access_key = \"{}\"\nsecret_key = \"{}\"\n{extra}",
+             access_key = \"{}\"\nsecret_key = \"{}\"\n",
             g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
         );
         std::fs::write(dir.path().join("strata.toml"), toml).unwrap();
@@ -334,7 +334,7 @@ async fn simultaneous_puts_of_one_key_settle_on_one_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_staged_on_one_node_reads_back_on_the_others() {
     let g = crate::harness::OwnGarage::start();
-    let mut c = Cluster::start_with(3, g.settings(), "").await;
+    let mut c = Cluster::start_with(3, g.settings(), 0).await;
     c.node(0).create_bucket().bucket("peer").send().await.unwrap();
     g.signal("-STOP");
     let puts = (0..5).map(|i| {
@@ -388,7 +388,7 @@ fn replicate_status(config: &std::path::Path) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_nodes_entries_are_taken_over_or_shown_waiting() {
     let g = crate::harness::OwnGarage::start();
-    let mut c = Cluster::start_with(3, g.settings(), "").await;
+    let mut c = Cluster::start_with(3, g.settings(), 0).await;
     c.node(0).create_bucket().bucket("loss").send().await.unwrap();
     c.node(0).put_object().bucket("loss").key("gone").body(ByteStream::from_static(b"old")).send().await.unwrap();
     c.drained().await;
@@ -422,5 +422,58 @@ async fn a_dead_nodes_entries_are_taken_over_or_shown_waiting() {
     assert_eq!(c.garage_read("loss", "k0").await, Some(body), "node 0's older PUT does not hold the key up");
     let v = replicate_status(&c.config());
     assert_eq!(v["waiting"][0]["entries"], 2, "{v}");
+    c.finish().await;
+}
+
+/// Node loss with `journal.peer_copies = 1`: every write node 0 acknowledged from its
+/// journal during a Garage freeze reaches Garage through another node after node 0 is
+/// killed for good, and the copies are removed once they are no longer needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_peer_copies_a_dead_nodes_writes_reach_the_store() {
+    let g = crate::harness::OwnGarage::start();
+    let mut c = Cluster::start_with(3, g.settings(), 1).await;
+    c.node(0).create_bucket().bucket("copies").send().await.unwrap();
+    g.signal("-STOP");
+    let client = c.node(0).clone();
+    let puts = (0..6).map(|i| {
+        let client = client.clone();
+        async move {
+            let body = format!("copied {i} ").repeat(1000 + i * 500).into_bytes();
+            let key = format!("k{i}");
+            client.put_object().bucket("copies").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
+            (key, body)
+        }
+    });
+    let written = futures::future::join_all(puts).await;
+    c.nodes[0].proc.kill().unwrap();
+    c.nodes[0].proc.wait().unwrap();
+    g.signal("-CONT");
+    let started = Instant::now();
+    for (key, body) in &written {
+        loop {
+            if c.garage_read("copies", key).await.as_ref() == Some(body) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{key} did not reach Garage through a peer");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    eprintln!(
+        "peer copies: {} writes of a killed node reached Garage {:?} after the kill",
+        written.len(),
+        started.elapsed()
+    );
+    c.drained().await;
+    let v = replicate_status(&c.config());
+    assert!(v["waiting"].as_array().unwrap().is_empty(), "nothing waits for node 0: {v}");
+    // The copies go once nothing needs them (the uploaders look every 2 s).
+    let copies = |c: &Cluster| {
+        (1..3).map(|i| std::fs::read_dir(c.dir.path().join(format!("node{i}/journal"))).unwrap().count()).sum::<usize>()
+    };
+    let started = Instant::now();
+    while copies(&c) > 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "copies left: {}", copies(&c));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     c.finish().await;
 }
