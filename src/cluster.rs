@@ -14,7 +14,7 @@ use crate::worker::Worker;
 use futures::StreamExt;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
 use std::time::Duration;
 
 /// Who this node is, as it registers.
@@ -32,19 +32,51 @@ pub struct Identity {
     pub started_ms: i64,
 }
 
+/// This node's standing, shared by the heartbeat, `strata cluster leave` and the server's
+/// shutdown: a node that is leaving takes no writes and keeps its lease until its journal
+/// is empty; a node that has left is removed from the registry when it stops.
+#[derive(Debug, Default)]
+pub struct Membership {
+    leaving: AtomicBool,
+    left: AtomicBool,
+}
+
+impl Membership {
+    /// Starts leaving (the heartbeat says `leaving` from now on).
+    pub fn begin_leave(&self) {
+        self.leaving.store(true, SeqCst);
+    }
+
+    /// Whether this node is leaving.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(SeqCst)
+    }
+
+    /// The journal is empty: at its stop the node deregisters instead of staying listed.
+    pub fn mark_left(&self) {
+        self.left.store(true, SeqCst);
+    }
+
+    /// Whether the node has left.
+    pub fn has_left(&self) -> bool {
+        self.left.load(SeqCst)
+    }
+}
+
 /// Renews this node's lease in the catalog, and publishes the cluster's gauges.
 pub struct Heartbeat {
     catalog: Catalog,
     me: Identity,
     /// Until when this node's lease holds, as last renewed (the uploader's fence).
     lease_until: Arc<AtomicI64>,
+    membership: Arc<Membership>,
 }
 
 impl Heartbeat {
     /// Registers `me` now (so a node that cannot reach its catalog does not start) and
     /// returns the worker that keeps the lease.
-    pub async fn register(catalog: Catalog, me: Identity) -> Result<Heartbeat> {
-        let hb = Heartbeat { catalog, me, lease_until: Arc::default() };
+    pub async fn register(catalog: Catalog, me: Identity, membership: Arc<Membership>) -> Result<Heartbeat> {
+        let hb = Heartbeat { catalog, me, lease_until: Arc::default(), membership };
         hb.renew("up").await?;
         tracing::info!(node = %hb.me.id, address = %hb.me.address, "registered in the catalog");
         Ok(hb)
@@ -73,10 +105,18 @@ impl Heartbeat {
     }
 }
 
-/// Marks node `me` stopped at a clean shutdown: its lease ends at once, and the row stays
-/// so that its journal backlog (if any) keeps a name.
-pub async fn stopped(catalog: &Catalog, me: &Identity) -> Result<()> {
-    Heartbeat { catalog: catalog.clone(), me: me.clone(), lease_until: Arc::default() }.renew("stopped").await
+/// At a clean shutdown: a node that has left (`strata cluster leave`) is removed from the
+/// registry; any other is marked stopped (its lease ends at once, and the row stays so that
+/// its journal backlog, if any, keeps a name).
+pub async fn stopped(catalog: &Catalog, me: &Identity, membership: &Membership) -> Result<()> {
+    if membership.has_left() {
+        catalog.node_remove(&me.id).await?;
+        tracing::info!(node = %me.id, "left the cluster");
+        return Ok(());
+    }
+    let hb =
+        Heartbeat { catalog: catalog.clone(), me: me.clone(), lease_until: Arc::default(), membership: Arc::default() };
+    hb.renew("stopped").await
 }
 
 #[async_trait::async_trait]
@@ -90,7 +130,7 @@ impl Worker for Heartbeat {
     }
 
     async fn tick(&mut self) -> Result<()> {
-        self.renew("up").await?;
+        self.renew(if self.membership.is_leaving() { "leaving" } else { "up" }).await?;
         let view = status(&self.catalog).await?;
         let now = crate::clock::now_ms();
         let live = view.nodes.iter().filter(|n| n.live).count();

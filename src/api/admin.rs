@@ -1,5 +1,5 @@
-//! The admin API under `/_strata/`: who may call it, the hot tier's operator controls and
-//! the migration job. The router names each endpoint (`api::router::AdminEndpoint`);
+//! The admin API under `/_strata/`: who may call it, the hot tier's operator controls, the
+//! migration job and leaving the cluster. The router names each endpoint (`api::router::AdminEndpoint`);
 //! the journal's are answered in `api::journal`, access rules and links in `api::access`,
 //! the status page in `api::status`.
 //!
@@ -19,6 +19,7 @@
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
+//! | POST   | /_strata/cluster/leave   |                   | JSON lines (`entries` left), then `{"left": id}`; the server then stops |
 
 use super::reply::{self, Body};
 use super::router::AdminEndpoint;
@@ -29,6 +30,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use s3s::dto::StreamingBlob;
 use serde_json::json;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Compares two byte strings in time independent of where they differ (`subtle`, as the
 /// password checks do).
@@ -105,6 +108,28 @@ fn migrate(tier: Tier, bucket: String) -> Response<Body> {
     progress_job(move |mut report| async move {
         let stats = tier.migrate_all(&bucket, |s| report(json!(s))).await?;
         Ok(json!({ "done": true, "stats": stats }))
+    })
+}
+
+/// `strata cluster leave`: refuses writes from now on, waits until this node's journal is
+/// empty (progress lines with the entries left), then has the server stop; at its stop the
+/// node deregisters.
+pub fn leave(tier: Tier, membership: Arc<crate::cluster::Membership>, shutdown: CancellationToken) -> Response<Body> {
+    progress_job(move |mut report| async move {
+        membership.begin_leave();
+        tier.set_read_only(true);
+        tracing::info!(node = %tier.node_id(), "leaving the cluster: writes refused, draining the journal");
+        loop {
+            let entries = tier.own_entries().await?;
+            report(json!({ "entries": entries }));
+            if entries == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        membership.mark_left();
+        shutdown.cancel();
+        Ok(json!({ "done": true, "left": tier.node_id() }))
     })
 }
 

@@ -67,6 +67,8 @@ pub struct Front {
     health: Arc<Health>,
     log: Option<AccessLog>,
     throttle: Arc<Throttle>,
+    /// This node's standing in the cluster and the server's shutdown (`cluster/leave`).
+    membership: (Arc<crate::cluster::Membership>, tokio_util::sync::CancellationToken),
 }
 
 impl Front {
@@ -90,12 +92,23 @@ impl Front {
     /// The front ends of one server; `creds` guard the admin API.
     pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
         let throttle = Arc::new(Throttle::new(0, std::time::Duration::from_secs(1)));
-        Self { router, gateway, web, creds, health, log: None, throttle }
+        let membership = Default::default();
+        Self { router, gateway, web, creds, health, log: None, throttle, membership }
     }
 
     /// Brakes failed authentication per client address with `throttle`.
     pub fn with_throttle(mut self, throttle: Arc<Throttle>) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// Lets `cluster/leave` mark this node leaving and stop the server once it has left.
+    pub fn with_membership(
+        mut self,
+        m: Arc<crate::cluster::Membership>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        self.membership = (m, shutdown);
         self
     }
 
@@ -169,6 +182,7 @@ impl Front {
             E::StatusJson => status::status_json(&self.health.snapshot(tier)),
             E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
             E::PeerStaged(id) => journal::staged(tier, &id, &query).await,
+            E::ClusterLeave => admin::leave(tier.clone(), self.membership.0.clone(), self.membership.1.clone()),
             E::PeerStagedPut(id) => {
                 use crate::error::{Error, ErrorKind};
                 use futures::StreamExt;

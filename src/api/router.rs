@@ -120,6 +120,9 @@ pub enum AdminEndpoint {
     /// `PUT peer/staged/ID`: keep a copy of another node's staged version
     /// (`journal.peer_copies`).
     PeerStagedPut(String),
+    /// `POST cluster/leave`: stop taking writes, drain this node's journal, deregister and
+    /// stop (progress lines).
+    ClusterLeave,
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -160,6 +163,7 @@ impl AdminEndpoint {
             "access" if delete => E::AccessClear,
             "sign" if post => E::Sign,
             "direct" if get => E::Direct,
+            "cluster/leave" if post => E::ClusterLeave,
             p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
                 let id = p.trim_start_matches("peer/staged/").to_owned();
                 match method {
@@ -170,7 +174,7 @@ impl AdminEndpoint {
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
-            | "direct" => return Err(Unrouted::MethodNotAllowed(method.clone())),
+            | "direct" | "cluster/leave" => return Err(Unrouted::MethodNotAllowed(method.clone())),
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),
         };
         Ok(found)

@@ -1,8 +1,9 @@
 //! `strata cluster status`: the nodes that share the catalog, whether each holds its lease,
 //! its last heartbeat and its journal backlog, read straight from the catalog (so it works
-//! while servers are down).
+//! while servers are down). `strata cluster leave`: a running node stops taking writes,
+//! drains its journal, deregisters and stops.
 
-use super::{Common, load};
+use super::{Common, admin, load};
 use crate::catalog::Catalog;
 use clap::Subcommand;
 
@@ -16,10 +17,16 @@ pub(crate) enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Have a running node leave: it refuses writes (503, so clients go to the other
+    /// nodes), drains its journal to the stores, deregisters and stops.
+    Leave(admin::Target),
 }
 
 pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Status { common, json } = cmd;
+    let (common, json) = match cmd {
+        ClusterCommand::Status { common, json } => (common, json),
+        ClusterCommand::Leave(t) => return leave(&t).await,
+    };
     let cfg = load(&common, None)?;
     let catalog = Catalog::connect(cfg.catalog.as_deref().unwrap_or_default()).await?;
     let view = crate::cluster::status(&catalog).await?;
@@ -51,4 +58,15 @@ pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+async fn leave(t: &admin::Target) -> anyhow::Result<()> {
+    let c = admin::AdminClient::new(t)?;
+    let resp = c.call(reqwest::Method::POST, "cluster/leave", None).await?;
+    admin::follow(resp, "leaving the cluster", |v| {
+        v.get("entries")
+            .map(|n| format!("{n} journal entries left to drain"))
+            .or_else(|| v.get("left").map(|id| format!("node {} left the cluster", id.as_str().unwrap_or_default())))
+    })
+    .await
 }

@@ -51,6 +51,8 @@ pub struct Running {
     certs: Option<Certs>,
     /// This node's registration, marked stopped at a clean shutdown.
     me: crate::cluster::Identity,
+    /// Whether it has left the cluster (then it deregisters at the stop).
+    membership: Arc<crate::cluster::Membership>,
 }
 
 /// What a config opens into: the tier, and the handles the server wires into the workers
@@ -153,7 +155,8 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         let peers = crate::cluster::Peers::new(opened.catalog.clone(), &me.id, keys, certs.is_some())?;
         opened.tier.connect_peers(peers);
     }
-    let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me)).await?;
+    let membership = Arc::new(crate::cluster::Membership::default());
+    let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me, &membership)).await?;
     let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
@@ -170,13 +173,29 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         None => None,
     };
     let throttle = Arc::new(crate::throttle::Throttle::new(config.limits.auth_burst, config.limits.auth_refill.0));
-    let front = Arc::new(
-        Front::new(router, gateway, web, credentials.clone(), health).with_access_log(log).with_throttle(throttle),
-    );
     let shutdown = CancellationToken::new();
+    let front = Arc::new(
+        Front::new(router, gateway, web, credentials.clone(), health)
+            .with_access_log(log)
+            .with_throttle(throttle)
+            .with_membership(membership.clone(), shutdown.clone()),
+    );
     let tasks = listeners.serve(front, server_limits(config), acceptor, config.tls.plain, shutdown.clone())?;
     let catalog = opened.catalog;
-    Ok(Running { addr, admin_addr, plain_addr, credentials, shutdown, tasks, workers, tier, catalog, certs, me })
+    Ok(Running {
+        addr,
+        admin_addr,
+        plain_addr,
+        credentials,
+        shutdown,
+        tasks,
+        workers,
+        tier,
+        catalog,
+        certs,
+        me,
+        membership,
+    })
 }
 
 /// Starts the background workers in the order ARCHITECTURE.md gives (health, metrics
@@ -186,13 +205,13 @@ async fn start_workers(
     config: &Config,
     opened: &Opened,
     health: Arc<Health>,
-    (certs, me): (Option<&Certs>, &crate::cluster::Identity),
+    (certs, me, membership): (Option<&Certs>, &crate::cluster::Identity, &Arc<crate::cluster::Membership>),
 ) -> Result<(Supervisor, Policy)> {
     let tier = &opened.tier;
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
     workers.spawn(crate::telemetry::Upkeep);
-    let heartbeat = crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone()).await?;
+    let heartbeat = crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone(), membership.clone()).await?;
     let lease_until = heartbeat.lease_until();
     workers.spawn(heartbeat);
     tier.recover_journal().await?;
@@ -291,7 +310,7 @@ impl Running {
             }
         }
         self.workers.shutdown().await;
-        if let Err(e) = crate::cluster::stopped(&self.catalog, &self.me).await {
+        if let Err(e) = crate::cluster::stopped(&self.catalog, &self.me, &self.membership).await {
             tracing::warn!(error = %e, "cannot mark this node stopped in the catalog; its lease runs out");
         }
         self.tier.close().await;

@@ -84,6 +84,12 @@ impl Tier {
         crate::cluster::status(&self.inner.catalog).await
     }
 
+    /// This node's unfinished journal entries.
+    pub async fn own_entries(&self) -> Result<u64> {
+        let me = self.node_id();
+        Ok(self.inner.catalog.journal_by_node().await?.into_iter().find(|b| b.node == me).map_or(0, |b| b.entries))
+    }
+
     /// This node's id (its journal's; names its entries and its registration).
     pub fn node_id(&self) -> &str {
         self.inner.journal.node()
