@@ -98,8 +98,13 @@ pub fn register(backends: &[String]) {
         "strata_access_log_dropped_total",
         "strata_hot_fill_mismatch_total",
         "strata_read_version_changed_total",
+        "strata_journal_takeovers_total",
+        "strata_peer_copies_total",
     ] {
         ::metrics::counter!(c).increment(0);
+    }
+    for result in ["ok", "unavailable"] {
+        ::metrics::counter!("strata_peer_reads_total", "result" => result).increment(0);
     }
     for result in ["ok", "retry", "stuck"] {
         ::metrics::counter!("strata_journal_uploads_total", "result" => result).increment(0);
