@@ -1,10 +1,14 @@
-//! A short-lived in-process cache of bucket and object rows, for the SQLite catalog only.
+//! A short-lived in-process cache of bucket and object rows.
 //!
-//! With SQLite, strata is the only writer apart from `strata import` runs. Every write
-//! through this [`Catalog`](super::Catalog) updates the cache, and a generation counter
-//! keeps a read that raced a write from caching what it read, so this process always
-//! reads its own writes. Another process's writes (an import) show after at most the TTL.
-//! With PostgreSQL, several nodes write, so there is no cache.
+//! Every write through this [`Catalog`](super::Catalog) updates the cache, and a
+//! generation counter keeps a read that raced a write from caching what it read, so this
+//! process always reads its own writes. With SQLite, strata is the only writer apart from
+//! `strata import` runs, whose writes show after at most the TTL. With PostgreSQL, other
+//! nodes write too: the change feed (`feed.rs`) forgets the rows they changed within
+//! `cluster.invalidation_lag`, and the TTL bounds what a feed that cannot reach the
+//! database would miss. Reads whose answer must be the committed row (the uploader's
+//! version check, a read's check after the store answered) use
+//! [`Catalog::get_object_fresh`](super::Catalog::get_object_fresh).
 
 use super::{BucketRecord, ObjectRecord};
 use quick_cache::sync::Cache;
@@ -220,6 +224,36 @@ impl super::Catalog {
         let r = self.db_complete_upload(upload_id, o).await;
         self.settle(&o.bucket, &o.key, r.is_ok().then(|| Some(o.clone())));
         r
+    }
+
+    /// Forgets the cached rows another node changed (`None` key: the bucket's row, and
+    /// every object row of that bucket). Reads racing this do not cache what they read.
+    pub fn forget_cached(&self, changed: &[(String, Option<String>)]) {
+        let Some(c) = &self.cache else { return };
+        if changed.is_empty() {
+            return;
+        }
+        c.begin_write();
+        for (bucket, key) in changed {
+            match key {
+                Some(k) => c.forget_object(bucket, k),
+                None => c.forget_bucket(bucket),
+            }
+        }
+    }
+
+    /// The committed row of `bucket`/`key`, read from the database whatever is cached.
+    pub async fn get_object_fresh(&self, bucket: &str, key: &str) -> crate::error::Result<Option<ObjectRecord>> {
+        let row = self.db_get_object(bucket, key).await?;
+        if let Some(c) = &self.cache
+            && c.object(bucket, key).is_some_and(|cached| cached != row)
+        {
+            // The cache is behind the database (another node's change on its way through
+            // the feed): forget it now, and keep reads that raced this one from caching.
+            c.begin_write();
+            c.forget_object(bucket, key);
+        }
+        Ok(row)
     }
 
     /// After a write: the row it left (`Some`), or forget the key when the outcome is unknown.

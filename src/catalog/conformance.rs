@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 struct Db {
     catalog: Catalog,
+    url: String,
     drop_pg: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -16,7 +17,7 @@ struct Db {
 async fn sqlite() -> Db {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("c.db").display());
-    Db { catalog: Catalog::connect(&url).await.expect("sqlite catalog"), drop_pg: None, _dir: Some(dir) }
+    Db { catalog: Catalog::connect(&url).await.expect("sqlite catalog"), url, drop_pg: None, _dir: Some(dir) }
 }
 
 async fn postgres() -> Db {
@@ -30,8 +31,9 @@ async fn postgres() -> Db {
     let name = format!("strata_test_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).expect("URL has a database");
-    let catalog = Catalog::connect(&format!("{base}/{name}")).await.expect("postgres catalog");
-    Db { catalog, drop_pg: Some((admin, name)), _dir: None }
+    let url = format!("{base}/{name}");
+    let catalog = Catalog::connect(&url).await.expect("postgres catalog");
+    Db { catalog, url, drop_pg: Some((admin, name)), _dir: None }
 }
 
 impl Db {
@@ -417,4 +419,32 @@ async fn access_rules_round_trip(c: &Catalog) {
     assert!(c.delete_access_rule("pics", "albums/").await.unwrap());
     assert!(!c.delete_access_rule("pics", "albums/").await.unwrap());
     assert_eq!(c.access_rules().await.unwrap().len(), 1);
+}
+
+/// Issue 15: two nodes on one PostgreSQL catalog. Rows node 1 cached are forgotten once
+/// node 2 changes them (objects and buckets, through the triggers and the change feed),
+/// however the change was made; node 1 reads its own writes at once.
+#[tokio::test]
+async fn the_change_feed_forgets_rows_another_node_changed() {
+    let db = postgres().await;
+    let (one, two) = (&db.catalog, Catalog::connect(&db.url).await.unwrap());
+    let mut feed = ChangeFeed::start(one.clone(), &db.url, std::time::Duration::from_millis(100)).await.unwrap();
+    one.create_bucket(&bucket("feed")).await.unwrap();
+    one.put_object(&obj("feed", "k", 1)).await.unwrap();
+    assert_eq!(one.get_object("feed", "k").await.unwrap().unwrap().size, 1, "its own write");
+    two.put_object(&obj("feed", "k", 2)).await.unwrap();
+    assert_eq!(one.get_object("feed", "k").await.unwrap().unwrap().size, 1, "cached until the feed says");
+    assert!(feed.poll().await.unwrap() >= 1);
+    assert_eq!(one.get_object("feed", "k").await.unwrap().unwrap().size, 2, "forgotten, then read again");
+    let j = two.delete_object_journaled("feed", "k", write(&[])).await.unwrap();
+    assert!(j.old.is_some());
+    feed.poll().await.unwrap();
+    assert!(one.get_object("feed", "k").await.unwrap().is_none(), "a delete on node 2");
+    assert!(one.get_bucket("feed").await.unwrap().is_some());
+    two.delete_bucket("feed").await.unwrap();
+    feed.poll().await.unwrap();
+    assert!(one.get_bucket("feed").await.unwrap().is_none(), "a bucket row too");
+    assert_eq!(feed.poll().await.unwrap(), 0, "each change is read once");
+    two.close().await;
+    db.finish().await;
 }

@@ -3,7 +3,9 @@
 //! runtime access rules (`access.rs`).
 //!
 //! Owns the catalog database (SQLite or PostgreSQL through one code path, sqlx's `Any`
-//! driver) and its versioned migrations, the row cache of a SQLite catalog (`cache.rs`),
+//! driver) and its versioned migrations, the row cache (`cache.rs`) and, for a
+//! PostgreSQL catalog shared by several nodes, the change feed that keeps it coherent
+//! (`feed.rs`),
 //! plus the listing algorithm (prefix, delimiter, markers) so that a listing never scans a
 //! cold store. It must not touch object bytes.
 
@@ -12,6 +14,7 @@ mod cache;
 #[cfg(test)]
 mod conformance;
 mod entries;
+mod feed;
 mod listing;
 mod nodes;
 mod records;
@@ -19,6 +22,7 @@ mod writes;
 
 pub use access::AccessRow;
 pub use entries::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
+pub use feed::ChangeFeed;
 pub use listing::{ListPage, ListQuery};
 pub use nodes::{NodeBacklog, NodeRecord};
 pub use records::{
@@ -38,7 +42,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
-    /// Rows cached in process (SQLite only; see `cache.rs`).
+    /// Rows cached in process (see `cache.rs`; on PostgreSQL kept coherent by `feed.rs`).
     cache: Option<std::sync::Arc<cache::RowCache>>,
     /// PostgreSQL: several nodes may share this catalog, so journaled writes take the
     /// key's cluster-wide lock and reads check their row again (`docs/design/cluster.md`).
@@ -89,7 +93,9 @@ impl Catalog {
         }
         let migrator = if is_sqlite { &SQLITE_MIGRATIONS } else { &POSTGRES_MIGRATIONS };
         migrator.run(&pool).await.map_err(|e| Error::new(ErrorKind::Unavailable, "catalog: migrate").with_source(e))?;
-        let cache = is_sqlite.then(Default::default);
+        // With PostgreSQL the cache learns other nodes' changes from the change feed
+        // (`feed.rs`), which the server runs beside it.
+        let cache = Some(Default::default());
         Ok(Catalog { pool, cache, shared: !is_sqlite })
     }
 

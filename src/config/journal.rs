@@ -106,6 +106,9 @@ pub struct ClusterConfig {
     /// How long a node counts as up after its last heartbeat. Default "10s"; at least
     /// twice `heartbeat`.
     pub lease: HumanDuration,
+    /// The longest a row another node changed stays in this node's row cache (PostgreSQL
+    /// catalogs; the change feed). Default "1s"; between "10ms" and "10s".
+    pub invalidation_lag: HumanDuration,
 }
 
 impl Default for ClusterConfig {
@@ -114,6 +117,7 @@ impl Default for ClusterConfig {
             advertise: None,
             heartbeat: HumanDuration(Duration::from_secs(2)),
             lease: HumanDuration(Duration::from_secs(10)),
+            invalidation_lag: HumanDuration(Duration::from_secs(1)),
         }
     }
 }

@@ -385,6 +385,9 @@ impl Config {
         if self.cluster.heartbeat.0.is_zero() || self.cluster.lease.0 < 2 * self.cluster.heartbeat.0 {
             return bad("cluster.lease: must be at least twice cluster.heartbeat (and the heartbeat above 0)".into());
         }
+        if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.cluster.invalidation_lag.0) {
+            return bad("cluster.invalidation_lag: must be between 10ms and 10s".into());
+        }
         if self.failover.failures == 0 {
             return bad("failover.failures: must be at least 1".into());
         }

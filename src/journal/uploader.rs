@@ -164,7 +164,9 @@ impl Uploader {
         if e.op == JournalOp::Delete {
             return store.delete(&path).await;
         }
-        let Some(row) = self.catalog.get_object(&e.bucket, &e.key).await? else { return Ok(()) };
+        // The committed row, not a cached one: a stale row could make this put look
+        // superseded and end its entry without writing.
+        let Some(row) = self.catalog.get_object_fresh(&e.bucket, &e.key).await? else { return Ok(()) };
         let current = match &e.staging {
             Some(s) => row.staging.as_deref() == Some(s.as_str()),
             None => row.etag == e.etag,

@@ -199,7 +199,8 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
 }
 
 /// Starts the background workers in the order ARCHITECTURE.md gives (health, metrics
-/// upkeep, cluster heartbeat, uploader, scrub, policy refresh), after the journal's replay; returns them and
+/// upkeep, catalog change feed (PostgreSQL), cluster heartbeat, uploader, scrub, policy
+/// refresh), after the journal's replay; returns them and
 /// the access policy the refresh keeps current.
 async fn start_workers(
     config: &Config,
@@ -211,6 +212,12 @@ async fn start_workers(
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
     workers.spawn(crate::telemetry::Upkeep);
+    if opened.catalog.is_shared() {
+        let url = config.catalog.as_deref().unwrap_or_default();
+        workers.spawn(
+            crate::catalog::ChangeFeed::start(opened.catalog.clone(), url, config.cluster.invalidation_lag.0).await?,
+        );
+    }
     let heartbeat = crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone(), membership.clone()).await?;
     let lease_until = heartbeat.lease_until();
     workers.spawn(heartbeat);

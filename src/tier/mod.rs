@@ -216,11 +216,15 @@ impl Tier {
     /// The metadata of `bucket`/`key`, or `NotFound`.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         self.bucket(bucket).await?;
-        self.record(bucket, key).await
+        self.record(bucket, key, false).await
     }
 
-    async fn record(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        if let Some(rec) = self.inner.catalog.get_object(bucket, key).await? {
+    /// The row of `bucket`/`key` (from the row cache, or with `fresh` from the database),
+    /// else what copy-on-read migration brings in, else `NotFound`.
+    async fn record(&self, bucket: &str, key: &str, fresh: bool) -> Result<ObjectRecord> {
+        let c = &self.inner.catalog;
+        let row = if fresh { c.get_object_fresh(bucket, key).await? } else { c.get_object(bucket, key).await? };
+        if let Some(rec) = row {
             return Ok(rec);
         }
         if let Some(rec) = self.migrate(bucket, key).await? {
@@ -339,7 +343,8 @@ impl Tier {
                 None => Some(self.inner.locks.read(bucket, key).await),
                 Some(_) => None,
             };
-            let rec = self.record(bucket, key).await?;
+            // A retry reads the committed row: the cached one led to a version that is gone.
+            let rec = self.record(bucket, key, attempt > 0).await?;
             let rec = if hot.is_some() { self.revalidate(&b, rec).await? } else { rec };
             let range = plan(&rec)?;
             let res = match (&rec.staging, hot) {

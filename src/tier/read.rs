@@ -105,7 +105,7 @@ impl Tier {
         if !c.is_shared() {
             return Ok(());
         }
-        match c.get_object(&rec.bucket, &rec.key).await? {
+        match c.get_object_fresh(&rec.bucket, &rec.key).await? {
             Some(now) if now.etag == rec.etag && now.last_modified_ms == rec.last_modified_ms => Ok(()),
             _ => {
                 ::metrics::counter!("strata_read_version_changed_total").increment(1);

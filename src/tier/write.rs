@@ -142,7 +142,7 @@ impl Tier {
     /// atomically, at the commit).
     pub(super) async fn precheck(&self, bucket: &str, key: &str, cond: &WriteCondition) -> Result<()> {
         if cond.is_set() {
-            cond.check(self.inner.catalog.get_object(bucket, key).await?.as_ref())?;
+            cond.check(self.inner.catalog.get_object_fresh(bucket, key).await?.as_ref())?;
         }
         Ok(())
     }

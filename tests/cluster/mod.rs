@@ -3,8 +3,8 @@
 //! - racing writers: PUTs and DELETEs of a few keys from every node at once; afterwards
 //!   every node, the catalog and Garage agree on one acknowledged final state per key, and
 //!   every body served during the race matched its ETag;
-//! - coherence: a hot copy on one node is never served once another node acknowledged an
-//!   overwrite;
+//! - coherence: a hot copy on one node is not served once another node acknowledged an
+//!   overwrite and the invalidation lag has passed;
 //! - the registry: `strata cluster status` lists every node with its lease, and a killed
 //!   node shows as down once its lease has passed.
 
@@ -17,6 +17,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata::catalog::Catalog;
+
+/// Twice `cluster.invalidation_lag` of these tests (200 ms): after it, every node has
+/// forgotten the rows another node changed.
+const AFTER_LAG: Duration = Duration::from_millis(400);
 
 struct Node {
     proc: std::process::Child,
@@ -60,7 +64,7 @@ impl Cluster {
              [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
              [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\npeer_copies = {peer_copies}\n\
              [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
-             [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\n\
+             [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\ninvalidation_lag = \"200ms\"\n\
              [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
              access_key = \"{}\"\nsecret_key = \"{}\"\n",
             g.endpoint, g.region, g.bucket, g.access_key, g.secret_key
@@ -218,6 +222,7 @@ async fn racing_writers_agree_everywhere() {
     }
     let took = started.elapsed();
     c.drained().await;
+    tokio::time::sleep(AFTER_LAG).await;
     let ops = ops.lock().unwrap().clone();
     let reads = std::mem::take(&mut *reads.lock().unwrap());
     eprintln!("cluster race: {} writes in {took:?}; reads {reads:?}", ops.len());
@@ -226,7 +231,7 @@ async fn racing_writers_agree_everywhere() {
     assert!(reads.failed.is_empty(), "reads failed during the race: {:?}", reads.failed);
     for k in 0..KEYS {
         let key = format!("k{k}");
-        let row = c.catalog.get_object("race", &key).await.unwrap();
+        let row = c.catalog.get_object_fresh("race", &key).await.unwrap();
         let garage = c.garage_read("race", &key).await;
         assert_eq!(row.as_ref().map(|r| r.etag.clone()), garage.as_deref().map(md5_hex), "{key}: catalog and Garage");
         for i in 0..3 {
@@ -249,6 +254,8 @@ async fn a_hot_copy_is_not_served_after_an_overwrite_elsewhere() {
     for round in 0..20 {
         let body = format!("round {round}").repeat(500).into_bytes();
         c.node(0).put_object().bucket("hot").key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
+        // Node 2 caches rows too: the overwrite reaches it within the lag.
+        tokio::time::sleep(AFTER_LAG).await;
         for _ in 0..2 {
             // The second read is a hot hit on node 2.
             let got = c.node(2).get_object().bucket("hot").key("k").send().await.unwrap();
@@ -312,7 +319,8 @@ async fn simultaneous_puts_of_one_key_settle_on_one_version() {
         });
         let written: Vec<String> = futures::future::join_all(puts).await.into_iter().map(Result::unwrap).collect();
         c.drained().await;
-        let row = c.catalog.get_object("same", "k").await.unwrap().expect("a row").etag;
+        tokio::time::sleep(AFTER_LAG).await;
+        let row = c.catalog.get_object_fresh("same", "k").await.unwrap().expect("a row").etag;
         let garage = c.garage_read("same", "k").await.as_deref().map(md5_hex);
         let mut served = Vec::new();
         for i in 0..3 {
