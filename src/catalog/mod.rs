@@ -51,12 +51,57 @@ pub struct Catalog {
 
 fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
     move |e| {
+        if is_pooled_per_transaction(&e) {
+            return pooled_error();
+        }
         let kind = match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
         Error::new(kind, format!("catalog: {what}")).with_source(e)
     }
+}
+
+/// Whether `e` is what a pooler that hands one server connection to several clients (one
+/// transaction or statement at a time, as PgBouncer's transaction mode does) causes: sqlx
+/// prepares named statements per connection, and the names then clash or go missing.
+fn is_pooled_per_transaction(e: &sqlx::Error) -> bool {
+    let msg = e.to_string();
+    msg.contains("prepared statement") && (msg.contains("already exists") || msg.contains("does not exist"))
+}
+
+fn pooled_error() -> Error {
+    Error::new(
+        ErrorKind::Config,
+        "catalog: the database connection is shared with other clients per transaction (PgBouncer in transaction \
+         or statement mode?); strata keeps prepared statements per connection. Connect strata to PostgreSQL \
+         directly or through session pooling (docs/design/cluster.md, \"PgBouncer\")",
+    )
+}
+
+/// At the start on PostgreSQL: two fresh connections each prepare a statement of the same
+/// name. Through a pooler in transaction mode they usually land on one server connection
+/// and the second fails, so the catalog is refused with a clear message at once rather
+/// than with a confusing error later.
+async fn refuse_transaction_pooling(url: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conns = Vec::new();
+    for _ in 0..2 {
+        conns.push(sqlx::AnyConnection::connect(url).await.map_err(db_err("connect"))?);
+    }
+    for _ in 0..2 {
+        for c in &mut conns {
+            sqlx::query("SELECT CAST($1 AS BIGINT) AS probe")
+                .bind(1i64)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(db_err("probe"))?;
+        }
+    }
+    for c in conns {
+        let _ = c.close().await;
+    }
+    Ok(())
 }
 
 const OBJECT_COLS: &str =
@@ -80,6 +125,9 @@ impl Catalog {
             url.to_owned()
         };
         let _ = sqlx::any::AnyConnectOptions::from_str(&url).map_err(db_err("bad catalog URL"))?;
+        if !is_sqlite {
+            refuse_transaction_pooling(&url).await?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 8 } else { 16 })
             .acquire_timeout(std::time::Duration::from_secs(10))

@@ -554,3 +554,88 @@ async fn a_node_leaves_under_load_and_loses_nothing() {
     assert_eq!(nodes.len(), 2, "the node that left is gone from the registry: {v}");
     c.finish().await;
 }
+
+/// A PgBouncer of this test's own in `mode`, in front of the test PostgreSQL.
+struct OwnPgBouncer {
+    proc: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnPgBouncer {
+    fn start(mode: &str) -> OwnPgBouncer {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("users.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port=5432 user=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+                 listen_port = {port}\nauth_type = trust\nauth_file = {d}/users.txt\npool_mode = {mode}\n\
+                 max_client_conn = 200\ndefault_pool_size = 5\nlogfile = {d}/pgbouncer.log\n\
+                 pidfile = {d}/pgbouncer.pid\nunix_socket_dir =\nignore_startup_parameters = extra_float_digits\n"
+            ),
+        )
+        .unwrap();
+        // PgBouncer refuses to run as root: it switches to the postgres user, who must
+        // read its files.
+        for p in [dir.path().to_owned(), dir.path().join("users.txt"), dir.path().join("pgbouncer.ini")] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let bin = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let bin = bin.expect("pgbouncer is not installed: run the suite with scripts/test (Debian's pgbouncer)");
+        let mut cmd = std::process::Command::new(bin);
+        let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        if root {
+            cmd.args(["-u", "postgres"]);
+        }
+        let proc = cmd.arg(dir.path().join("pgbouncer.ini")).stderr(std::process::Stdio::null()).spawn().unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return OwnPgBouncer { proc, port, _dir: dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("pgbouncer did not start");
+    }
+}
+
+impl Drop for OwnPgBouncer {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+/// A catalog behind PgBouncer in transaction mode is refused at start with a message that
+/// names the cause; session mode works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbouncer_in_transaction_mode_is_refused_and_session_mode_works() {
+    let c = Cluster::start(0).await;
+    let db = c.db.clone();
+    for (mode, works) in [("transaction", false), ("session", true)] {
+        let bouncer = OwnPgBouncer::start(mode);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("strata.toml");
+        let toml = std::fs::read_to_string(c.config()).unwrap();
+        let toml = toml.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", bouncer.port));
+        assert!(toml.contains(&db), "the config names the test database");
+        std::fs::write(&config, toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["cluster", "status", "--json", "--config"])
+            .arg(&config)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if works {
+            assert!(out.status.success(), "{mode} mode: {err}");
+        } else {
+            assert!(!out.status.success(), "{mode} mode must be refused");
+            assert!(err.contains("PgBouncer in transaction"), "{mode} mode: the message names the cause: {err}");
+        }
+    }
+    c.finish().await;
+}
