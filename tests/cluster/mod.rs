@@ -592,9 +592,11 @@ impl OwnPgBouncer {
             cmd.args(["-u", "postgres"]);
         }
         let proc = cmd.arg(dir.path().join("pgbouncer.ini")).stderr(std::process::Stdio::null()).spawn().unwrap();
+        // Dropped (killed and waited for) if it does not come up.
+        let me = OwnPgBouncer { proc, port, _dir: dir };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return OwnPgBouncer { proc, port, _dir: dir };
+                return me;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
