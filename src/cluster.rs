@@ -82,24 +82,30 @@ impl Heartbeat {
         Ok(hb)
     }
 
+    /// Writes the lease in the database's clock. The fence (`lease_until`) is this node's
+    /// own clock at the time the renewal was sent plus the lease: it passes no later than
+    /// the lease in the catalog does, so this node stops applying entries before anyone
+    /// may take them over (one more lease later).
     async fn renew(&self, state: &str) -> Result<()> {
-        let now = crate::clock::now_ms();
+        let sent = crate::clock::now_ms();
+        let now = self.catalog.db_now_ms().await?;
         let lease = i64::try_from(self.me.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let stopped = state == "stopped";
         let rec = NodeRecord {
             id: self.me.id.clone(),
             address: self.me.address.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_ms: self.me.started_ms,
             heartbeat_ms: now,
-            lease_until_ms: if state == "stopped" { now } else { now + lease },
+            lease_until_ms: if stopped { now } else { now + lease },
             state: state.to_owned(),
         };
         self.catalog.node_heartbeat(&rec).await?;
-        self.lease_until.store(rec.lease_until_ms, SeqCst);
+        self.lease_until.store(if stopped { sent } else { sent + lease }, SeqCst);
         Ok(())
     }
 
-    /// Until when this node's lease holds (ms since the epoch), updated at each renewal.
+    /// Until when this node's lease holds, in its own clock (the fence; see `renew`).
     pub fn lease_until(&self) -> Arc<AtomicI64> {
         self.lease_until.clone()
     }
@@ -132,7 +138,7 @@ impl Worker for Heartbeat {
     async fn tick(&mut self) -> Result<()> {
         self.renew(if self.membership.is_leaving() { "leaving" } else { "up" }).await?;
         let view = status(&self.catalog).await?;
-        let now = crate::clock::now_ms();
+        let now = self.catalog.db_now_ms().await?;
         let live = view.nodes.iter().filter(|n| n.live).count();
         ::metrics::gauge!("strata_cluster_nodes", "state" => "live").set(live as f64);
         ::metrics::gauge!("strata_cluster_nodes", "state" => "down").set((view.nodes.len() - live) as f64);
@@ -167,7 +173,7 @@ pub struct ClusterView {
 
 /// Reads the registry and the journal's backlog per node.
 pub async fn status(catalog: &Catalog) -> Result<ClusterView> {
-    let now = crate::clock::now_ms();
+    let now = catalog.db_now_ms().await?;
     let mut backlog = catalog.journal_by_node().await?;
     let mut nodes: Vec<NodeView> = catalog
         .nodes()
@@ -230,7 +236,7 @@ impl Peers {
         if node == self.me {
             return Err(gone());
         }
-        let now = crate::clock::now_ms();
+        let now = self.catalog.db_now_ms().await?;
         // `why` goes to clients too: no addresses or third-party messages in it.
         let down = |why: &str| {
             ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
@@ -275,7 +281,7 @@ impl Peers {
     /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
     /// peers took it; `NotFound` when the file is gone (every store holds the version).
     pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
-        let now = crate::clock::now_ms();
+        let now = self.catalog.db_now_ms().await?;
         let mut peers: Vec<NodeRecord> =
             self.catalog.nodes().await?.into_iter().filter(|p| p.id != self.me && p.is_live(now)).collect();
         // Spread copies over the peers rather than always loading the first.

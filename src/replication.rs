@@ -181,7 +181,7 @@ pub async fn backlog(catalog: &Catalog, stores: impl Iterator<Item = String>) ->
             since_ms: e.created_ms,
         })
         .collect();
-    let now = crate::clock::now_ms();
+    let now = catalog.db_now_ms().await?;
     let nodes = catalog.nodes().await?;
     let live = |id: &str| nodes.iter().any(|n| n.id == id && n.is_live(now));
     let waiting = catalog.journal_by_node().await?.into_iter().filter(|b| !live(&b.node)).collect();

@@ -60,6 +60,18 @@ impl NodeRecord {
 }
 
 impl Catalog {
+    /// The database's clock, in milliseconds since the epoch: leases are written and
+    /// compared in it, so the nodes' own clocks need not agree.
+    pub async fn db_now_ms(&self) -> Result<i64> {
+        let sql = if self.shared {
+            "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS now"
+        } else {
+            "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS now"
+        };
+        let row = sqlx::query(sql).fetch_one(&self.pool).await.map_err(db_err("clock"))?;
+        col(&row, "now")
+    }
+
     /// Registers `n` or renews its lease (idempotent: the row is replaced).
     pub async fn node_heartbeat(&self, n: &NodeRecord) -> Result<()> {
         sqlx::query(&format!(

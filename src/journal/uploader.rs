@@ -42,9 +42,10 @@ pub struct Uploader {
 /// What lets an uploader act for the cluster (`docs/design/cluster.md`, "Node loss").
 #[derive(Debug, Clone)]
 pub struct ClusterRole {
-    /// Until when this node's own lease holds (ms since the epoch), as its heartbeat last
-    /// renewed it. Past it the uploader applies nothing: another node may be taking its
-    /// entries over, and two appliers of one entry could reorder a key's writes.
+    /// Until when this node's own lease holds, in this node's clock (ms since the epoch):
+    /// when its last successful renewal was sent, plus the lease. Past it the uploader
+    /// applies nothing: another node may be taking its entries over, and two appliers of
+    /// one entry could reorder a key's writes.
     pub lease_until: Arc<AtomicI64>,
     /// How long after another node's lease ended this node takes over that node's entries
     /// that need nothing from its disk: one more lease, so a node cut off from the catalog
@@ -77,7 +78,7 @@ impl Uploader {
     async fn take_over_once(&self) -> Result<usize> {
         let Some(role) = &self.cluster else { return Ok(0) };
         let grace = i64::try_from(role.grace.as_millis()).unwrap_or(i64::MAX / 2);
-        let expired_before = crate::clock::now_ms() - grace;
+        let expired_before = self.catalog.db_now_ms().await? - grace;
         let orphans = self.catalog.journal_orphans(self.journal.node(), expired_before, BATCH).await?;
         let mut taken = 0;
         for e in orphans {

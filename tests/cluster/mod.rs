@@ -265,14 +265,19 @@ async fn a_hot_copy_is_not_served_after_an_overwrite_elsewhere() {
     c.finish().await;
 }
 
-fn cluster_status(config: &std::path::Path) -> serde_json::Value {
+/// The JSON that `strata COMMAND status --json --config CONFIG` prints.
+fn status_json(command: &str, config: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["cluster", "status", "--json", "--config"])
+        .args([command, "status", "--json", "--config"])
         .arg(config)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn cluster_status(config: &std::path::Path) -> serde_json::Value {
+    status_json("cluster", config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -381,13 +386,7 @@ async fn a_version_staged_on_one_node_reads_back_on_the_others() {
 }
 
 fn replicate_status(config: &std::path::Path) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["replicate", "status", "--json", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    status_json("replicate", config)
 }
 
 /// Node loss: node 0 acknowledges a DELETE and three PUTs from its journal while Garage is
@@ -640,4 +639,32 @@ async fn pgbouncer_in_transaction_mode_is_refused_and_session_mode_works() {
         }
     }
     c.finish().await;
+}
+
+/// Conditional writes across nodes: 20 rounds of 9 creators of one key (`If-None-Match:
+/// *`), three per node, released together: exactly one gets 200, the others 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creators_on_several_nodes_get_one_200() {
+    let c = Arc::new(Cluster::start(3).await);
+    c.node(0).create_bucket().bucket("create").send().await.unwrap();
+    for round in 0..20 {
+        let key = format!("k{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(9));
+        let racers = (0..9).map(|i| {
+            let (c, barrier, key) = (c.clone(), barrier.clone(), key.clone());
+            tokio::spawn(async move {
+                let body = ByteStream::from(format!("creator {i}").into_bytes());
+                barrier.wait().await;
+                let r = c.node(i).put_object().bucket("create").key(&key).body(body).if_none_match("*").send().await;
+                match r {
+                    Ok(_) => 200,
+                    Err(e) => e.raw_response().map_or(0, |r| r.status().as_u16()),
+                }
+            })
+        });
+        let mut codes: Vec<u16> = futures::future::join_all(racers).await.into_iter().map(Result::unwrap).collect();
+        codes.sort();
+        assert_eq!(codes, [200, 412, 412, 412, 412, 412, 412, 412, 412], "round {round}");
+    }
+    Arc::try_unwrap(c).ok().expect("tasks ended").finish().await;
 }
