@@ -226,33 +226,59 @@ impl Peers {
         Ok(Peers { catalog, http, scheme: if tls { "https" } else { "http" }, keys, me: me.to_owned() })
     }
 
-    /// Streams `range` of staged version `id` from the node whose journal holds it.
-    /// `NotFound` when no node holds it any more (it moved to the stores: read the row
-    /// again), or when it is this node's; `Unavailable` naming the node when that node is
-    /// down or does not answer.
+    /// Streams `range` of staged version `id` from the node whose journal holds it, or,
+    /// when that node cannot serve, from a live node that holds a copy of it
+    /// (`journal.peer_copies`). `NotFound` when no node holds it any more (it moved to the
+    /// stores: read the row again), or when it is this node's; `Unavailable` naming the
+    /// owner when no holder can serve.
     pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
-        let Some(node) = self.catalog.staging_node(id).await? else { return Err(gone()) };
-        if node == self.me {
+        let Some(owner) = self.catalog.staging_node(id).await? else { return Err(gone()) };
+        if owner == self.me {
             return Err(gone());
         }
         let now = self.catalog.db_now_ms().await?;
-        // `why` goes to clients too: no addresses or third-party messages in it.
-        let down = |why: &str| {
-            ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
-            tracing::warn!(node = %node, staging = %id, why, "a version is staged on another node that cannot serve it");
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("this version is staged on node {node}, which {why}; retry later"),
-            )
-            .public()
-        };
-        let Some(peer) = self.catalog.nodes().await?.into_iter().find(|n| n.id == node) else {
-            return Err(down("is not registered"));
-        };
-        if !peer.is_live(now) {
-            return Err(down("is down (its lease has passed)"));
+        let nodes = self.catalog.nodes().await?;
+        let mut holders = vec![owner.clone()];
+        holders.extend(self.catalog.staging_copy_nodes(id).await?.into_iter().filter(|n| *n != owner && *n != self.me));
+        let mut why = "is not registered";
+        let mut missing = 0;
+        for holder in &holders {
+            let Some(peer) = nodes.iter().find(|n| n.id == *holder) else { continue };
+            if !peer.is_live(now) {
+                why = "is down (its lease has passed)";
+                continue;
+            }
+            match self.fetch(peer, id, range.clone()).await {
+                Ok(Some(stream)) => {
+                    ::metrics::counter!("strata_peer_reads_total", "result" => "ok").increment(1);
+                    return Ok(stream);
+                }
+                Ok(None) => missing += 1,
+                Err(()) => why = "does not answer",
+            }
         }
+        if missing == holders.len() {
+            return Err(gone());
+        }
+        ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
+        tracing::warn!(node = %owner, staging = %id, why, "a version is staged on another node that cannot serve it");
+        // `why` goes to clients too: no addresses or third-party messages in it.
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("this version is staged on node {owner}, which {why}; retry later"),
+        )
+        .public())
+    }
+
+    /// One peer read: `Ok(None)` when the peer no longer has the file, `Err` when it did
+    /// not answer well (logged here).
+    async fn fetch(
+        &self,
+        peer: &NodeRecord,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> std::result::Result<Option<ByteStream>, ()> {
         let mut url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, peer.address);
         if let Some(r) = range {
             url.push_str(&format!("?from={}&to={}", r.start, r.end));
@@ -260,21 +286,26 @@ impl Peers {
         let resp = match self.http.get(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).send().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(node = %node, error = %e, "peer read failed");
-                return Err(down("does not answer"));
+                tracing::warn!(node = %peer.id, error = %e, "peer read failed");
+                return Err(());
             }
         };
         match resp.status() {
             s if s.is_success() => {}
-            reqwest::StatusCode::NOT_FOUND => return Err(gone()),
-            s => return Err(down(&format!("answered {s}"))),
+            reqwest::StatusCode::NOT_FOUND => return Ok(None),
+            s => {
+                tracing::warn!(node = %peer.id, status = %s, "peer read refused");
+                return Err(());
+            }
         }
-        ::metrics::counter!("strata_peer_reads_total", "result" => "ok").increment(1);
-        let node = node.clone();
-        Ok(resp
-            .bytes_stream()
-            .map(move |r| r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}"))))
-            .boxed())
+        let node = peer.id.clone();
+        Ok(Some(
+            resp.bytes_stream()
+                .map(move |r| {
+                    r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}")))
+                })
+                .boxed(),
+        ))
     }
 
     /// Copies staging file `id` (at `path`, this node's) to `n` live peers and records each

@@ -144,6 +144,16 @@ impl Catalog {
         Ok(())
     }
 
+    /// The nodes that hold a copy of staging file `staging`.
+    pub async fn staging_copy_nodes(&self, staging: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT node FROM staging_copies WHERE staging = $1 ORDER BY node")
+            .bind(staging)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("staging copies"))?;
+        rows.iter().map(|r| col(r, "node")).collect()
+    }
+
     /// The copies `node` holds that no journal entry needs any more.
     pub async fn staging_copies_unused(&self, node: &str) -> Result<Vec<String>> {
         let rows = sqlx::query(

@@ -434,8 +434,9 @@ async fn a_dead_nodes_entries_are_taken_over_or_shown_waiting() {
 }
 
 /// Node loss with `journal.peer_copies = 1`: every write node 0 acknowledged from its
-/// journal during a Garage freeze reaches Garage through another node after node 0 is
-/// killed for good, and the copies are removed once they are no longer needed.
+/// journal during a Garage freeze reads back from the copies once node 0 is killed for
+/// good, reaches Garage through another node after the freeze, and the copies are removed
+/// once they are no longer needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_peer_copies_a_dead_nodes_writes_reach_the_store() {
     let g = crate::harness::OwnGarage::start();
@@ -455,6 +456,13 @@ async fn with_peer_copies_a_dead_nodes_writes_reach_the_store() {
     let written = futures::future::join_all(puts).await;
     c.nodes[0].proc.kill().unwrap();
     c.nodes[0].proc.wait().unwrap();
+    // With node 0 gone and Garage still frozen, the copies serve its writes.
+    for i in 1..3 {
+        for (key, body) in &written {
+            let got = c.node(i).get_object().bucket("copies").key(key).send().await.unwrap();
+            assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), *body, "{key} on node {i}");
+        }
+    }
     g.signal("-CONT");
     let started = Instant::now();
     for (key, body) in &written {
