@@ -7,8 +7,6 @@
 //! | POST   | /_strata/journal/retry  |             | `{"retried": n}` (stuck → pending)     |
 //! | POST   | /_strata/read-only      | on=true\|false | `{"read_only": bool}`               |
 //! | POST   | /_strata/scrub          |             | the scrub's report, once it has run    |
-//! | GET    | /_strata/peer/staged/ID | from, to    | bytes `from..to` of a version staged here (another node's peer read); 404 once the file is gone |
-//! | PUT    | /_strata/peer/staged/ID |             | keeps a copy of another node's staged version (`journal.peer_copies`): `{"bytes": n}` |
 //!
 //! It maps the router's endpoints to tier calls; it holds no state.
 
@@ -41,31 +39,4 @@ pub async fn handle(tier: &Tier, endpoint: AdminEndpoint, query: &str) -> Respon
 fn set(tier: &Tier, on: bool) -> Value {
     tier.set_read_only(on);
     json!({ "read_only": on })
-}
-
-/// Streams bytes `from..to` (the whole file without them) of staged version `id` to a
-/// peer; 404 when the file is gone (the version moved to the stores).
-pub async fn staged(tier: &Tier, id: &str, query: &str) -> Response<Body> {
-    let num = |k| crate::http::query::value(query, k).and_then(|v| v.parse::<u64>().ok());
-    let range = match (num("from"), num("to")) {
-        (Some(a), Some(b)) if a <= b => Some(a..b),
-        (None, None) => None,
-        _ => return reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "give from and to, from <= to")),
-    };
-    match tier.read_staged_here(id, range).await {
-        Ok(stream) => reply::with_type(
-            StatusCode::OK,
-            s3s::dto::StreamingBlob::wrap(sync_wrapper::SyncStream::new(stream)),
-            "application/octet-stream",
-        ),
-        Err(e) => reply::json_from_error(&e),
-    }
-}
-
-/// Keeps a copy of another node's staged version `id`, read from `body`.
-pub async fn receive(tier: &Tier, id: &str, body: crate::backend::ByteStream) -> Response<Body> {
-    match tier.receive_staged_copy(id, body).await {
-        Ok(n) => reply::json(StatusCode::OK, &json!({ "bytes": n })),
-        Err(e) => reply::json_from_error(&e),
-    }
 }

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod admin;
 pub mod journal;
+pub mod peer;
 pub mod reply;
 pub mod router;
 pub mod s3;
@@ -181,7 +182,8 @@ impl Front {
             E::Status => status::status_html(&self.health.snapshot(tier)),
             E::StatusJson => status::status_json(&self.health.snapshot(tier)),
             E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
-            E::PeerStaged(id) => journal::staged(tier, &id, &query).await,
+            E::PeerStaged(id) => peer::staged(tier, &id, &query).await,
+            E::PeerHot => peer::hot(tier, &query).await,
             E::ClusterLeave => admin::leave(tier.clone(), self.membership.0.clone(), self.membership.1.clone()),
             E::PeerStagedPut(id) => {
                 use crate::error::{Error, ErrorKind};
@@ -192,7 +194,7 @@ impl Front {
                         Err(e) => Err(Error::new(ErrorKind::IncompleteBody, e.into().to_string())),
                     })
                     .filter_map(|r| futures::future::ready(r.transpose()));
-                journal::receive(tier, &id, body.boxed()).await
+                peer::receive(tier, &id, body.boxed()).await
             }
             E::AccessShow | E::AccessChange | E::AccessClear | E::Sign | E::Direct => {
                 use http_body_util::BodyExt;

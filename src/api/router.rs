@@ -120,6 +120,9 @@ pub enum AdminEndpoint {
     /// `PUT peer/staged/ID`: keep a copy of another node's staged version
     /// (`journal.peer_copies`).
     PeerStagedPut(String),
+    /// `GET peer/hot?bucket&key&etag&mtime&size&from&to`: a range of one version through
+    /// this node's hot tier (`cluster.shared_hot`).
+    PeerHot,
     /// `POST cluster/leave`: stop taking writes, drain this node's journal, deregister and
     /// stop (progress lines).
     ClusterLeave,
@@ -164,6 +167,7 @@ impl AdminEndpoint {
             "sign" if post => E::Sign,
             "direct" if get => E::Direct,
             "cluster/leave" if post => E::ClusterLeave,
+            "peer/hot" if get => E::PeerHot,
             p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
                 let id = p.trim_start_matches("peer/staged/").to_owned();
                 match method {
@@ -174,7 +178,7 @@ impl AdminEndpoint {
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
-            | "direct" | "cluster/leave" => return Err(Unrouted::MethodNotAllowed(method.clone())),
+            | "direct" | "cluster/leave" | "peer/hot" => return Err(Unrouted::MethodNotAllowed(method.clone())),
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),
         };
         Ok(found)

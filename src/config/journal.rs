@@ -109,6 +109,10 @@ pub struct ClusterConfig {
     /// The longest a row another node changed stays in this node's row cache (PostgreSQL
     /// catalogs; the change feed). Default "1s"; between "10ms" and "10s".
     pub invalidation_lag: HumanDuration,
+    /// One hot tier across the nodes: each chunk has an owner among the live nodes, which
+    /// fills it once from the cold store; the others read it through the owner. Needs a
+    /// PostgreSQL catalog. Default false.
+    pub shared_hot: bool,
 }
 
 impl Default for ClusterConfig {
@@ -118,6 +122,7 @@ impl Default for ClusterConfig {
             heartbeat: HumanDuration(Duration::from_secs(2)),
             lease: HumanDuration(Duration::from_secs(10)),
             invalidation_lag: HumanDuration(Duration::from_secs(1)),
+            shared_hot: false,
         }
     }
 }

@@ -379,8 +379,12 @@ impl Config {
         if self.journal.uploads == 0 || self.journal.uploads > 64 {
             return bad("journal.uploads: must be between 1 and 64".into());
         }
-        if self.journal.peer_copies > 0 && !self.catalog.as_deref().is_some_and(|c| c.starts_with("postgres")) {
+        let postgres = self.catalog.as_deref().is_some_and(|c| c.starts_with("postgres"));
+        if self.journal.peer_copies > 0 && !postgres {
             return bad("journal.peer_copies: needs several nodes on a PostgreSQL catalog".into());
+        }
+        if self.cluster.shared_hot && !postgres {
+            return bad("cluster.shared_hot: needs several nodes on a PostgreSQL catalog".into());
         }
         if self.cluster.heartbeat.0.is_zero() || self.cluster.lease.0 < 2 * self.cluster.heartbeat.0 {
             return bad("cluster.lease: must be at least twice cluster.heartbeat (and the heartbeat above 0)".into());

@@ -107,6 +107,7 @@ pub async fn open_with(config: &Config, backends: Backends) -> Result<Opened> {
         plans: plans.clone(),
         read_only: config.read_only,
         peer_copies: config.journal.peer_copies,
+        shared_hot: config.cluster.shared_hot,
     })
     .await?;
     Ok(Opened { tier, backends, catalog, plans })

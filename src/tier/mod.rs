@@ -106,6 +106,8 @@ struct Inner {
     peers: std::sync::OnceLock<crate::cluster::Peers>,
     /// Peers that get a copy of a write acknowledged from the journal.
     peer_copies: usize,
+    /// Hot chunks owned across the nodes (`cluster.shared_hot`).
+    shared_hot: bool,
 }
 
 /// What a tier is built from: the handles the server opened, and the settings it resolved.
@@ -132,6 +134,8 @@ pub struct TierParts {
     pub read_only: bool,
     /// `journal.peer_copies`.
     pub peer_copies: usize,
+    /// `cluster.shared_hot`.
+    pub shared_hot: bool,
 }
 
 impl Tier {
@@ -160,6 +164,7 @@ impl Tier {
                 read_only: p.read_only.into(),
                 peers: std::sync::OnceLock::new(),
                 peer_copies: p.peer_copies,
+                shared_hot: p.shared_hot,
             }),
         };
         tier.remove_orphan_staging().await?;

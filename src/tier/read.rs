@@ -54,7 +54,8 @@ impl Tier {
         self.inner.hot.as_ref()
     }
 
-    /// Streams `range` of `rec` through the hot tier.
+    /// Streams `range` of `rec` through the hot tier: this node's, or, with
+    /// `cluster.shared_hot`, each chunk through the node that owns it.
     pub(super) async fn read_hot(
         &self,
         b: &Arc<BucketPlan>,
@@ -62,7 +63,81 @@ impl Tier {
         range: Range<u64>,
         (hot, mode): (&Hot, FillMode),
     ) -> Result<ByteStream> {
-        hot.read(version_of(rec), range, mode, self.opener(b, rec)).await
+        match self.inner.peers.get() {
+            Some(peers) if self.inner.shared_hot && !range.is_empty() => {
+                self.read_hot_shared(peers.clone(), b, rec, range, (hot, mode)).await
+            }
+            _ => hot.read(version_of(rec), range, mode, self.opener(b, rec)).await,
+        }
+    }
+
+    /// `range` of `rec` piece by piece, one piece per hot chunk, each from the chunk's owner
+    /// (this node's hot tier when it is the owner, or when the owner fails: the client sees
+    /// no error). The first piece is opened before the answer starts, the others as the
+    /// client reads.
+    async fn read_hot_shared(
+        &self,
+        peers: crate::cluster::Peers,
+        b: &Arc<BucketPlan>,
+        rec: &ObjectRecord,
+        range: Range<u64>,
+        (hot, mode): (&Hot, FillMode),
+    ) -> Result<ByteStream> {
+        let cs = hot.settings().chunk_size;
+        let pieces: Vec<Range<u64>> = (range.start / cs..=(range.end - 1) / cs)
+            .map(|i| (i * cs).max(range.start)..((i + 1) * cs).min(range.end))
+            .collect();
+        let (tier, b, rec, hot) = (self.clone(), b.clone(), rec.clone(), hot.clone());
+        let open = move |piece: Range<u64>| {
+            let (tier, b, rec, hot, peers) = (tier.clone(), b.clone(), rec.clone(), hot.clone(), peers.clone());
+            async move {
+                let v = version_of(&rec);
+                let idx = piece.start / hot.settings().chunk_size;
+                let named = crate::cluster::VersionRef {
+                    bucket: &v.bucket,
+                    key: &v.key,
+                    etag: &v.etag,
+                    mtime_ms: v.mtime_ms,
+                    size: v.size,
+                    hash: v.hash(),
+                };
+                if let Some(s) = peers.read_hot(&named, idx, piece.clone()).await {
+                    return Ok(s);
+                }
+                hot.read(v, piece, mode, tier.opener(&b, &rec)).await
+            }
+        };
+        let mut rest = pieces.into_iter();
+        let Some(first) = rest.next() else { return Ok(futures::stream::empty().boxed()) };
+        let first = open.clone()(first).await?;
+        let later = futures::stream::iter(rest)
+            .then(move |piece| open.clone()(piece))
+            .map(|r| match r {
+                Ok(s) => s,
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten();
+        Ok(first.chain(later).boxed())
+    }
+
+    /// For a peer that found this node to own the chunks of `range`: that range of the
+    /// version (bucket, key; ETag, modification time, size) through this node's hot tier
+    /// only. `NotFound` when the catalog names another version now.
+    pub async fn read_hot_here(
+        &self,
+        (bucket, key): (&str, &str),
+        (etag, mtime_ms, size): (&str, i64, u64),
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        let b = self.plan(bucket).await?;
+        let Some(hot) = self.hot_for(&b) else {
+            return Err(Error::new(ErrorKind::Conflict, format!("bucket {bucket} does not use the hot tier here")));
+        };
+        let rec = match self.inner.catalog.get_object(bucket, key).await? {
+            Some(r) if r.etag == etag && r.last_modified_ms == mtime_ms && r.size == size && r.staging.is_none() => r,
+            _ => return Err(Error::new(ErrorKind::NotFound, "the catalog names another version")),
+        };
+        hot.0.read(version_of(&rec), range, hot.1, self.opener(&b, &rec)).await
     }
 
     /// Opens cold reads of exactly the version `rec` describes.

@@ -4,22 +4,36 @@
 use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY};
 use std::time::Duration;
 
-/// The metrics of docs/metrics.md, without its TLS section (those exist only with TLS on;
-/// `tls::metrics_section` checks them).
-fn documented_metrics() -> Vec<String> {
+/// The metric names of each section of docs/metrics.md, by section title.
+pub fn metric_sections() -> Vec<(String, Vec<String>)> {
     let doc = include_str!("../../docs/metrics.md");
-    let before_tls = doc.split("\n## TLS\n").next().unwrap_or(doc);
-    let after_tls = doc.split("\n## TLS\n").nth(1).and_then(|t| t.split_once("\n## ")).map_or("", |(_, rest)| rest);
-    let mut names: Vec<String> = before_tls
-        .lines()
-        .chain(after_tls.lines())
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .filter(|n| n.starts_with("strata_"))
-        .map(str::to_owned)
-        .collect();
-    names.dedup();
-    names
+    doc.split("\n## ")
+        .map(|sec| {
+            let title = sec.lines().next().unwrap_or("").to_owned();
+            let mut names: Vec<String> = sec
+                .lines()
+                .filter_map(|l| l.strip_prefix("| `"))
+                .filter_map(|l| l.split('`').next())
+                .filter(|n| n.starts_with("strata_"))
+                .map(str::to_owned)
+                .collect();
+            names.dedup();
+            (title, names)
+        })
+        .collect()
+}
+
+/// Sections whose metrics exist only in some setups, each checked where it exists: TLS
+/// (`tls::metrics_section`) and the shared hot tier (`cluster::a_shared_hot_tier_…`).
+const ELSEWHERE: [&str; 2] = ["TLS", "Shared hot tier"];
+
+/// The metrics of docs/metrics.md that every server has.
+fn documented_metrics() -> Vec<String> {
+    metric_sections()
+        .into_iter()
+        .filter(|(title, _)| !ELSEWHERE.iter().any(|t| title.starts_with(t)))
+        .flat_map(|(_, names)| names)
+        .collect()
 }
 
 async fn text(url: &str) -> (u16, String) {

@@ -1,18 +1,19 @@
 //! This node among the others that share the catalog: its registration and heartbeat
 //! lease (the [`Heartbeat`] worker), the cluster's view for operators ([`status`]: each
-//! node, whether its lease holds, its journal backlog), and [`Peers`], the client that
-//! reads a version staged on another node through that node's peer endpoint.
+//! node, whether its lease holds, its journal backlog), and [`Peers`] (`peers.rs`), the
+//! client of the other nodes' peer endpoints.
 //!
 //! Nodes coordinate only through the catalog (`docs/design/cluster.md`): the order of a
 //! key's writes is the catalog's (`catalog/writes.rs`), and this registry says who is up.
 //! It must not order writes or move bytes itself.
 
-use crate::backend::ByteStream;
+mod peers;
+
+pub use peers::{Peers, VersionRef};
+
 use crate::catalog::{Catalog, NodeBacklog, NodeRecord};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::worker::Worker;
-use futures::StreamExt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
 use std::time::Duration;
@@ -200,155 +201,4 @@ pub async fn status(catalog: &Catalog) -> Result<ClusterView> {
         nodes.push(NodeView { node, live: false, backlog: b });
     }
     Ok(ClusterView { nodes })
-}
-
-/// Reads versions staged on other nodes, over their peer endpoint
-/// (`GET /_strata/peer/staged/ID`, Basic auth with the cluster's S3 keys, which every node
-/// of a cluster shares).
-#[derive(Clone)]
-pub struct Peers {
-    catalog: Catalog,
-    http: reqwest::Client,
-    /// `http` or `https`, as this node's own listener speaks.
-    scheme: &'static str,
-    keys: (String, String),
-    me: String,
-}
-
-impl Peers {
-    /// A client for this node (`me`), authenticating with `keys` (access key, secret).
-    pub fn new(catalog: Catalog, me: &str, keys: (String, String), tls: bool) -> Result<Peers> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .read_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::internal("peer client", e))?;
-        Ok(Peers { catalog, http, scheme: if tls { "https" } else { "http" }, keys, me: me.to_owned() })
-    }
-
-    /// Streams `range` of staged version `id` from the node whose journal holds it, or,
-    /// when that node cannot serve, from a live node that holds a copy of it
-    /// (`journal.peer_copies`). `NotFound` when no node holds it any more (it moved to the
-    /// stores: read the row again), or when it is this node's; `Unavailable` naming the
-    /// owner when no holder can serve.
-    pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
-        let Some(owner) = self.catalog.staging_node(id).await? else { return Err(gone()) };
-        if owner == self.me {
-            return Err(gone());
-        }
-        let now = self.catalog.db_now_ms().await?;
-        let nodes = self.catalog.nodes().await?;
-        let mut holders = vec![owner.clone()];
-        holders.extend(self.catalog.staging_copy_nodes(id).await?.into_iter().filter(|n| *n != owner && *n != self.me));
-        let mut why = "is not registered";
-        let mut missing = 0;
-        for holder in &holders {
-            let Some(peer) = nodes.iter().find(|n| n.id == *holder) else { continue };
-            if !peer.is_live(now) {
-                why = "is down (its lease has passed)";
-                continue;
-            }
-            match self.fetch(peer, id, range.clone()).await {
-                Ok(Some(stream)) => {
-                    ::metrics::counter!("strata_peer_reads_total", "result" => "ok").increment(1);
-                    return Ok(stream);
-                }
-                Ok(None) => missing += 1,
-                Err(()) => why = "does not answer",
-            }
-        }
-        if missing == holders.len() {
-            return Err(gone());
-        }
-        ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
-        tracing::warn!(node = %owner, staging = %id, why, "a version is staged on another node that cannot serve it");
-        // `why` goes to clients too: no addresses or third-party messages in it.
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("this version is staged on node {owner}, which {why}; retry later"),
-        )
-        .public())
-    }
-
-    /// One peer read: `Ok(None)` when the peer no longer has the file, `Err` when it did
-    /// not answer well (logged here).
-    async fn fetch(
-        &self,
-        peer: &NodeRecord,
-        id: &str,
-        range: Option<Range<u64>>,
-    ) -> std::result::Result<Option<ByteStream>, ()> {
-        let mut url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, peer.address);
-        if let Some(r) = range {
-            url.push_str(&format!("?from={}&to={}", r.start, r.end));
-        }
-        let resp = match self.http.get(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(node = %peer.id, error = %e, "peer read failed");
-                return Err(());
-            }
-        };
-        match resp.status() {
-            s if s.is_success() => {}
-            reqwest::StatusCode::NOT_FOUND => return Ok(None),
-            s => {
-                tracing::warn!(node = %peer.id, status = %s, "peer read refused");
-                return Err(());
-            }
-        }
-        let node = peer.id.clone();
-        Ok(Some(
-            resp.bytes_stream()
-                .map(move |r| {
-                    r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}")))
-                })
-                .boxed(),
-        ))
-    }
-
-    /// Copies staging file `id` (at `path`, this node's) to `n` live peers and records each
-    /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
-    /// peers took it; `NotFound` when the file is gone (every store holds the version).
-    pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
-        let now = self.catalog.db_now_ms().await?;
-        let mut peers: Vec<NodeRecord> =
-            self.catalog.nodes().await?.into_iter().filter(|p| p.id != self.me && p.is_live(now)).collect();
-        // Spread copies over the peers rather than always loading the first.
-        rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
-        let mut sent = 0;
-        for p in peers {
-            if sent == n {
-                break;
-            }
-            let file = match tokio::fs::File::open(path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
-            let url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, p.address);
-            let put = self.http.put(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).body(body).send().await;
-            match put {
-                Ok(r) if r.status().is_success() => {
-                    self.catalog.staging_copy_add(id, &p.id).await?;
-                    sent += 1;
-                }
-                Ok(r) => tracing::warn!(node = %p.id, status = %r.status(), "a peer refused a staging copy"),
-                Err(e) => tracing::warn!(node = %p.id, error = %e, "a peer did not take a staging copy"),
-            }
-        }
-        ::metrics::counter!("strata_peer_copies_total").increment(sent as u64);
-        if sent < n {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                format!("only {sent} of journal.peer_copies = {n} peers took a copy of this write"),
-            )
-            .public());
-        }
-        Ok(())
-    }
 }

@@ -1,0 +1,312 @@
+//! `Peers`: the client of the other nodes' peer endpoints (`api::peer`): versions staged
+//! on them, copies of this node's staged versions, and ranges through their hot tiers,
+//! with the owner of each hot chunk chosen by rendezvous hashing over the live nodes.
+//! Requests carry HTTP Basic auth with the cluster's S3 keys, which every node shares.
+
+use crate::backend::ByteStream;
+use crate::catalog::{Catalog, NodeRecord};
+use crate::error::{Error, ErrorKind, Result};
+use futures::StreamExt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the list of live nodes is reused before the registry is read again.
+const NODES_TTL: Duration = Duration::from_secs(1);
+
+/// One object version, as a peer names it (the hot tier's `Version`, which this module
+/// cannot name).
+#[derive(Debug, Clone, Copy)]
+pub struct VersionRef<'a> {
+    /// Bucket.
+    pub bucket: &'a str,
+    /// Key.
+    pub key: &'a str,
+    /// ETag.
+    pub etag: &'a str,
+    /// Modification time (ms).
+    pub mtime_ms: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The version's 128-bit name (the hot tier's).
+    pub hash: u128,
+}
+
+/// The other nodes, as this node reaches them.
+#[derive(Clone)]
+pub struct Peers {
+    catalog: Catalog,
+    http: reqwest::Client,
+    /// `http` or `https`, as this node's own listener speaks.
+    scheme: &'static str,
+    keys: (String, String),
+    me: String,
+    /// The live nodes, and when they were read.
+    live: Arc<Mutex<(Option<Instant>, Vec<NodeRecord>)>>,
+}
+
+impl Peers {
+    /// A client for this node (`me`), authenticating with `keys` (access key, secret).
+    pub fn new(catalog: Catalog, me: &str, keys: (String, String), tls: bool) -> Result<Peers> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .read_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::internal("peer client", e))?;
+        let scheme = if tls { "https" } else { "http" };
+        Ok(Peers { catalog, http, scheme, keys, me: me.to_owned(), live: Arc::default() })
+    }
+
+    /// Streams `range` of staged version `id` from the node whose journal holds it, or,
+    /// when that node cannot serve, from a live node that holds a copy of it
+    /// (`journal.peer_copies`). `NotFound` when no node holds it any more (it moved to the
+    /// stores: read the row again), or when it is this node's; `Unavailable` naming the
+    /// owner when no holder can serve.
+    pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
+        let Some(owner) = self.catalog.staging_node(id).await? else { return Err(gone()) };
+        if owner == self.me {
+            return Err(gone());
+        }
+        let now = self.catalog.db_now_ms().await?;
+        let nodes = self.catalog.nodes().await?;
+        let mut holders = vec![owner.clone()];
+        holders.extend(self.catalog.staging_copy_nodes(id).await?.into_iter().filter(|n| *n != owner && *n != self.me));
+        let mut why = "is not registered";
+        let mut missing = 0;
+        for holder in &holders {
+            let Some(peer) = nodes.iter().find(|n| n.id == *holder) else { continue };
+            if !peer.is_live(now) {
+                why = "is down (its lease has passed)";
+                continue;
+            }
+            match self.fetch(peer, id, range.clone()).await {
+                Ok(Some(stream)) => {
+                    ::metrics::counter!("strata_peer_reads_total", "result" => "ok").increment(1);
+                    return Ok(stream);
+                }
+                Ok(None) => missing += 1,
+                Err(()) => why = "does not answer",
+            }
+        }
+        if missing == holders.len() {
+            return Err(gone());
+        }
+        ::metrics::counter!("strata_peer_reads_total", "result" => "unavailable").increment(1);
+        tracing::warn!(node = %owner, staging = %id, why, "a version is staged on another node that cannot serve it");
+        // `why` goes to clients too: no addresses or third-party messages in it.
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("this version is staged on node {owner}, which {why}; retry later"),
+        )
+        .public())
+    }
+
+    /// One peer read: `Ok(None)` when the peer no longer has the file, `Err` when it did
+    /// not answer well (logged here).
+    async fn fetch(
+        &self,
+        peer: &NodeRecord,
+        id: &str,
+        range: Option<Range<u64>>,
+    ) -> std::result::Result<Option<ByteStream>, ()> {
+        let mut url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, peer.address);
+        if let Some(r) = range {
+            url.push_str(&format!("?from={}&to={}", r.start, r.end));
+        }
+        let resp = match self.http.get(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(node = %peer.id, error = %e, "peer read failed");
+                return Err(());
+            }
+        };
+        match resp.status() {
+            s if s.is_success() => {}
+            reqwest::StatusCode::NOT_FOUND => return Ok(None),
+            s => {
+                tracing::warn!(node = %peer.id, status = %s, "peer read refused");
+                return Err(());
+            }
+        }
+        let node = peer.id.clone();
+        Ok(Some(
+            resp.bytes_stream()
+                .map(move |r| {
+                    r.map_err(|e| Error::new(ErrorKind::Unavailable, format!("reading from node {node}: {e}")))
+                })
+                .boxed(),
+        ))
+    }
+
+    /// Copies staging file `id` (at `path`, this node's) to `n` live peers and records each
+    /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
+    /// peers took it; `NotFound` when the file is gone (every store holds the version).
+    pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
+        let now = self.catalog.db_now_ms().await?;
+        let mut peers: Vec<NodeRecord> =
+            self.catalog.nodes().await?.into_iter().filter(|p| p.id != self.me && p.is_live(now)).collect();
+        // Spread copies over the peers rather than always loading the first.
+        rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
+        let mut sent = 0;
+        for p in peers {
+            if sent == n {
+                break;
+            }
+            let file = match tokio::fs::File::open(path).await {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+            let url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, p.address);
+            let put = self.http.put(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).body(body).send().await;
+            match put {
+                Ok(r) if r.status().is_success() => {
+                    self.catalog.staging_copy_add(id, &p.id).await?;
+                    sent += 1;
+                }
+                Ok(r) => tracing::warn!(node = %p.id, status = %r.status(), "a peer refused a staging copy"),
+                Err(e) => tracing::warn!(node = %p.id, error = %e, "a peer did not take a staging copy"),
+            }
+        }
+        ::metrics::counter!("strata_peer_copies_total").increment(sent as u64);
+        if sent < n {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("only {sent} of journal.peer_copies = {n} peers took a copy of this write"),
+            )
+            .public());
+        }
+        Ok(())
+    }
+
+    /// The live nodes (this one included), read from the registry at most once a second.
+    async fn live_nodes(&self) -> Result<Vec<NodeRecord>> {
+        {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if live.0.is_some_and(|at| at.elapsed() < NODES_TTL) {
+                return Ok(live.1.clone());
+            }
+        }
+        let now = self.catalog.db_now_ms().await?;
+        let nodes: Vec<NodeRecord> = self.catalog.nodes().await?.into_iter().filter(|n| n.is_live(now)).collect();
+        *self.live.lock().unwrap_or_else(|p| p.into_inner()) = (Some(Instant::now()), nodes.clone());
+        Ok(nodes)
+    }
+
+    /// The owner of chunk `idx` of version `hash` among `nodes`: the highest rendezvous
+    /// score. When a node joins or leaves, only the chunks it wins or won change owner.
+    fn owner(nodes: &[NodeRecord], hash: u128, idx: u64) -> Option<&NodeRecord> {
+        use sha2::{Digest, Sha256};
+        let score = |id: &str| {
+            let d = Sha256::new()
+                .chain_update(hash.to_le_bytes())
+                .chain_update(idx.to_le_bytes())
+                .chain_update(id)
+                .finalize();
+            u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+        };
+        nodes.iter().max_by_key(|n| (score(&n.id), n.id.clone()))
+    }
+
+    /// Range `piece` of chunk `idx` of `v` through the hot tier of the node that owns the
+    /// chunk. `None` when this node owns it, or when the owner failed (logged and counted):
+    /// the caller then reads it through its own hot tier, in the same request.
+    pub async fn read_hot(&self, v: &VersionRef<'_>, idx: u64, piece: Range<u64>) -> Option<ByteStream> {
+        let nodes = match self.live_nodes().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the node registry; reading the chunk here");
+                return None;
+            }
+        };
+        let owner = Self::owner(&nodes, v.hash, idx)?;
+        if owner.id == self.me {
+            return None;
+        }
+        let started = Instant::now();
+        let url = format!("{}://{}/_strata/peer/hot", self.scheme, owner.address);
+        let (mtime, size, from, to) =
+            (v.mtime_ms.to_string(), v.size.to_string(), piece.start.to_string(), piece.end.to_string());
+        let query = [
+            ("bucket", v.bucket),
+            ("key", v.key),
+            ("etag", v.etag),
+            ("mtime", &mtime),
+            ("size", &size),
+            ("from", &from),
+            ("to", &to),
+        ];
+        let req = self.http.get(&url).query(&query).basic_auth(&self.keys.0, Some(&self.keys.1));
+        let failed = |why: String| {
+            ::metrics::counter!("strata_peer_hot_reads_total", "result" => "failed").increment(1);
+            tracing::warn!(node = %owner.id, why, "the owner of a hot chunk did not serve it; reading it here");
+            // The owner is skipped until the registry is read again.
+            self.live.lock().unwrap_or_else(|p| p.into_inner()).0 = None;
+            None
+        };
+        let resp = match req.send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => return failed(format!("answered {}", r.status())),
+            Err(e) => return failed(e.to_string()),
+        };
+        ::metrics::histogram!("strata_peer_hot_seconds").record(started.elapsed().as_secs_f64());
+        ::metrics::counter!("strata_peer_hot_reads_total", "result" => "ok").increment(1);
+        let node = owner.id.clone();
+        Some(
+            resp.bytes_stream()
+                .map(move |r| match r {
+                    Ok(b) => {
+                        ::metrics::counter!("strata_peer_hot_bytes_total").increment(b.len() as u64);
+                        Ok(b)
+                    }
+                    Err(e) => {
+                        Err(Error::new(ErrorKind::Unavailable, format!("reading a hot chunk from node {node}: {e}")))
+                    }
+                })
+                .boxed(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> NodeRecord {
+        NodeRecord {
+            id: id.into(),
+            address: String::new(),
+            version: String::new(),
+            started_ms: 0,
+            heartbeat_ms: 0,
+            lease_until_ms: 0,
+            state: "up".into(),
+        }
+    }
+
+    /// Issue 16: chunks spread evenly, and when a node joins only the chunks it wins move
+    /// (about 1/N), all of them to it.
+    #[test]
+    fn a_joining_node_takes_about_a_quarter_of_the_chunks_and_nothing_else_moves() {
+        let three: Vec<NodeRecord> = ["node-a", "node-b", "node-c"].map(node).into();
+        let mut four = three.clone();
+        four.push(node("node-d"));
+        let (mut moved, mut per_node) = (0, std::collections::HashMap::<String, u32>::new());
+        for i in 0..12_000u64 {
+            let (hash, idx) = (u128::from(i / 7) * 0x9E37_79B9_7F4A_7C15, i % 7);
+            let before = Peers::owner(&three, hash, idx).unwrap();
+            let after = Peers::owner(&four, hash, idx).unwrap();
+            *per_node.entry(before.id.clone()).or_default() += 1;
+            if before.id != after.id {
+                moved += 1;
+                assert_eq!(after.id, "node-d", "a chunk moved to a node that did not join");
+            }
+        }
+        assert!((2_400..3_600).contains(&moved), "about a quarter moved: {moved}");
+        assert!(per_node.values().all(|n| (3_400..4_600).contains(n)), "even spread: {per_node:?}");
+    }
+}
