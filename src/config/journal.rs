@@ -113,6 +113,10 @@ pub struct ClusterConfig {
     /// fills it once from the cold store; the others read it through the owner. Needs a
     /// PostgreSQL catalog. Default false.
     pub shared_hot: bool,
+    /// With `shared_hot`: memory for whole chunks this node read through their owners, so
+    /// a popular object does not send every read to its owner. "0" turns it off. Default
+    /// "64MiB".
+    pub near_cache: ByteSize,
 }
 
 impl Default for ClusterConfig {
@@ -123,6 +127,7 @@ impl Default for ClusterConfig {
             lease: HumanDuration(Duration::from_secs(10)),
             invalidation_lag: HumanDuration(Duration::from_secs(1)),
             shared_hot: false,
+            near_cache: ByteSize(64 << 20),
         }
     }
 }

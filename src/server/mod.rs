@@ -108,6 +108,7 @@ pub async fn open_with(config: &Config, backends: Backends) -> Result<Opened> {
         read_only: config.read_only,
         peer_copies: config.journal.peer_copies,
         shared_hot: config.cluster.shared_hot,
+        near_cache: config.cluster.near_cache.0,
     })
     .await?;
     Ok(Opened { tier, backends, catalog, plans })

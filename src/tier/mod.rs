@@ -14,6 +14,7 @@ mod import;
 mod locks;
 mod migrate;
 mod multipart;
+mod near;
 mod presign;
 mod read;
 mod status;
@@ -108,6 +109,8 @@ struct Inner {
     peer_copies: usize,
     /// Hot chunks owned across the nodes (`cluster.shared_hot`).
     shared_hot: bool,
+    /// Chunks read through their owners, kept near (`cluster.near_cache`).
+    near: Option<near::Near>,
 }
 
 /// What a tier is built from: the handles the server opened, and the settings it resolved.
@@ -136,6 +139,8 @@ pub struct TierParts {
     pub peer_copies: usize,
     /// `cluster.shared_hot`.
     pub shared_hot: bool,
+    /// `cluster.near_cache`, in bytes.
+    pub near_cache: u64,
 }
 
 impl Tier {
@@ -147,6 +152,8 @@ impl Tier {
         }
         tokio::fs::create_dir_all(&p.staging).await?;
         let closer = crate::journal::Closer::spawn(p.catalog.clone(), p.journal.clone());
+        let chunk_size = p.hot.as_ref().map_or(1, |h| h.settings().chunk_size);
+        let near = if p.shared_hot { near::Near::new(p.near_cache, chunk_size) } else { None };
         let tier = Tier {
             inner: Arc::new(Inner {
                 catalog: p.catalog,
@@ -165,6 +172,7 @@ impl Tier {
                 peers: std::sync::OnceLock::new(),
                 peer_copies: p.peer_copies,
                 shared_hot: p.shared_hot,
+                near,
             }),
         };
         tier.remove_orphan_staging().await?;

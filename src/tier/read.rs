@@ -92,17 +92,28 @@ impl Tier {
             let (tier, b, rec, hot, peers) = (tier.clone(), b.clone(), rec.clone(), hot.clone(), peers.clone());
             async move {
                 let v = version_of(&rec);
-                let idx = piece.start / hot.settings().chunk_size;
+                let cs = hot.settings().chunk_size;
+                let idx = piece.start / cs;
+                let chunk = idx * cs..((idx + 1) * cs).min(v.size);
+                let vh = v.hash();
+                if let Some(bytes) = tier.inner.near.as_ref().and_then(|n| n.get(vh, idx)) {
+                    let part = bytes.slice((piece.start - chunk.start) as usize..(piece.end - chunk.start) as usize);
+                    return Ok(futures::stream::once(async move { Ok(part) }).boxed());
+                }
                 let named = crate::cluster::VersionRef {
                     bucket: &v.bucket,
                     key: &v.key,
                     etag: &v.etag,
                     mtime_ms: v.mtime_ms,
                     size: v.size,
-                    hash: v.hash(),
+                    hash: vh,
                 };
                 if let Some(s) = peers.read_hot(&named, idx, piece.clone()).await {
-                    return Ok(s);
+                    return Ok(match &tier.inner.near {
+                        // A whole chunk is kept near once all of it has come.
+                        Some(_) if piece == chunk => tier.keep_near(s, vh, idx, chunk.end - chunk.start),
+                        _ => s,
+                    });
                 }
                 hot.read(v, piece, mode, tier.opener(&b, &rec)).await
             }
@@ -118,6 +129,25 @@ impl Tier {
             })
             .flatten();
         Ok(first.chain(later).boxed())
+    }
+
+    /// Passes `s` (chunk `idx` of version `vh`, `len` bytes, from its owner) through, and
+    /// keeps it in the near cache once all of it has come.
+    fn keep_near(&self, s: ByteStream, vh: u128, idx: u64, len: u64) -> ByteStream {
+        let tier = self.clone();
+        let mut buf = bytes::BytesMut::new();
+        s.map(move |r| {
+            if let Ok(b) = &r {
+                buf.extend_from_slice(b);
+                if buf.len() as u64 == len
+                    && let Some(near) = &tier.inner.near
+                {
+                    near.keep(vh, idx, buf.split().freeze());
+                }
+            }
+            r
+        })
+        .boxed()
     }
 
     /// For a peer that found this node to own the chunks of `range`: that range of the

@@ -708,8 +708,8 @@ async fn counter_sum(c: &Cluster, prefix: &str) -> f64 {
 
 /// Issue 16 (shared hot tier): 100 concurrent reads of one object of four chunks, spread
 /// over three nodes, cause one cold GET per chunk in the whole cluster; every body is
-/// whole. Then, with one node killed, reads on the others still succeed in the same
-/// request (an owner that fails is skipped).
+/// whole. Later reads of it come from each node's near cache. Then, with one node killed,
+/// reads on the others still succeed in the same request (an owner that fails is skipped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shared_hot_tier_fetches_each_chunk_once() {
     let mut c = Cluster::start_shared_hot(3).await;
@@ -734,6 +734,14 @@ async fn a_shared_hot_tier_fetches_each_chunk_once() {
     eprintln!("shared hot: 100 reads over 3 nodes, {cold} cold GETs, {peer} chunk reads through owners");
     assert_eq!(cold, 4.0, "one cold GET per chunk in the cluster");
     assert!(peer > 0.0, "non-owners read through the owners");
+    // Read again, one at a time: every node has the chunks it does not own near by now.
+    for i in 0..9 {
+        let o = c.node(i).get_object().bucket("shared").key("big").send().await.unwrap();
+        assert!(o.body.collect().await.unwrap().into_bytes().to_vec() == body, "read {i} again");
+    }
+    let again = counter_sum(&c, r#"strata_peer_hot_reads_total{result="ok"}"#).await;
+    assert_eq!(again, peer, "later reads come from the near caches, not the owners");
+    assert_eq!(counter_sum(&c, reads).await - before, 4.0, "and not from the cold store");
     let (_, documented) =
         crate::status::metric_sections().into_iter().find(|(t, _)| t.starts_with("Shared hot tier")).unwrap();
     for name in documented {
