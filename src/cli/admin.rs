@@ -39,6 +39,27 @@ impl AdminClient {
         Ok(AdminClient { http: reqwest::Client::new(), base, user: creds.access_key, pass: creds.secret_key })
     }
 
+    /// One client per live node that shares the config's catalog, with the node's id
+    /// (`--cluster`): the registry gives their addresses.
+    pub(super) async fn cluster(t: &Target) -> anyhow::Result<Vec<(String, AdminClient)>> {
+        let cfg: Config = super::load(&t.common, None)?;
+        let creds = crate::auth::load(&cfg)?;
+        let catalog = crate::catalog::Catalog::connect(cfg.catalog.as_deref().unwrap_or_default()).await?;
+        let view = crate::cluster::status(&catalog).await?;
+        catalog.close().await;
+        let scheme = if cfg.tls.enabled() { "https" } else { "http" };
+        let nodes = view.nodes.into_iter().filter(|n| n.live).map(|n| {
+            let c = AdminClient {
+                http: reqwest::Client::new(),
+                base: format!("{scheme}://{}", n.node.address),
+                user: creds.access_key.clone(),
+                pass: creds.secret_key.clone(),
+            };
+            (n.node.id, c)
+        });
+        Ok(nodes.collect())
+    }
+
     pub(super) fn base(&self) -> &str {
         &self.base
     }

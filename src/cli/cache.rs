@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
     /// Print the hot tier's counters (JSON).
-    Stats(Target),
+    Stats(StatsArgs),
     /// Fetch every object under BUCKET[/PREFIX] into the hot tier, with a progress bar.
     Warm(Scoped),
     /// Drop the hot copies of every object under BUCKET[/PREFIX].
@@ -31,6 +31,20 @@ pub struct Scoped {
     target: Target,
     /// BUCKET or BUCKET/PREFIX.
     path: String,
+    /// Every live node that shares the config's catalog, not one server (evict, pin,
+    /// unpin).
+    #[arg(long)]
+    cluster: bool,
+}
+
+/// `cache stats`: one server, or every live node of the cluster with totals.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Every live node that shares the config's catalog, with totals.
+    #[arg(long)]
+    cluster: bool,
 }
 
 /// Simulator options.
@@ -71,8 +85,9 @@ pub struct Simulate {
 /// Runs a `cache` subcommand.
 pub async fn run(cmd: CacheCommand) -> anyhow::Result<()> {
     match cmd {
-        CacheCommand::Stats(t) => {
-            let c = AdminClient::new(&t)?;
+        CacheCommand::Stats(a) if a.cluster => cluster_stats(&a.target).await?,
+        CacheCommand::Stats(a) => {
+            let c = AdminClient::new(&a.target)?;
             let v: serde_json::Value = c.call(reqwest::Method::GET, "cache/stats", None).await?.json().await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -90,13 +105,42 @@ fn split(path: &str) -> (&str, &str) {
 }
 
 async fn simple(s: &Scoped, route: &str) -> anyhow::Result<()> {
+    if s.cluster {
+        let mut answers = Vec::new();
+        for (node, c) in AdminClient::cluster(&s.target).await? {
+            let v: serde_json::Value = c.call(reqwest::Method::POST, route, Some(split(&s.path))).await?.json().await?;
+            answers.push(serde_json::json!({ "node": node, "answer": v }));
+        }
+        println!("{}", serde_json::json!({ "nodes": answers }));
+        return Ok(());
+    }
     let c = AdminClient::new(&s.target)?;
     let resp = c.call(reqwest::Method::POST, route, Some(split(&s.path))).await?;
     print!("{}", resp.text().await?);
     Ok(())
 }
 
+/// Every live node's hot tier counters, and their sums (with `cluster.shared_hot` each
+/// chunk is held once, so the total is the cluster's distinct hot bytes).
+async fn cluster_stats(t: &Target) -> anyhow::Result<()> {
+    let mut nodes = Vec::new();
+    let mut total = serde_json::Map::new();
+    for (node, c) in AdminClient::cluster(t).await? {
+        let v: serde_json::Value = c.call(reqwest::Method::GET, "cache/stats", None).await?.json().await?;
+        for (k, n) in v.as_object().into_iter().flatten().filter_map(|(k, n)| Some((k, n.as_u64()?))) {
+            let sum = total.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) + n;
+            total.insert(k.clone(), sum.into());
+        }
+        nodes.push(serde_json::json!({ "node": node, "stats": v }));
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "nodes": nodes, "total": total }))?);
+    Ok(())
+}
+
 async fn warm(s: &Scoped) -> anyhow::Result<()> {
+    if s.cluster {
+        bail!("warm runs on one node (it fills that node's hot tier); --cluster is for stats, evict, pin and unpin");
+    }
     let c = AdminClient::new(&s.target)?;
     let resp = c.call(reqwest::Method::POST, "cache/warm", Some(split(&s.path))).await?;
     follow(resp, "warm", |v| {

@@ -279,15 +279,21 @@ async fn a_hot_copy_is_not_served_after_an_overwrite_elsewhere() {
     c.finish().await;
 }
 
-/// The JSON that `strata COMMAND status --json --config CONFIG` prints.
-fn status_json(command: &str, config: &std::path::Path) -> serde_json::Value {
+/// The JSON that `strata ARGS --config CONFIG` prints.
+fn strata_json(args: &[&str], config: &std::path::Path) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args([command, "status", "--json", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(config)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The JSON that `strata COMMAND status --json` prints.
+fn status_json(command: &str, config: &std::path::Path) -> serde_json::Value {
+    strata_json(&[command, "status", "--json"], config)
 }
 
 fn cluster_status(config: &std::path::Path) -> serde_json::Value {
@@ -742,6 +748,14 @@ async fn a_shared_hot_tier_fetches_each_chunk_once() {
     let again = counter_sum(&c, r#"strata_peer_hot_reads_total{result="ok"}"#).await;
     assert_eq!(again, peer, "later reads come from the near caches, not the owners");
     assert_eq!(counter_sum(&c, reads).await - before, 4.0, "and not from the cold store");
+    // Cluster-wide controls: each chunk is held by one node, and one evict empties them all.
+    let stats = strata_json(&["cache", "stats", "--cluster"], &c.config());
+    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(3), "{stats}");
+    assert_eq!(stats["total"]["chunks"], 4, "each chunk once in the cluster: {stats}");
+    let evicted = strata_json(&["cache", "evict", "shared", "--cluster"], &c.config());
+    assert_eq!(evicted["nodes"].as_array().map(Vec::len), Some(3), "{evicted}");
+    let stats = strata_json(&["cache", "stats", "--cluster"], &c.config());
+    assert_eq!(stats["total"]["chunks"], 0, "{stats}");
     let (_, documented) =
         crate::status::metric_sections().into_iter().find(|(t, _)| t.starts_with("Shared hot tier")).unwrap();
     for name in documented {
