@@ -125,6 +125,12 @@ pub struct NodeLine {
     pub entries: u64,
     /// Seconds since its last heartbeat.
     pub heartbeat_age_s: f64,
+    /// Bytes in its hot tier.
+    #[serde(default)]
+    pub hot_bytes: u64,
+    /// Bytes it read from other nodes' hot tiers.
+    #[serde(default)]
+    pub peer_bytes: u64,
 }
 
 /// One store's backlog.
@@ -338,6 +344,8 @@ impl HealthWorker {
             .into_iter()
             .map(|n| NodeLine {
                 heartbeat_age_s: (now - n.node.heartbeat_ms).max(0) as f64 / 1000.0,
+                hot_bytes: n.node.hot_bytes,
+                peer_bytes: n.node.peer_bytes,
                 id: n.node.id,
                 address: n.node.address,
                 state: n.node.state,

@@ -238,8 +238,13 @@ fn journal_section(h: &mut String, j: Option<&crate::health::JournalView>) {
 /// The nodes that share the catalog; a node that is down with entries left is what its
 /// writes wait for.
 fn nodes_section(h: &mut String, nodes: &[crate::health::NodeLine]) {
-    h.push_str("<h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>address</th><th>health</th><th>entries</th><th>heartbeat</th></tr>");
+    h.push_str(
+        "<h2>Nodes</h2><table id=\"nodes\"><tr><th>node</th><th>address</th><th>health</th><th>entries</th>\
+         <th>heartbeat</th><th>hot</th><th>share</th><th>from peers</th></tr>",
+    );
+    let all: u64 = nodes.iter().filter(|n| n.live).map(|n| n.hot_bytes).sum();
     for n in nodes {
+        let share = if all == 0 || !n.live { 0.0 } else { 100.0 * n.hot_bytes as f64 / all as f64 };
         let health = match (n.live, n.entries) {
             (true, _) => "up".to_owned(),
             (false, 0) => format!("down ({})", n.state),
@@ -248,12 +253,15 @@ fn nodes_section(h: &mut String, nodes: &[crate::health::NodeLine]) {
         let class = if n.live { "up" } else { "down" };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s ago</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1} s ago</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{share:.0}%</td><td class=\"num\">{}</td></tr>",
             esc(&n.id),
             esc(&n.address),
             esc(&health),
             n.entries,
-            n.heartbeat_age_s
+            n.heartbeat_age_s,
+            bytes(n.hot_bytes),
+            bytes(n.peer_bytes)
         );
     }
     h.push_str("</table>");

@@ -23,6 +23,10 @@ pub struct NodeRecord {
     pub lease_until_ms: i64,
     /// `up`, `leaving` or `stopped`.
     pub state: String,
+    /// Bytes in its hot tier, at its last heartbeat.
+    pub hot_bytes: u64,
+    /// Bytes it has read from other nodes' hot tiers since it started.
+    pub peer_bytes: u64,
 }
 
 /// One node's share of the journal.
@@ -38,7 +42,7 @@ pub struct NodeBacklog {
     pub stuck: u64,
 }
 
-const NODE_COLS: &str = "id, address, version, started_ms, heartbeat_ms, lease_until_ms, state";
+const NODE_COLS: &str = "id, address, version, started_ms, heartbeat_ms, lease_until_ms, state, hot_bytes, peer_bytes";
 
 impl NodeRecord {
     fn from_row(r: &sqlx::any::AnyRow) -> Result<Self> {
@@ -50,6 +54,8 @@ impl NodeRecord {
             heartbeat_ms: col(r, "heartbeat_ms")?,
             lease_until_ms: col(r, "lease_until_ms")?,
             state: col(r, "state")?,
+            hot_bytes: u64::try_from(col::<i64>(r, "hot_bytes")?).unwrap_or(0),
+            peer_bytes: u64::try_from(col::<i64>(r, "peer_bytes")?).unwrap_or(0),
         })
     }
 
@@ -75,9 +81,10 @@ impl Catalog {
     /// Registers `n` or renews its lease (idempotent: the row is replaced).
     pub async fn node_heartbeat(&self, n: &NodeRecord) -> Result<()> {
         sqlx::query(&format!(
-            "INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+            "INSERT INTO nodes ({NODE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
              address = excluded.address, version = excluded.version, started_ms = excluded.started_ms, \
-             heartbeat_ms = excluded.heartbeat_ms, lease_until_ms = excluded.lease_until_ms, state = excluded.state"
+             heartbeat_ms = excluded.heartbeat_ms, lease_until_ms = excluded.lease_until_ms, state = excluded.state, \
+             hot_bytes = excluded.hot_bytes, peer_bytes = excluded.peer_bytes"
         ))
         .bind(&n.id)
         .bind(&n.address)
@@ -86,6 +93,8 @@ impl Catalog {
         .bind(n.heartbeat_ms)
         .bind(n.lease_until_ms)
         .bind(&n.state)
+        .bind(i64::try_from(n.hot_bytes).unwrap_or(i64::MAX))
+        .bind(i64::try_from(n.peer_bytes).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await
         .map_err(db_err("node heartbeat"))?;

@@ -37,8 +37,8 @@ pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
     }
     let now = crate::clock::now_ms();
     println!(
-        "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14}",
-        "node", "address", "state", "health", "entries", "bytes", "heartbeat"
+        "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14} {:>12}",
+        "node", "address", "state", "health", "entries", "bytes", "heartbeat", "hot"
     );
     for n in &view.nodes {
         let age = if n.node.heartbeat_ms == 0 {
@@ -47,14 +47,15 @@ pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             format!("{:.1}s ago", (now - n.node.heartbeat_ms).max(0) as f64 / 1000.0)
         };
         println!(
-            "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14}",
+            "{:<22} {:<22} {:<12} {:>6} {:>9} {:>12} {:>14} {:>12}",
             n.node.id,
             n.node.address,
             n.node.state,
             if n.live { "up" } else { "down" },
             n.backlog.entries,
             indicatif::HumanBytes(n.backlog.bytes).to_string(),
-            age
+            age,
+            indicatif::HumanBytes(n.node.hot_bytes).to_string()
         );
     }
     Ok(())

@@ -64,10 +64,15 @@ impl Membership {
     }
 }
 
-/// Renews this node's lease in the catalog, and publishes the cluster's gauges.
+/// What a node's heartbeat reports of its hot tier: the bytes in it.
+pub type HotBytes = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Renews this node's lease in the catalog (with its hot tier's size and the bytes it read
+/// from its peers), and publishes the cluster's gauges.
 pub struct Heartbeat {
     catalog: Catalog,
     me: Identity,
+    load: HotBytes,
     /// Until when this node's lease holds, as last renewed (the uploader's fence).
     lease_until: Arc<AtomicI64>,
     membership: Arc<Membership>,
@@ -76,8 +81,12 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Registers `me` now (so a node that cannot reach its catalog does not start) and
     /// returns the worker that keeps the lease.
-    pub async fn register(catalog: Catalog, me: Identity, membership: Arc<Membership>) -> Result<Heartbeat> {
-        let hb = Heartbeat { catalog, me, lease_until: Arc::default(), membership };
+    pub async fn register(
+        catalog: Catalog,
+        me: Identity,
+        (membership, load): (Arc<Membership>, HotBytes),
+    ) -> Result<Heartbeat> {
+        let hb = Heartbeat { catalog, me, load, lease_until: Arc::default(), membership };
         hb.renew("up").await?;
         tracing::info!(node = %hb.me.id, address = %hb.me.address, "registered in the catalog");
         Ok(hb)
@@ -100,6 +109,8 @@ impl Heartbeat {
             heartbeat_ms: now,
             lease_until_ms: if stopped { now } else { now + lease },
             state: state.to_owned(),
+            hot_bytes: (self.load)(),
+            peer_bytes: peers::peer_bytes(),
         };
         self.catalog.node_heartbeat(&rec).await?;
         self.lease_until.store(if stopped { sent } else { sent + lease }, SeqCst);
@@ -121,8 +132,14 @@ pub async fn stopped(catalog: &Catalog, me: &Identity, membership: &Membership) 
         tracing::info!(node = %me.id, "left the cluster");
         return Ok(());
     }
-    let hb =
-        Heartbeat { catalog: catalog.clone(), me: me.clone(), lease_until: Arc::default(), membership: Arc::default() };
+    let load: HotBytes = Arc::new(|| 0);
+    let hb = Heartbeat {
+        catalog: catalog.clone(),
+        me: me.clone(),
+        load,
+        lease_until: Arc::default(),
+        membership: Arc::default(),
+    };
     hb.renew("stopped").await
 }
 
@@ -197,6 +214,8 @@ pub async fn status(catalog: &Catalog) -> Result<ClusterView> {
             heartbeat_ms: 0,
             lease_until_ms: 0,
             state: "unregistered".into(),
+            hot_bytes: 0,
+            peer_bytes: 0,
         };
         nodes.push(NodeView { node, live: false, backlog: b });
     }

@@ -11,6 +11,14 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Bytes this process has read from other nodes' hot tiers (its heartbeat reports them).
+static PEER_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes this process has read from other nodes' hot tiers.
+pub fn peer_bytes() -> u64 {
+    PEER_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How long the list of live nodes is reused before the registry is read again.
 const NODES_TTL: Duration = Duration::from_secs(1);
 
@@ -261,6 +269,7 @@ impl Peers {
                 .map(move |r| match r {
                     Ok(b) => {
                         ::metrics::counter!("strata_peer_hot_bytes_total").increment(b.len() as u64);
+                        PEER_BYTES.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
                         Ok(b)
                     }
                     Err(e) => {
@@ -285,6 +294,8 @@ mod tests {
             heartbeat_ms: 0,
             lease_until_ms: 0,
             state: "up".into(),
+            hot_bytes: 0,
+            peer_bytes: 0,
         }
     }
 

@@ -220,7 +220,10 @@ async fn start_workers(
             crate::catalog::ChangeFeed::start(opened.catalog.clone(), url, config.cluster.invalidation_lag.0).await?,
         );
     }
-    let heartbeat = crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone(), membership.clone()).await?;
+    let t = tier.clone();
+    let load: crate::cluster::HotBytes = Arc::new(move || t.cache_stats().map_or(0, |s| s.used_bytes));
+    let heartbeat =
+        crate::cluster::Heartbeat::register(opened.catalog.clone(), me.clone(), (membership.clone(), load)).await?;
     let lease_until = heartbeat.lease_until();
     workers.spawn(heartbeat);
     tier.recover_journal().await?;

@@ -748,6 +748,12 @@ async fn a_shared_hot_tier_fetches_each_chunk_once() {
     let again = counter_sum(&c, r#"strata_peer_hot_reads_total{result="ok"}"#).await;
     assert_eq!(again, peer, "later reads come from the near caches, not the owners");
     assert_eq!(counter_sum(&c, reads).await - before, 4.0, "and not from the cold store");
+    // The registry reports each node's hot bytes and what it read from its peers.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let view = cluster_status(&c.config());
+    let sum = |f: &str| view["nodes"].as_array().unwrap().iter().map(|n| n[f].as_u64().unwrap()).sum::<u64>();
+    assert!(sum("hot_bytes") >= 200 * 1024, "{view}");
+    assert!(sum("peer_bytes") > 0, "{view}");
     // Cluster-wide controls: each chunk is held by one node, and one evict empties them all.
     let stats = strata_json(&["cache", "stats", "--cluster"], &c.config());
     assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(3), "{stats}");
