@@ -40,7 +40,7 @@ fn stream(r: crate::error::Result<crate::backend::ByteStream>) -> Response<Body>
 /// peer; 404 when the file is gone (the version moved to the stores).
 pub async fn staged(tier: &Tier, id: &str, query: &str) -> Response<Body> {
     match range_of(query) {
-        Ok(range) => stream(tier.read_staged_here(id, range).await),
+        Ok(range) => stream(tier.read_staged(id, range).await),
         Err(e) => reply::json_from_error(&e),
     }
 }

@@ -151,9 +151,7 @@ impl Peers {
     /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
     /// peers took it; `NotFound` when the file is gone (every store holds the version).
     pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
-        let now = self.catalog.db_now_ms().await?;
-        let mut peers: Vec<NodeRecord> =
-            self.catalog.nodes().await?.into_iter().filter(|p| p.id != self.me && p.is_live(now)).collect();
+        let mut peers: Vec<NodeRecord> = self.live_nodes().await?.into_iter().filter(|p| p.id != self.me).collect();
         // Spread copies over the peers rather than always loading the first.
         rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
         let mut sent = 0;

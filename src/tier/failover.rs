@@ -94,12 +94,6 @@ impl Tier {
         }
     }
 
-    /// Streams `range` of this node's staged version `id` (for a peer's read); `NotFound`
-    /// once the file is gone.
-    pub async fn read_staged_here(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        self.read_staged(id, range).await
-    }
-
     /// Keeps a copy of another node's staged version `id` (`journal.peer_copies`).
     pub async fn receive_staged_copy(&self, id: &str, body: ByteStream) -> Result<u64> {
         self.inner.journal.receive(id, body).await
@@ -123,9 +117,10 @@ impl Tier {
         .public()
     }
 
-    /// Streams `range` of the staged version `id`; `NotFound` once the file is gone (every
-    /// store holds the version by then: read the row again).
-    pub(super) async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+    /// Streams `range` of this node's staged version `id` (also for a peer's read);
+    /// `NotFound` once the file is gone (every store holds the version by then: read the
+    /// row again).
+    pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         let mut f = match tokio::fs::File::open(self.inner.journal.path(id)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

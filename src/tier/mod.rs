@@ -366,8 +366,9 @@ impl Tier {
                 (None, None) => self.read_fixed(&b, &rec, range.clone()).await,
             };
             drop(guard);
-            // On a shared catalog a version staged on another node reaches a store within
-            // the time of a store write (through mode): wait a little for it.
+            // On a shared catalog the version may move on between the reads of one attempt
+            // (a write on another node closes, the next one lands): retry a little longer,
+            // with short pauses, before answering 503.
             let shared = self.inner.catalog.is_shared();
             let tries = if shared { 8 } else { 3 };
             match res {

@@ -87,15 +87,16 @@ impl Tier {
         let pieces: Vec<Range<u64>> = (range.start / cs..=(range.end - 1) / cs)
             .map(|i| (i * cs).max(range.start)..((i + 1) * cs).min(range.end))
             .collect();
+        // The version and its name are the same for every piece: made once.
+        let v = version_of(rec);
+        let vh = v.hash();
         let (tier, b, rec, hot) = (self.clone(), b.clone(), rec.clone(), hot.clone());
         let open = move |piece: Range<u64>| {
-            let (tier, b, rec, hot, peers) = (tier.clone(), b.clone(), rec.clone(), hot.clone(), peers.clone());
+            let (tier, b, rec, hot, peers, v) =
+                (tier.clone(), b.clone(), rec.clone(), hot.clone(), peers.clone(), v.clone());
             async move {
-                let v = version_of(&rec);
-                let cs = hot.settings().chunk_size;
                 let idx = piece.start / cs;
                 let chunk = idx * cs..((idx + 1) * cs).min(v.size);
-                let vh = v.hash();
                 if let Some(bytes) = tier.inner.near.as_ref().and_then(|n| n.get(vh, idx)) {
                     let part = bytes.slice((piece.start - chunk.start) as usize..(piece.end - chunk.start) as usize);
                     return Ok(futures::stream::once(async move { Ok(part) }).boxed());
