@@ -98,7 +98,8 @@ fn warm(tier: Tier, bucket: String, prefix: String) -> Response<Body> {
             report(json!({ "objects": objects, "bytes": bytes, "fetched": fetched }));
         })
         .await?;
-        Ok(json!({ "done": true, "stats": tier.cache_stats() }))
+        // `owned_only`: with a shared hot tier this node filled only the chunks it owns.
+        Ok(json!({ "done": true, "owned_only": tier.shares_hot(), "stats": tier.cache_stats() }))
     })
 }
 

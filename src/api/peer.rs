@@ -5,7 +5,7 @@
 //! |--------|-------------------------|-------------|----------------------------------------|
 //! | GET    | /_strata/peer/staged/ID | from, to    | bytes `from..to` of a version staged here; 404 once the file is gone |
 //! | PUT    | /_strata/peer/staged/ID |             | keeps a copy of another node's staged version (`journal.peer_copies`): `{"bytes": n}` |
-//! | GET    | /_strata/peer/hot       | bucket, key, etag, mtime, size, from, to | bytes `from..to` of that version through this node's hot tier (`cluster.shared_hot`); 404 when the catalog names another version |
+//! | GET    | /_strata/peer/hot       | bucket, key, etag, mtime, size, from, to | bytes `from..to` of that version through this node's hot tier (`cluster.shared_hot`), with `x-strata-hot: hit` or `miss`; 404 when the catalog names another version |
 //!
 //! It maps the router's endpoints to tier calls; it holds no state.
 
@@ -65,7 +65,15 @@ pub async fn hot(tier: &Tier, query: &str) -> Response<Body> {
     };
     match range_of(query) {
         Ok(Some(range)) if range.end <= size => {
-            stream(tier.read_hot_here((&bucket, &key), (&etag, mtime, size), range).await)
+            match tier.read_hot_here((&bucket, &key), (&etag, mtime, size), range).await {
+                Ok((hit, s)) => {
+                    let mut resp = stream(Ok(s));
+                    let said = http::HeaderValue::from_static(if hit { "hit" } else { "miss" });
+                    resp.headers_mut().insert(crate::cluster::HIT_HEADER, said);
+                    resp
+                }
+                Err(e) => reply::json_from_error(&e),
+            }
         }
         Ok(_) => reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "give from and to within the object")),
         Err(e) => reply::json_from_error(&e),

@@ -97,12 +97,12 @@ impl AdminClient {
 }
 
 /// Follows a streamed admin job: progress lines (shown by `describe`) on a spinner or as
-/// plain lines, then its last line printed to stdout.
+/// plain lines; returns its last line (the caller prints it).
 pub(super) async fn follow(
     mut resp: reqwest::Response,
     what: &str,
     describe: impl Fn(&serde_json::Value) -> Option<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     let tty = std::io::stderr().is_terminal();
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
@@ -133,10 +133,7 @@ pub(super) async fn follow(
     }
     bar.finish_and_clear();
     match last {
-        Some(v) if v.get("done").is_some() => {
-            println!("{v}");
-            Ok(())
-        }
+        Some(v) if v.get("done").is_some() => Ok(v),
         _ => bail!("the server ended the {what} without a result"),
     }
 }

@@ -31,8 +31,8 @@ pub struct Scoped {
     target: Target,
     /// BUCKET or BUCKET/PREFIX.
     path: String,
-    /// Every live node that shares the config's catalog, not one server (evict, pin,
-    /// unpin).
+    /// Every live node that shares the config's catalog, not one server (warm runs on
+    /// all of them at once; with `cluster.shared_hot` each fills the chunks it owns).
     #[arg(long)]
     cluster: bool,
 }
@@ -137,16 +137,38 @@ async fn cluster_stats(t: &Target) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Warms one server, or with `--cluster` every live node at once: with
+/// `cluster.shared_hot` each node fills only the chunks it owns, so the work is spread over
+/// the owners and every chunk is fetched once.
 async fn warm(s: &Scoped) -> anyhow::Result<()> {
-    if s.cluster {
-        bail!("warm runs on one node (it fills that node's hot tier); --cluster is for stats, evict, pin and unpin");
+    let (bucket, prefix) = split(&s.path);
+    if !s.cluster {
+        let c = AdminClient::new(&s.target)?;
+        let last = warm_on(&c, "", (bucket, prefix)).await?;
+        println!("{last}");
+        if last["owned_only"] == true {
+            eprintln!(
+                "note: with cluster.shared_hot this node filled only the chunks it owns; --cluster warms them all"
+            );
+        }
+        return Ok(());
     }
-    let c = AdminClient::new(&s.target)?;
-    let resp = c.call(reqwest::Method::POST, "cache/warm", Some(split(&s.path))).await?;
+    let nodes = AdminClient::cluster(&s.target).await?;
+    let runs = nodes.iter().map(|(node, c)| async move {
+        let last = warm_on(c, &format!("{node}: "), (bucket, prefix)).await?;
+        anyhow::Ok(serde_json::json!({ "node": node, "answer": last }))
+    });
+    let answers = futures::future::try_join_all(runs).await?;
+    println!("{}", serde_json::json!({ "nodes": answers }));
+    Ok(())
+}
+
+async fn warm_on(c: &AdminClient, label: &str, path: (&str, &str)) -> anyhow::Result<serde_json::Value> {
+    let resp = c.call(reqwest::Method::POST, "cache/warm", Some(path)).await?;
     follow(resp, "warm", |v| {
         v.get("objects").map(|_| {
             format!(
-                "{} objects, {} scanned, {} fetched",
+                "{label}{} objects, {} scanned, {} fetched",
                 v["objects"],
                 indicatif::HumanBytes(v["bytes"].as_u64().unwrap_or(0)),
                 indicatif::HumanBytes(v["fetched"].as_u64().unwrap_or(0))

@@ -64,10 +64,12 @@ pub(crate) async fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
 async fn leave(t: &admin::Target) -> anyhow::Result<()> {
     let c = admin::AdminClient::new(t)?;
     let resp = c.call(reqwest::Method::POST, "cluster/leave", None).await?;
-    admin::follow(resp, "leaving the cluster", |v| {
+    let last = admin::follow(resp, "leaving the cluster", |v| {
         v.get("entries")
             .map(|n| format!("{n} journal entries left to drain"))
             .or_else(|| v.get("left").map(|id| format!("node {} left the cluster", id.as_str().unwrap_or_default())))
     })
-    .await
+    .await?;
+    println!("{last}");
+    Ok(())
 }

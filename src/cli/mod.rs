@@ -184,7 +184,7 @@ async fn wait_for_signal() {
 async fn migrate(t: &admin::Target, bucket: &str) -> anyhow::Result<()> {
     let c = admin::AdminClient::new(t)?;
     let resp = c.call(reqwest::Method::POST, &format!("migrate?bucket={bucket}"), None).await?;
-    admin::follow(resp, "migration", |v| {
+    let last = admin::follow(resp, "migration", |v| {
         v.get("listed").map(|_| {
             format!(
                 "{} listed, {} migrated, {} present, {} failed",
@@ -192,7 +192,9 @@ async fn migrate(t: &admin::Target, bucket: &str) -> anyhow::Result<()> {
             )
         })
     })
-    .await
+    .await?;
+    println!("{last}");
+    Ok(())
 }
 
 async fn import(cfg: Config, bucket: &str) -> anyhow::Result<()> {

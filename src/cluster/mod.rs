@@ -9,7 +9,7 @@
 
 mod peers;
 
-pub use peers::{Peers, VersionRef};
+pub use peers::{HIT_HEADER, Peers, VersionRef};
 
 use crate::catalog::{Catalog, NodeBacklog, NodeRecord};
 use crate::error::Result;

@@ -117,6 +117,10 @@ pub struct ClusterConfig {
     /// a popular object does not send every read to its owner. "0" turns it off. Default
     /// "64MiB".
     pub near_cache: ByteSize,
+    /// How long a node waits for another node to start answering a peer request, and for
+    /// each next piece of its answer, before it skips that node (for one lease) and reads
+    /// the bytes itself. Default "2s"; between "100ms" and "60s".
+    pub peer_timeout: HumanDuration,
 }
 
 impl Default for ClusterConfig {
@@ -128,6 +132,7 @@ impl Default for ClusterConfig {
             invalidation_lag: HumanDuration(Duration::from_secs(1)),
             shared_hot: false,
             near_cache: ByteSize(64 << 20),
+            peer_timeout: HumanDuration(Duration::from_secs(2)),
         }
     }
 }

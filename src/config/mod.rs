@@ -392,6 +392,9 @@ impl Config {
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.cluster.invalidation_lag.0) {
             return bad("cluster.invalidation_lag: must be between 10ms and 10s".into());
         }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.cluster.peer_timeout.0) {
+            return bad("cluster.peer_timeout: must be between 100ms and 60s".into());
+        }
         if self.failover.failures == 0 {
             return bad("failover.failures: must be at least 1".into());
         }

@@ -154,7 +154,8 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     };
     if opened.catalog.is_shared() {
         let keys = (credentials.access_key.clone(), credentials.secret_key.clone());
-        let peers = crate::cluster::Peers::new(opened.catalog.clone(), &me.id, keys, certs.is_some())?;
+        let timing = (config.cluster.peer_timeout.0, me.lease);
+        let peers = crate::cluster::Peers::new(opened.catalog.clone(), &me.id, keys, (certs.is_some(), timing))?;
         opened.tier.connect_peers(peers);
     }
     let membership = Arc::new(crate::cluster::Membership::default());

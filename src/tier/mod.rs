@@ -17,6 +17,7 @@ mod multipart;
 mod near;
 mod presign;
 mod read;
+mod shared;
 mod status;
 mod write;
 

@@ -71,108 +71,8 @@ impl Tier {
         }
     }
 
-    /// `range` of `rec` piece by piece, one piece per hot chunk, each from the chunk's owner
-    /// (this node's hot tier when it is the owner, or when the owner fails: the client sees
-    /// no error). The first piece is opened before the answer starts, the others as the
-    /// client reads.
-    async fn read_hot_shared(
-        &self,
-        peers: crate::cluster::Peers,
-        b: &Arc<BucketPlan>,
-        rec: &ObjectRecord,
-        range: Range<u64>,
-        (hot, mode): (&Hot, FillMode),
-    ) -> Result<ByteStream> {
-        let cs = hot.settings().chunk_size;
-        let pieces: Vec<Range<u64>> = (range.start / cs..=(range.end - 1) / cs)
-            .map(|i| (i * cs).max(range.start)..((i + 1) * cs).min(range.end))
-            .collect();
-        // The version and its name are the same for every piece: made once.
-        let v = version_of(rec);
-        let vh = v.hash();
-        let (tier, b, rec, hot) = (self.clone(), b.clone(), rec.clone(), hot.clone());
-        let open = move |piece: Range<u64>| {
-            let (tier, b, rec, hot, peers, v) =
-                (tier.clone(), b.clone(), rec.clone(), hot.clone(), peers.clone(), v.clone());
-            async move {
-                let idx = piece.start / cs;
-                let chunk = idx * cs..((idx + 1) * cs).min(v.size);
-                if let Some(bytes) = tier.inner.near.as_ref().and_then(|n| n.get(vh, idx)) {
-                    let part = bytes.slice((piece.start - chunk.start) as usize..(piece.end - chunk.start) as usize);
-                    return Ok(futures::stream::once(async move { Ok(part) }).boxed());
-                }
-                let named = crate::cluster::VersionRef {
-                    bucket: &v.bucket,
-                    key: &v.key,
-                    etag: &v.etag,
-                    mtime_ms: v.mtime_ms,
-                    size: v.size,
-                    hash: vh,
-                };
-                if let Some(s) = peers.read_hot(&named, idx, piece.clone()).await {
-                    return Ok(match &tier.inner.near {
-                        // A whole chunk is kept near once all of it has come.
-                        Some(_) if piece == chunk => tier.keep_near(s, vh, idx, chunk.end - chunk.start),
-                        _ => s,
-                    });
-                }
-                hot.read(v, piece, mode, tier.opener(&b, &rec)).await
-            }
-        };
-        let mut rest = pieces.into_iter();
-        let Some(first) = rest.next() else { return Ok(futures::stream::empty().boxed()) };
-        let first = open.clone()(first).await?;
-        let later = futures::stream::iter(rest)
-            .then(move |piece| open.clone()(piece))
-            .map(|r| match r {
-                Ok(s) => s,
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            })
-            .flatten();
-        Ok(first.chain(later).boxed())
-    }
-
-    /// Passes `s` (chunk `idx` of version `vh`, `len` bytes, from its owner) through, and
-    /// keeps it in the near cache once all of it has come.
-    fn keep_near(&self, s: ByteStream, vh: u128, idx: u64, len: u64) -> ByteStream {
-        let tier = self.clone();
-        let mut buf = bytes::BytesMut::new();
-        s.map(move |r| {
-            if let Ok(b) = &r {
-                buf.extend_from_slice(b);
-                if buf.len() as u64 == len
-                    && let Some(near) = &tier.inner.near
-                {
-                    near.keep(vh, idx, buf.split().freeze());
-                }
-            }
-            r
-        })
-        .boxed()
-    }
-
-    /// For a peer that found this node to own the chunks of `range`: that range of the
-    /// version (bucket, key; ETag, modification time, size) through this node's hot tier
-    /// only. `NotFound` when the catalog names another version now.
-    pub async fn read_hot_here(
-        &self,
-        (bucket, key): (&str, &str),
-        (etag, mtime_ms, size): (&str, i64, u64),
-        range: Range<u64>,
-    ) -> Result<ByteStream> {
-        let b = self.plan(bucket).await?;
-        let Some(hot) = self.hot_for(&b) else {
-            return Err(Error::new(ErrorKind::Conflict, format!("bucket {bucket} does not use the hot tier here")));
-        };
-        let rec = match self.inner.catalog.get_object(bucket, key).await? {
-            Some(r) if r.etag == etag && r.last_modified_ms == mtime_ms && r.size == size && r.staging.is_none() => r,
-            _ => return Err(Error::new(ErrorKind::NotFound, "the catalog names another version")),
-        };
-        hot.0.read(version_of(&rec), range, hot.1, self.opener(&b, &rec)).await
-    }
-
     /// Opens cold reads of exactly the version `rec` describes.
-    fn opener(&self, b: &Arc<BucketPlan>, rec: &ObjectRecord) -> OpenFn {
+    pub(super) fn opener(&self, b: &Arc<BucketPlan>, rec: &ObjectRecord) -> OpenFn {
         let tier = self.clone();
         let b = b.clone();
         let rec = Arc::new(rec.clone());
@@ -289,8 +189,10 @@ impl Tier {
         }
     }
 
-    /// Brings every object of `bucket` under `prefix` into the hot tier. `progress` gets
-    /// (objects done, bytes done, bytes fetched) after each object.
+    /// Brings every object of `bucket` under `prefix` into the hot tier (with
+    /// `cluster.shared_hot`, the chunks this node owns: `strata cache warm --cluster` asks
+    /// every node). `progress` gets (objects done, bytes done, bytes fetched) after each
+    /// object.
     pub async fn warm(&self, bucket: &str, prefix: &str, mut progress: impl FnMut(u64, u64, u64)) -> Result<()> {
         let b = self.plan(bucket).await?;
         let Some((hot, _)) = self.hot_for(&b) else {
@@ -303,7 +205,7 @@ impl Tier {
             after = last.key.clone();
             for rec in page.iter().take_while(|r| r.key.starts_with(prefix)) {
                 if rec.size > 0 {
-                    fetched += hot.warm(version_of(rec), self.opener(&b, rec)).await?;
+                    fetched += self.warm_one(hot, &b, rec).await?;
                 }
                 n += 1;
                 bytes += rec.size;

@@ -95,6 +95,12 @@ impl Tier {
         self.inner.journal.node()
     }
 
+    /// Whether hot chunks are owned across the nodes (`cluster.shared_hot`, peers known):
+    /// this node then warms and holds only its share.
+    pub fn shares_hot(&self) -> bool {
+        self.inner.shared_hot && self.inner.peers.get().is_some()
+    }
+
     /// The names of the configured stores.
     pub fn store_names(&self) -> Vec<String> {
         self.inner.backends.names().map(str::to_owned).collect()

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata::catalog::Catalog;
 
+mod shared_hot;
+
 /// Twice `cluster.invalidation_lag` of these tests (200 ms): after it, every node has
 /// forgotten the rows another node changed.
 const AFTER_LAG: Duration = Duration::from_millis(400);
@@ -47,17 +49,23 @@ impl Cluster {
         Self::start_with(n, crate::harness::garage_env(), 0).await
     }
 
-    /// `n` nodes sharing one hot tier (`cluster.shared_hot`, 64 KiB chunks).
-    async fn start_shared_hot(n: usize) -> Cluster {
-        Self::start_opts(n, crate::harness::garage_env(), 0, true).await
+    /// `n` nodes sharing one hot tier (`cluster.shared_hot`) of `chunk_size` chunks, with
+    /// more `[cluster]` settings in `cluster`.
+    async fn start_shared_hot(n: usize, chunk_size: &str, cluster: &str) -> Cluster {
+        Self::start_opts(n, crate::harness::garage_env(), 0, Some((chunk_size, cluster))).await
     }
 
     /// `n` nodes on a new database and a new prefix of Garage `g`, with `journal.peer_copies`.
     async fn start_with(n: usize, g: crate::harness::GarageEnv, peer_copies: usize) -> Cluster {
-        Self::start_opts(n, g, peer_copies, false).await
+        Self::start_opts(n, g, peer_copies, None).await
     }
 
-    async fn start_opts(n: usize, g: crate::harness::GarageEnv, peer_copies: usize, shared_hot: bool) -> Cluster {
+    async fn start_opts(
+        n: usize,
+        g: crate::harness::GarageEnv,
+        peer_copies: usize,
+        shared_hot: Option<(&str, &str)>,
+    ) -> Cluster {
         use sqlx::Connection;
         let admin = std::env::var("STRATA_TEST_POSTGRES")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
@@ -73,15 +81,17 @@ impl Cluster {
              [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
              [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\npeer_copies = {peer_copies}\n\
              [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
-             [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\ninvalidation_lag = \"200ms\"\nshared_hot = {shared_hot}\n\
+             [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\ninvalidation_lag = \"200ms\"\nshared_hot = {}\n{}\n\
              [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
              access_key = \"{}\"\nsecret_key = \"{}\"\n{}",
+            shared_hot.is_some(),
+            shared_hot.map_or("", |s| s.1),
             g.endpoint,
             g.region,
             g.bucket,
             g.access_key,
             g.secret_key,
-            if shared_hot { "[hot]\nchunk_size = \"64KiB\"\n" } else { "" }
+            shared_hot.map(|s| format!("[hot]\nchunk_size = \"{}\"\n", s.0)).unwrap_or_default()
         );
         std::fs::write(dir.path().join("strata.toml"), toml).unwrap();
         let garage_client = crate::harness::garage_client(&g);
@@ -695,86 +705,4 @@ async fn racing_creators_on_several_nodes_get_one_200() {
         assert_eq!(codes, [200, 412, 412, 412, 412, 412, 412, 412, 412], "round {round}");
     }
     Arc::try_unwrap(c).ok().expect("tasks ended").finish().await;
-}
-
-/// The sum over the nodes of a counter's samples whose line starts with `prefix`.
-async fn counter_sum(c: &Cluster, prefix: &str) -> f64 {
-    let mut sum = 0.0;
-    for n in c.nodes.iter().filter(|n| n.addr.port() != 0) {
-        let Ok(r) = reqwest::get(format!("http://{}/metrics", n.addr)).await else { continue };
-        let text = r.text().await.unwrap_or_default();
-        sum += text
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>();
-    }
-    sum
-}
-
-/// Issue 16 (shared hot tier): 100 concurrent reads of one object of four chunks, spread
-/// over three nodes, cause one cold GET per chunk in the whole cluster; every body is
-/// whole. Later reads of it come from each node's near cache. Then, with one node killed,
-/// reads on the others still succeed in the same request (an owner that fails is skipped).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_shared_hot_tier_fetches_each_chunk_once() {
-    let mut c = Cluster::start_shared_hot(3).await;
-    c.node(0).create_bucket().bucket("shared").send().await.unwrap();
-    let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
-    c.node(0).put_object().bucket("shared").key("big").body(ByteStream::from(body.clone())).send().await.unwrap();
-    c.drained().await;
-    let reads = r#"strata_backend_requests_total{backend="garage",op="read"}"#;
-    let before = counter_sum(&c, reads).await;
-    let gets = (0..100).map(|i| {
-        let client = c.node(i).clone();
-        async move {
-            let o = client.get_object().bucket("shared").key("big").send().await.unwrap();
-            o.body.collect().await.unwrap().into_bytes().to_vec()
-        }
-    });
-    for got in futures::future::join_all(gets).await {
-        assert!(got == body, "a whole, correct body");
-    }
-    let cold = counter_sum(&c, reads).await - before;
-    let peer = counter_sum(&c, r#"strata_peer_hot_reads_total{result="ok"}"#).await;
-    eprintln!("shared hot: 100 reads over 3 nodes, {cold} cold GETs, {peer} chunk reads through owners");
-    assert_eq!(cold, 4.0, "one cold GET per chunk in the cluster");
-    assert!(peer > 0.0, "non-owners read through the owners");
-    // Read again, one at a time: every node has the chunks it does not own near by now.
-    for i in 0..9 {
-        let o = c.node(i).get_object().bucket("shared").key("big").send().await.unwrap();
-        assert!(o.body.collect().await.unwrap().into_bytes().to_vec() == body, "read {i} again");
-    }
-    let again = counter_sum(&c, r#"strata_peer_hot_reads_total{result="ok"}"#).await;
-    assert_eq!(again, peer, "later reads come from the near caches, not the owners");
-    assert_eq!(counter_sum(&c, reads).await - before, 4.0, "and not from the cold store");
-    // The registry reports each node's hot bytes and what it read from its peers.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let view = cluster_status(&c.config());
-    let sum = |f: &str| view["nodes"].as_array().unwrap().iter().map(|n| n[f].as_u64().unwrap()).sum::<u64>();
-    assert!(sum("hot_bytes") >= 200 * 1024, "{view}");
-    assert!(sum("peer_bytes") > 0, "{view}");
-    // Cluster-wide controls: each chunk is held by one node, and one evict empties them all.
-    let stats = strata_json(&["cache", "stats", "--cluster"], &c.config());
-    assert_eq!(stats["nodes"].as_array().map(Vec::len), Some(3), "{stats}");
-    assert_eq!(stats["total"]["chunks"], 4, "each chunk once in the cluster: {stats}");
-    let evicted = strata_json(&["cache", "evict", "shared", "--cluster"], &c.config());
-    assert_eq!(evicted["nodes"].as_array().map(Vec::len), Some(3), "{evicted}");
-    let stats = strata_json(&["cache", "stats", "--cluster"], &c.config());
-    assert_eq!(stats["total"]["chunks"], 0, "{stats}");
-    let (_, documented) =
-        crate::status::metric_sections().into_iter().find(|(t, _)| t.starts_with("Shared hot tier")).unwrap();
-    for name in documented {
-        assert!(counter_sum(&c, &name).await > 0.0, "{name} is documented and moves");
-    }
-    c.nodes[2].proc.kill().unwrap();
-    c.nodes[2].proc.wait().unwrap();
-    c.nodes[2].addr.set_port(0);
-    let other: Vec<u8> = body.iter().rev().copied().collect();
-    c.node(0).put_object().bucket("shared").key("other").body(ByteStream::from(other.clone())).send().await.unwrap();
-    for i in 0..20 {
-        let o = c.node(i % 2).get_object().bucket("shared").key("other").send().await.unwrap();
-        assert!(o.body.collect().await.unwrap().into_bytes().to_vec() == other, "read {i} with a dead owner");
-    }
-    c.finish().await;
 }

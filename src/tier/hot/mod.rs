@@ -208,9 +208,10 @@ impl Hot {
         read::stream(self.inner.clone(), v, range, mode, open).await
     }
 
-    /// Fetches every chunk of `v` that is not hot yet; returns the bytes fetched.
-    pub async fn warm(&self, v: Version, open: OpenFn) -> Result<u64> {
-        read::warm(self.inner.clone(), v, open).await
+    /// Fetches every chunk of `range` of `v` that is not hot yet; returns the bytes
+    /// fetched.
+    pub async fn warm(&self, v: Version, range: Range<u64>, open: OpenFn) -> Result<u64> {
+        read::warm(self.inner.clone(), v, range, open).await
     }
 
     /// Whether every chunk of `range` of `v` is hot or being filled right now (a request

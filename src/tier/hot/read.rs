@@ -122,11 +122,14 @@ pub(super) async fn stream(
 }
 
 /// See [`super::Hot::warm`].
-pub(super) async fn warm(hot: Arc<HotInner>, v: Version, open: OpenFn) -> Result<u64> {
+pub(super) async fn warm(hot: Arc<HotInner>, v: Version, range: Range<u64>, open: OpenFn) -> Result<u64> {
     let vh = v.hash();
-    let end = v.size;
+    let (pos, end) = (range.start, range.end.min(v.size));
+    if pos >= end {
+        return Ok(0);
+    }
     let _active = Active::new(&hot);
-    let mut st = ReadState { _active, hot, v, vh, open, pos: 0, end, cur: None, held: HashMap::new(), done: false };
+    let mut st = ReadState { _active, hot, v, vh, open, pos, end, cur: None, held: HashMap::new(), done: false };
     st.preload(false).await?;
     let fetched = st
         .held
