@@ -378,7 +378,7 @@ impl Worker for HealthWorker {
         if let Err(e) = &catalog {
             crate::telemetry::record_error("catalog", e);
         }
-        let names: Vec<String> = self.backends.names().map(str::to_owned).collect();
+        let names: Vec<String> = self.backends.names();
         let mut probes = Vec::new();
         for n in &names {
             probes.push((n.clone(), self.probe(n).await));

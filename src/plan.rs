@@ -7,6 +7,8 @@
 //! It owns the one mapping from a key to a store path ([`BucketPlan::path_of`]). [`Plans`]
 //! holds the plans of the configured buckets, the plan of any other bucket (one created
 //! over S3 lives on the default backend alone), and the host names that name buckets.
+//! `Plans` is one live handle shared by every holder: a config reload swaps the whole set
+//! at once ([`Plans::replace`]), and a request that already took a plan keeps it.
 //!
 //! This module decides nothing at run time and touches no store: the tier, the journal,
 //! the scrub and the front ends read plans. Runtime access rules and serving modes stay
@@ -127,17 +129,61 @@ fn host_name(host: &str) -> String {
     h.to_ascii_lowercase()
 }
 
-/// The plans of one process.
+/// The plans of one process: a live handle, cheap to clone; every clone sees a reload.
 #[derive(Debug, Clone, Default)]
 pub struct Plans {
+    set: Arc<arc_swap::ArcSwap<PlanSet>>,
+}
+
+/// One config's plans.
+#[derive(Debug, Default)]
+struct PlanSet {
     configured: HashMap<String, Arc<BucketPlan>>,
     default_fill: FillMode,
-    hosts: Hosts,
+    hosts: Arc<Hosts>,
 }
 
 impl Plans {
     /// Resolves every configured bucket of a validated `config`.
     pub fn from_config(config: &Config) -> Self {
+        Self { set: Arc::new(arc_swap::ArcSwap::from_pointee(PlanSet::from_config(config))) }
+    }
+
+    /// No configured bucket, only host names (the router's and gateway's tests).
+    pub fn from_hosts(hosts: Hosts) -> Self {
+        let set = PlanSet { hosts: Arc::new(hosts), ..PlanSet::default() };
+        Self { set: Arc::new(arc_swap::ArcSwap::from_pointee(set)) }
+    }
+
+    /// Replaces every plan with those of `config` (a reload), for every holder at once.
+    pub fn replace(&self, config: &Config) {
+        self.set.store(Arc::new(PlanSet::from_config(config)));
+    }
+
+    /// The plan of the bucket whose catalog row is `rec`. The row's prefix and backend are
+    /// the truth for where its objects are (a bucket created over S3 has no config).
+    pub fn of(&self, rec: &BucketRecord) -> Arc<BucketPlan> {
+        self.set.load().of(rec)
+    }
+
+    /// The plan of configured bucket `name`, if it is one.
+    pub fn configured(&self, name: &str) -> Option<Arc<BucketPlan>> {
+        self.set.load().configured.get(name).cloned()
+    }
+
+    /// The configured buckets with more than one store.
+    pub fn replicated(&self) -> Vec<Arc<BucketPlan>> {
+        self.set.load().configured.values().filter(|p| p.is_replicated()).cloned().collect()
+    }
+
+    /// The host names that name buckets.
+    pub fn hosts(&self) -> Arc<Hosts> {
+        self.set.load().hosts.clone()
+    }
+}
+
+impl PlanSet {
+    fn from_config(config: &Config) -> Self {
         let configured = config
             .buckets
             .iter()
@@ -161,13 +207,11 @@ impl Plans {
                 (name.clone(), Arc::new(plan))
             })
             .collect();
-        let hosts = Hosts::new(&config.web.domains, &config.web.hosts);
+        let hosts = Arc::new(Hosts::new(&config.web.domains, &config.web.hosts));
         Self { configured, default_fill: config.hot.fill, hosts }
     }
 
-    /// The plan of the bucket whose catalog row is `rec`. The row's prefix and backend are
-    /// the truth for where its objects are (a bucket created over S3 has no config).
-    pub fn of(&self, rec: &BucketRecord) -> Arc<BucketPlan> {
+    fn of(&self, rec: &BucketRecord) -> Arc<BucketPlan> {
         match self.configured.get(&rec.name) {
             Some(p) if p.prefix == rec.prefix => p.clone(),
             Some(p) => Arc::new(BucketPlan { prefix: rec.prefix.clone(), ..(**p).clone() }),
@@ -183,21 +227,6 @@ impl Plans {
                 serve: ServeMode::default(),
             }),
         }
-    }
-
-    /// The plan of configured bucket `name`, if it is one.
-    pub fn configured(&self, name: &str) -> Option<&Arc<BucketPlan>> {
-        self.configured.get(name)
-    }
-
-    /// The configured buckets with more than one store.
-    pub fn replicated(&self) -> impl Iterator<Item = &BucketPlan> {
-        self.configured.values().map(|p| p.as_ref()).filter(|p| p.is_replicated())
-    }
-
-    /// The host names that name buckets.
-    pub fn hosts(&self) -> &Hosts {
-        &self.hosts
     }
 }
 
@@ -250,7 +279,7 @@ hot = false
             (vec!["b".to_owned()], "made/k".into(), 1)
         );
         assert_eq!(made.key_of("made/k"), Some("k"));
-        assert_eq!(plans.replicated().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["pics"]);
+        assert_eq!(plans.replicated().iter().map(|p| p.name.clone()).collect::<Vec<_>>(), ["pics"]);
         // The catalog row's prefix wins over the config's.
         assert_eq!(plans.of(&rec("pics", "a", "moved/")).path_of("k"), "moved/k");
         let h = plans.hosts();

@@ -19,6 +19,7 @@ mod hot;
 mod journal;
 mod layers;
 mod limits;
+mod reload;
 mod status;
 mod tls;
 mod transfer;

@@ -65,7 +65,7 @@ fn sign(web: &Web, query: &str) -> Result<Value> {
     crate::names::validate_key(&key)?;
     let expires = arg("expires").unwrap_or_else(|| "1h".to_owned());
     let p = LinkParams::parse(&expires, arg("ip").as_deref(), arg("download").as_deref()).map_err(bad)?;
-    match crate::policy::link::link(web.policy().links(), web.settings().base_url.as_deref(), &bucket, &key, &p) {
+    match crate::policy::link::link(&web.policy().links(), web.settings().base_url.as_deref(), &bucket, &key, &p) {
         Some(url) => Ok(json!({ "url": url, "expires": p.expires })),
         None => Err(Error::new(ErrorKind::Conflict, "no link key is configured")),
     }

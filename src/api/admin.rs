@@ -20,6 +20,7 @@
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
 //! | POST   | /_strata/cluster/leave   |                   | JSON lines (`entries` left), then `{"left": id}`; the server then stops |
+//! | POST   | /_strata/reload          |                   | `{"generation", "changed"}`; 400 for an invalid config, 409 for a field that needs a restart (nothing changes) |
 
 use super::reply::{self, Body};
 use super::router::AdminEndpoint;
@@ -82,6 +83,18 @@ pub async fn handle(tier: &Tier, endpoint: AdminEndpoint, query: &str) -> Respon
         other => Err(Error::new(ErrorKind::Internal, format!("{other:?} is not a cache endpoint"))),
     };
     match r {
+        Ok(v) => reply::json(StatusCode::OK, &v),
+        Err(e) => reply::json_from_error(&e),
+    }
+}
+
+/// `strata reload`: rereads the config and applies it; 200 with what changed, else the
+/// reason nothing did (400 invalid, 409 needs a restart).
+pub async fn reload(reload: Option<&crate::api::ReloadFn>) -> Response<Body> {
+    let Some(reload) = reload else {
+        return reply::json_from_error(&Error::new(ErrorKind::Conflict, "this server has no config file to reread"));
+    };
+    match reload().await {
         Ok(v) => reply::json(StatusCode::OK, &v),
         Err(e) => reply::json_from_error(&e),
     }

@@ -70,7 +70,14 @@ pub struct Front {
     throttle: Arc<Throttle>,
     /// This node's standing in the cluster and the server's shutdown (`cluster/leave`).
     membership: (Arc<crate::cluster::Membership>, tokio_util::sync::CancellationToken),
+    /// Rereads and applies the config (`POST reload`).
+    reload: Option<ReloadFn>,
 }
+
+/// Rereads and applies the server's config (`server::Reloader`, which this layer cannot
+/// name): what changed, as JSON, or why nothing did.
+pub type ReloadFn =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, crate::error::Result<serde_json::Value>> + Send + Sync>;
 
 impl Front {
     /// `None` when an admin call carries the admin credentials; else the answer: 429 while
@@ -94,7 +101,7 @@ impl Front {
     pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
         let throttle = Arc::new(Throttle::new(0, std::time::Duration::from_secs(1)));
         let membership = Default::default();
-        Self { router, gateway, web, creds, health, log: None, throttle, membership }
+        Self { router, gateway, web, creds, health, log: None, throttle, membership, reload: None }
     }
 
     /// Brakes failed authentication per client address with `throttle`.
@@ -110,6 +117,12 @@ impl Front {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Self {
         self.membership = (m, shutdown);
+        self
+    }
+
+    /// Lets `POST reload` reread the config through `reload`.
+    pub fn with_reload(mut self, reload: ReloadFn) -> Self {
+        self.reload = Some(reload);
         self
     }
 
@@ -185,6 +198,7 @@ impl Front {
             E::PeerStaged(id) => peer::staged(tier, &id, &query).await,
             E::PeerHot => peer::hot(tier, &query).await,
             E::ClusterLeave => admin::leave(tier.clone(), self.membership.0.clone(), self.membership.1.clone()),
+            E::Reload => admin::reload(self.reload.as_ref()).await,
             E::PeerStagedPut(id) => {
                 use crate::error::{Error, ErrorKind};
                 use futures::StreamExt;

@@ -16,7 +16,9 @@
 //! answer it, and it knows no tier, policy or store.
 
 use crate::error::{Error, ErrorKind, Result};
+#[cfg(test)]
 use crate::plan::Hosts;
+use crate::plan::Plans;
 use http::{Method, Request};
 
 /// The admin API's path prefix (`_` never starts a bucket name).
@@ -126,6 +128,8 @@ pub enum AdminEndpoint {
     /// `POST cluster/leave`: stop taking writes, drain this node's journal, deregister and
     /// stop (progress lines).
     ClusterLeave,
+    /// `POST reload`: reread the config file and apply what can change while running.
+    Reload,
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -167,6 +171,7 @@ impl AdminEndpoint {
             "sign" if post => E::Sign,
             "direct" if get => E::Direct,
             "cluster/leave" if post => E::ClusterLeave,
+            "reload" if post => E::Reload,
             "peer/hot" if get => E::PeerHot,
             p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
                 let id = p.trim_start_matches("peer/staged/").to_owned();
@@ -178,7 +183,9 @@ impl AdminEndpoint {
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
-            | "direct" | "cluster/leave" | "peer/hot" => return Err(Unrouted::MethodNotAllowed(method.clone())),
+            | "direct" | "cluster/leave" | "peer/hot" | "reload" => {
+                return Err(Unrouted::MethodNotAllowed(method.clone()));
+            }
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),
         };
         Ok(found)
@@ -222,15 +229,16 @@ pub enum WebCall {
 /// Parses requests against the host names that name buckets.
 #[derive(Debug, Clone)]
 pub struct Router {
-    hosts: Hosts,
+    /// The live plans, for the host names that name buckets (a reload changes them).
+    plans: Plans,
     ops_on_main: bool,
 }
 
 impl Router {
     /// A router; `ops_on_main` puts the open and admin endpoints on the main listener
     /// (no `[admin] listen`).
-    pub fn new(hosts: Hosts, ops_on_main: bool) -> Self {
-        Self { hosts, ops_on_main }
+    pub fn new(plans: Plans, ops_on_main: bool) -> Self {
+        Self { plans, ops_on_main }
     }
 
     /// The route of a request on the main listener.
@@ -292,7 +300,7 @@ impl Router {
     /// never store (NUL, bad encoding, over 1024 bytes).
     pub fn target(&self, host: Option<&str>, path: &str) -> Result<Option<Target>> {
         let rest = path.strip_prefix('/').unwrap_or(path);
-        let (bucket, raw_key, style) = match host.and_then(|h| self.hosts.bucket_of(h)) {
+        let (bucket, raw_key, style) = match host.and_then(|h| self.plans.hosts().bucket_of(h)) {
             Some(b) => (b, rest, Style::Host),
             None => match rest.split_once('/') {
                 Some((b, k)) => (decode(b)?, k, Style::Path),
@@ -333,7 +341,7 @@ mod tests {
 
     fn router(ops: bool) -> Router {
         let custom = BTreeMap::from([("cdn.example.com".to_owned(), "pics".to_owned())]);
-        Router::new(Hosts::new(&vec!["media.test".to_owned()], &custom), ops)
+        Router::new(Plans::from_hosts(Hosts::new(&vec!["media.test".to_owned()], &custom)), ops)
     }
 
     #[test]

@@ -205,9 +205,16 @@ impl BreakerSettings {
     }
 }
 
-/// The named backends of one process.
+/// The named backends of one process: a live handle, cheap to clone; every clone sees the
+/// stores a config reload adds ([`Backends::add_new`]).
 #[derive(Clone, Default)]
 pub struct Backends {
+    set: Arc<arc_swap::ArcSwap<BackendSet>>,
+}
+
+/// The stores of one moment.
+#[derive(Clone, Default)]
+struct BackendSet {
     map: BTreeMap<String, Arc<dyn Backend>>,
     stats: BTreeMap<String, Arc<BackendStats>>,
     breakers: BTreeMap<String, Arc<BreakerState>>,
@@ -218,50 +225,77 @@ impl Backends {
     /// Builds every backend of `config`, each as a full [`stack`].
     pub fn from_config(config: &Config) -> Result<Self> {
         let breaker = BreakerSettings::from_config(config);
-        let mut me = Self { settings: Some(breaker.clone()), ..Self::default() };
+        let mut set = BackendSet { settings: Some(breaker.clone()), ..BackendSet::default() };
         for (name, cfg) in &config.backends {
-            let s = stack(name, cfg, &config.limits, &breaker)?;
-            me.map.insert(name.clone(), s.backend);
-            me.stats.insert(name.clone(), s.stats);
-            me.breakers.insert(name.clone(), s.breaker);
+            set.add(name, cfg, config, &breaker)?;
         }
-        Ok(me)
+        Ok(Self { set: Arc::new(arc_swap::ArcSwap::from_pointee(set)) })
+    }
+
+    /// Builds the backends of a reloaded `config` that are not here yet and adds them,
+    /// all or none; returns their names. Existing stores are left as they are (changing
+    /// one needs a restart: the reload refuses that before it gets here).
+    pub fn add_new(&self, config: &Config) -> Result<Vec<String>> {
+        let current = self.set.load_full();
+        let mut set = (*current).clone();
+        let breaker = set.settings.clone().unwrap_or_else(|| BreakerSettings::from_config(config));
+        let mut added = Vec::new();
+        for (name, cfg) in config.backends.iter().filter(|(n, _)| !current.map.contains_key(*n)) {
+            set.add(name, cfg, config, &breaker)?;
+            added.push(name.clone());
+        }
+        if !added.is_empty() {
+            self.set.store(Arc::new(set));
+        }
+        Ok(added)
     }
 
     /// The running totals of backend `name`, when it was built here.
-    pub fn stats(&self, name: &str) -> Option<&Arc<BackendStats>> {
-        self.stats.get(name)
+    pub fn stats(&self, name: &str) -> Option<Arc<BackendStats>> {
+        self.set.load().stats.get(name).cloned()
     }
 
     /// Whether backend `name` is taking calls (its circuit breaker is closed or cooling
     /// down). Unknown names are up.
     pub fn is_up(&self, name: &str) -> bool {
-        self.breakers.get(name).is_none_or(|b| b.is_up())
+        self.set.load().breakers.get(name).is_none_or(|b| b.is_up())
     }
 
     /// Adds or replaces a backend (tests wrap backends to count or inject faults). It gets
     /// a circuit breaker of its own when the others have one.
-    pub fn insert(&mut self, backend: Arc<dyn Backend>) {
+    pub fn insert(&self, backend: Arc<dyn Backend>) {
+        let mut set = (*self.set.load_full()).clone();
         let name = backend.name().to_owned();
-        match &self.settings {
+        match &set.settings {
             Some(s) => {
                 let (b, state) = Breaker::wrap(backend, s);
-                self.map.insert(name.clone(), b);
-                self.breakers.insert(name, state);
+                set.map.insert(name.clone(), b);
+                set.breakers.insert(name, state);
             }
             None => {
-                self.map.insert(name, backend);
+                set.map.insert(name, backend);
             }
         }
+        self.set.store(Arc::new(set));
     }
 
     /// The backend called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Backend>> {
-        self.map.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Backend>> {
+        self.set.load().map.get(name).cloned()
     }
 
     /// Names of all backends.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.map.keys().map(String::as_str)
+    pub fn names(&self) -> Vec<String> {
+        self.set.load().map.keys().cloned().collect()
+    }
+}
+
+impl BackendSet {
+    fn add(&mut self, name: &str, cfg: &BackendConfig, config: &Config, breaker: &BreakerSettings) -> Result<()> {
+        let s = stack(name, cfg, &config.limits, breaker)?;
+        self.map.insert(name.to_owned(), s.backend);
+        self.stats.insert(name.to_owned(), s.stats);
+        self.breakers.insert(name.to_owned(), s.breaker);
+        Ok(())
     }
 }

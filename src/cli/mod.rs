@@ -13,10 +13,12 @@ mod status;
 mod transfer;
 
 use crate::config::{Config, Overrides};
+use crate::error::{Error, ErrorKind};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// strata: an S3-compatible gateway that keeps all data in cold object stores.
 #[derive(Debug, Parser)]
@@ -64,6 +66,13 @@ enum Command {
         #[arg(value_parser = ["on", "off"])]
         state: String,
     },
+    /// Make a running server reread its config file and apply what can change while it
+    /// runs (buckets, access rules, web settings, new stores, read-only); the same as
+    /// SIGHUP. A change that needs a restart, or an invalid file, changes nothing.
+    Reload {
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Print a signed, expiring link to BUCKET/KEY (absolute under `web.base_url`, else a
     /// path).
     Sign(access::SignArgs),
@@ -106,7 +115,13 @@ fn load(common: &Common, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { common, listen } => serve(load(&common, listen)?).await,
+        Command::Serve { common, listen } => {
+            let cfg = load(&common, listen)?;
+            // A reload reads the same file with the same flags and environment.
+            let source: crate::server::Source =
+                Arc::new(move || load(&common, listen).map_err(|e| Error::new(ErrorKind::Config, format!("{e:#}"))));
+            serve(cfg, source).await
+        }
         Command::Import { common, bucket } => import(load(&common, None)?, &bucket).await,
         Command::Cache(cmd) => cache::run(cmd).await,
         Command::Status(t) => status::run(&t).await,
@@ -115,6 +130,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(a) => access::sign(&a),
         Command::Access(cmd) => access::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
+        Command::Reload { target } => {
+            let c = admin::AdminClient::new(&target)?;
+            let resp = c.call(reqwest::Method::POST, "reload", None).await?;
+            println!("{}", resp.text().await?);
+            Ok(())
+        }
         Command::ReadOnly { target, state } => {
             let c = admin::AdminClient::new(&target)?;
             let on = state == "on";
@@ -129,8 +150,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+async fn serve(cfg: Config, source: crate::server::Source) -> anyhow::Result<()> {
     let running = crate::server::start(&cfg).await.context("starting strata")?;
+    running.reloader().set_source(source);
     let c = running.credentials();
     let scheme = if running.is_tls() { "https" } else { "http" };
     println!("strata listening on {scheme}://{}", running.local_addr());
@@ -145,23 +167,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         token.cancel();
     });
-    if let Some(certs) = running.tls_certs() {
-        tokio::spawn(reload_on_sighup(certs));
-    }
+    tokio::spawn(reload_on_sighup(running.reloader(), running.tls_certs()));
     running.wait().await.context("serving")?;
     println!("strata stopped");
     Ok(())
 }
 
-/// Rereads the TLS certificates at every SIGHUP (a broken set keeps the old one).
-async fn reload_on_sighup(certs: crate::tls::Certs) {
+/// At every SIGHUP: rereads the config (a refused or invalid one changes nothing and is
+/// logged) and the TLS certificates (a broken set keeps the old one).
+async fn reload_on_sighup(reloader: Arc<crate::server::Reloader>, certs: Option<crate::tls::Certs>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot watch SIGHUP; certificates reload only when their files change");
+        tracing::error!("cannot watch SIGHUP; use strata reload (certificates reload when their files change)");
         return;
     };
     while hup.recv().await.is_some() {
-        let _ = certs.reload();
+        // The reloader logs its own outcome.
+        let _ = reloader.reload().await;
+        if let Some(c) = &certs {
+            let _ = c.reload();
+        }
     }
 }
 

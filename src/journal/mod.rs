@@ -45,6 +45,9 @@ pub struct Journal {
 
 struct Inner {
     settings: JournalSettings,
+    /// `max_size` and `min_free` in force: a config reload changes them
+    /// ([`Journal::set_limits`]).
+    limits: (AtomicU64, AtomicU64),
     node: String,
     used: AtomicU64,
 }
@@ -62,7 +65,8 @@ impl Journal {
                 used += entry.metadata().await.map(|m| m.len()).unwrap_or(0);
             }
         }
-        let inner = Inner { settings, node, used: AtomicU64::new(used) };
+        let limits = (AtomicU64::new(settings.max_size), AtomicU64::new(settings.min_free));
+        let inner = Inner { settings, limits, node, used: AtomicU64::new(used) };
         Ok(Journal { inner: Arc::new(inner) })
     }
 
@@ -103,7 +107,14 @@ impl Journal {
 
     /// The bound on staged bytes.
     pub fn max_size(&self) -> u64 {
-        self.inner.settings.max_size
+        self.inner.limits.0.load(SeqCst)
+    }
+
+    /// Takes new bounds (a config reload): later writes are checked against them; bytes
+    /// already staged stay, even above a lowered bound, and drain as they upload.
+    pub fn set_limits(&self, max_size: u64, min_free: u64) {
+        self.inner.limits.0.store(max_size, SeqCst);
+        self.inner.limits.1.store(min_free, SeqCst);
     }
 
     /// Starts a staging file for a new write.
@@ -148,10 +159,10 @@ impl Journal {
     /// Counts `n` more staged bytes, or refuses with `SlowDown` when the journal is full
     /// or its filesystem is below the free-space floor.
     fn reserve(&self, n: u64, check_disk: bool) -> Result<()> {
-        let s = &self.inner.settings;
+        let (max_size, min_free) = (self.max_size(), self.inner.limits.1.load(SeqCst));
         let before = self.inner.used.fetch_add(n, SeqCst);
-        let full = before + n > s.max_size;
-        let low = check_disk && free_space(&s.dir).is_some_and(|free| free < s.min_free + n);
+        let full = before + n > max_size;
+        let low = check_disk && free_space(&self.inner.settings.dir).is_some_and(|free| free < min_free + n);
         if full || low {
             self.release(n);
             let why = if full { "journal.max_size" } else { "journal.min_free" };

@@ -94,23 +94,22 @@ pub struct Policy {
 
 struct Inner {
     catalog: Catalog,
-    config: HashMap<String, BucketRules>,
+    /// What the config says; a reload replaces it whole ([`Policy::reconfigure`]).
+    config: RwLock<Arc<Configured>>,
     table: RwLock<Arc<HashMap<String, BucketRules>>>,
     runtime: RwLock<Vec<AccessRow>>,
-    links: LinkKeys,
-    cookie_key: Vec<u8>,
     checker: Checker,
 }
 
-/// "immutable" is shorthand for a year-long immutable public cache.
-pub fn expand_cache_control(cc: &str) -> String {
-    if cc == "immutable" { "public, max-age=31536000, immutable".to_owned() } else { cc.to_owned() }
+/// The rules and keys of one config.
+struct Configured {
+    rules: HashMap<String, BucketRules>,
+    links: Arc<LinkKeys>,
+    cookie_key: Arc<[u8]>,
 }
 
-impl Policy {
-    /// The policy of `config`'s buckets (their serving modes as `plans` resolved them)
-    /// plus the catalog's runtime rules.
-    pub async fn load(config: &Config, plans: &Plans, catalog: Catalog, links: LinkKeys) -> Result<Policy> {
+impl Configured {
+    fn new(config: &Config, plans: &Plans, links: LinkKeys) -> Configured {
         let mut rules = HashMap::new();
         for (name, b) in &config.buckets {
             let list = b
@@ -126,14 +125,25 @@ impl Policy {
             let serve = plans.configured(name).map_or(ServeMode::default(), |p| p.serve);
             rules.insert(name.clone(), BucketRules { rules: list, serve });
         }
-        let cookie_key = links.derive("login-cookie");
+        let cookie_key = links.derive("login-cookie").into();
+        Configured { rules, links: Arc::new(links), cookie_key }
+    }
+}
+
+/// "immutable" is shorthand for a year-long immutable public cache.
+pub fn expand_cache_control(cc: &str) -> String {
+    if cc == "immutable" { "public, max-age=31536000, immutable".to_owned() } else { cc.to_owned() }
+}
+
+impl Policy {
+    /// The policy of `config`'s buckets (their serving modes as `plans` resolved them)
+    /// plus the catalog's runtime rules.
+    pub async fn load(config: &Config, plans: &Plans, catalog: Catalog, links: LinkKeys) -> Result<Policy> {
         let inner = Inner {
             catalog,
-            config: rules,
+            config: RwLock::new(Arc::new(Configured::new(config, plans, links))),
             table: RwLock::default(),
             runtime: RwLock::default(),
-            links,
-            cookie_key,
             checker: Checker::default(),
         };
         let p = Policy { inner: Arc::new(inner) };
@@ -141,10 +151,27 @@ impl Policy {
         Ok(p)
     }
 
+    /// Takes the rules and link keys of a reloaded `config` (its plans already replaced)
+    /// and merges the runtime rules over them again.
+    /// The catalog is read first: when that fails, nothing changes.
+    pub async fn reconfigure(&self, config: &Config, plans: &Plans, links: LinkKeys) -> Result<()> {
+        let rows = self.inner.catalog.access_rules().await?;
+        let configured = Arc::new(Configured::new(config, plans, links));
+        let table = merge(&configured.rules, &rows);
+        *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = configured;
+        *self.inner.runtime.write().unwrap_or_else(|p| p.into_inner()) = rows;
+        *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        Ok(())
+    }
+
+    fn configured(&self) -> Arc<Configured> {
+        self.inner.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Rereads the runtime rules from the catalog.
     pub async fn reload(&self) -> Result<()> {
         let rows = self.inner.catalog.access_rules().await?;
-        let table = merge(&self.inner.config, &rows);
+        let table = merge(&self.configured().rules, &rows);
         *self.inner.runtime.write().unwrap_or_else(|p| p.into_inner()) = rows;
         *self.inner.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         Ok(())
@@ -180,13 +207,13 @@ impl Policy {
     }
 
     /// The link keys.
-    pub fn links(&self) -> &LinkKeys {
-        &self.inner.links
+    pub fn links(&self) -> Arc<LinkKeys> {
+        self.configured().links.clone()
     }
 
     /// The key that signs login cookies.
-    pub fn cookie_key(&self) -> &[u8] {
-        &self.inner.cookie_key
+    pub fn cookie_key(&self) -> Arc<[u8]> {
+        self.configured().cookie_key.clone()
     }
 
     /// Whether `candidate` is the password of `d`.

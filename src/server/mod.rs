@@ -10,6 +10,9 @@
 //! uploader had under way is dropped and runs again at the next start.
 
 mod listen;
+mod reload;
+
+pub use reload::{Reloader, Report, Source};
 
 use crate::access_log::AccessLog;
 use crate::api::Front;
@@ -53,6 +56,8 @@ pub struct Running {
     me: crate::cluster::Identity,
     /// Whether it has left the cluster (then it deregisters at the stop).
     membership: Arc<crate::cluster::Membership>,
+    /// Rereads the config (SIGHUP, `strata reload`), once it has a source.
+    reloader: Arc<Reloader>,
 }
 
 /// What a config opens into: the tier, and the handles the server wires into the workers
@@ -160,7 +165,7 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     }
     let membership = Arc::new(crate::cluster::Membership::default());
     let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me, &membership)).await?;
-    let router = Router::new(opened.plans.hosts().clone(), admin_addr.is_none());
+    let router = Router::new(opened.plans.clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
     let spool = Spool {
@@ -169,7 +174,7 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         idle: config.limits.body_idle_timeout.0,
     };
     let gateway =
-        S3Gateway::new(tier.clone(), &credentials, &config.region, opened.plans.hosts(), (settings.retry_after, spool));
+        S3Gateway::new(tier.clone(), &credentials, &config.region, &opened.plans, (settings.retry_after, spool));
     let web = Web::new(tier.clone(), policy, router.clone(), settings);
     let log = match &config.web.access_log {
         Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),
@@ -177,8 +182,23 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
     };
     let throttle = Arc::new(crate::throttle::Throttle::new(config.limits.auth_burst, config.limits.auth_refill.0));
     let shutdown = CancellationToken::new();
+    let live = reload::Live {
+        plans: opened.plans.clone(),
+        policy: web.policy().clone(),
+        web: web.clone(),
+        backends: opened.backends.clone(),
+        catalog: opened.catalog.clone(),
+        tier: tier.clone(),
+    };
+    let reloader = Arc::new(Reloader::new(config.clone(), live));
+    let r = reloader.clone();
+    let reload_fn: crate::api::ReloadFn = Arc::new(move || {
+        let r = r.clone();
+        Box::pin(async move { Ok(serde_json::json!(r.reload().await?)) })
+    });
     let front = Arc::new(
         Front::new(router, gateway, web, credentials.clone(), health)
+            .with_reload(reload_fn)
             .with_access_log(log)
             .with_throttle(throttle)
             .with_membership(membership.clone(), shutdown.clone()),
@@ -198,6 +218,7 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         certs,
         me,
         membership,
+        reloader,
     })
 }
 
@@ -305,6 +326,12 @@ impl Running {
     /// Whether the listeners speak HTTPS.
     pub fn is_tls(&self) -> bool {
         self.certs.is_some()
+    }
+
+    /// The config reloader: give it a [`Source`] (`Reloader::set_source`) and SIGHUP or
+    /// `strata reload` reread the config through it.
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// The admin listener's address, when `[admin] listen` is set.

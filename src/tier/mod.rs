@@ -180,7 +180,7 @@ impl Tier {
         Ok(tier)
     }
 
-    fn backend(&self, name: &str) -> Result<&Arc<dyn Backend>> {
+    fn backend(&self, name: &str) -> Result<Arc<dyn Backend>> {
         self.inner
             .backends
             .get(name)

@@ -95,6 +95,11 @@ impl Tier {
         self.inner.journal.node()
     }
 
+    /// Takes new journal bounds (`journal.max_size`, `journal.min_free`; a config reload).
+    pub fn set_journal_limits(&self, max_size: u64, min_free: u64) {
+        self.inner.journal.set_limits(max_size, min_free);
+    }
+
     /// Whether hot chunks are owned across the nodes (`cluster.shared_hot`, peers known):
     /// this node then warms and holds only its share.
     pub fn shares_hot(&self) -> bool {
@@ -103,7 +108,7 @@ impl Tier {
 
     /// The names of the configured stores.
     pub fn store_names(&self) -> Vec<String> {
-        self.inner.backends.names().map(str::to_owned).collect()
+        self.inner.backends.names()
     }
 
     /// The hot tier's counters, when it is on.

@@ -128,7 +128,7 @@ pub struct Harness {
 }
 
 async fn launch(cfg: &Config, opts: &Opts) -> Running {
-    let mut backends = Backends::from_config(cfg).unwrap();
+    let backends = Backends::from_config(cfg).unwrap();
     if let Some(wrap) = &opts.wrap {
         let inner = backends.get(&cfg.default_backend).unwrap().clone();
         backends.insert(wrap(inner));

@@ -20,7 +20,7 @@ mod spool;
 pub use spool::Spool;
 
 use crate::config::Credentials;
-use crate::plan::Hosts;
+use crate::plan::Plans;
 use crate::tier::Tier;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -80,7 +80,8 @@ pub struct S3Gateway {
     /// only for a Range s3s cannot parse (`range.rs`).
     checked_range: range::Retry,
     /// The host names that name buckets (virtual-host style).
-    hosts: Hosts,
+    /// The live plans, for the host names that name buckets.
+    plans: Plans,
     region: String,
     retry_after: u32,
     spool: Spool,
@@ -94,7 +95,7 @@ impl S3Gateway {
         tier: Tier,
         creds: &Credentials,
         region: &str,
-        hosts: &Hosts,
+        plans: &Plans,
         (retry_after, spool): (u32, Spool),
     ) -> Self {
         let builder = |auth: bool| {
@@ -102,13 +103,12 @@ impl S3Gateway {
             if auth {
                 b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
             }
-            if !hosts.is_empty() {
-                b.set_host(VirtualHosts(hosts.clone()));
-            }
+            // Always set: a reload may add host names to a config that had none.
+            b.set_host(VirtualHosts(plans.clone()));
             b.build()
         };
         let (service, checked_range) = (builder(true), range::Retry(builder(false)));
-        Self { service, checked_range, hosts: hosts.clone(), region: region.to_owned(), retry_after, spool }
+        Self { service, checked_range, plans: plans.clone(), region: region.to_owned(), retry_after, spool }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -123,7 +123,7 @@ impl S3Gateway {
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.hosts.bucket_of(h).is_some());
+        let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.plans.hosts().bucket_of(h).is_some());
         let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
         let mut resp = match checked {
             Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
@@ -224,11 +224,11 @@ impl s3s::auth::S3Auth for Keys {
 
 /// Virtual-host addressing: `bucket.<domain>` and custom hosts name a bucket; any other
 /// host is path style (s3s's own parsers would read an unknown host as a bucket name).
-struct VirtualHosts(Hosts);
+struct VirtualHosts(Plans);
 
 impl S3Host for VirtualHosts {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
-        Ok(match self.0.bucket_of(host) {
+        Ok(match self.0.hosts().bucket_of(host) {
             Some(b) => VirtualHost::new(host).with_bucket(b),
             None => VirtualHost::new(host),
         })
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn virtual_hosts_name_buckets_and_other_hosts_are_path_style() {
         let custom = std::collections::BTreeMap::from([("cdn.test".to_owned(), "pics".to_owned())]);
-        let h = VirtualHosts(Hosts::new(&vec!["media.test".to_owned()], &custom));
+        let h = VirtualHosts(Plans::from_hosts(crate::plan::Hosts::new(&vec!["media.test".to_owned()], &custom)));
         let bucket = |host: &str| h.parse_host_header(host).unwrap().bucket().map(str::to_owned);
         assert_eq!(bucket("pics.media.test:7070").as_deref(), Some("pics"));
         assert_eq!(bucket("cdn.test").as_deref(), Some("pics"));

@@ -23,7 +23,7 @@ impl Web {
         let generation = secret.generation();
         req.headers().get_all(h::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|header| {
             cookie::find(header, &name)
-                .any(|v| cookie::verify(self.policy.cookie_key(), v, &t.bucket, &d.scope, now, &generation))
+                .any(|v| cookie::verify(&self.policy.cookie_key(), v, &t.bucket, &d.scope, now, &generation))
         })
     }
 
@@ -109,10 +109,10 @@ impl Web {
     }
 
     fn logged_in_response(&self, req: &Request<()>, t: &Target, d: &Decision, to: &str) -> Response<Body> {
-        let ttl = i64::try_from(self.s.login_ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let ttl = i64::try_from(self.s.load().login_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let expires = crate::clock::now_secs() + ttl;
         let generation = d.password.as_ref().map(|s| s.generation()).unwrap_or_default();
-        let value = cookie::make(self.policy.cookie_key(), &t.bucket, &d.scope, expires, &generation);
+        let value = cookie::make(&self.policy.cookie_key(), &t.bucket, &d.scope, expires, &generation);
         let dir = &d.scope[..d.scope.rfind('/').map_or(0, |i| i + 1)];
         let path = match t.style {
             Style::Path => format!("/{}/{dir}", t.bucket),
@@ -120,7 +120,7 @@ impl Web {
         };
         let path = percent_encoding::utf8_percent_encode(&path, COOKIE_PATH).to_string();
         let https = req.headers().get("x-forwarded-proto").is_some_and(|v| v == "https")
-            || self.s.base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+            || self.s.load().base_url.as_deref().is_some_and(|u| u.starts_with("https://"));
         let set = ::cookie::Cookie::build((cookie::name(&t.bucket, &d.scope), value))
             .path(path)
             .max_age(::cookie::time::Duration::seconds(ttl))

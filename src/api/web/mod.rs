@@ -60,14 +60,15 @@ pub struct Web {
     tier: Tier,
     policy: Policy,
     router: Router,
-    s: Arc<WebSettings>,
+    /// Live: a reload swaps them ([`Web::reconfigure`]).
+    s: Arc<arc_swap::ArcSwap<WebSettings>>,
 }
 
 impl Web {
     /// A front end reading through `tier` under `policy`; `router` names the object of a
     /// login form's return address.
     pub fn new(tier: Tier, policy: Policy, router: Router, s: WebSettings) -> Self {
-        Self { tier, policy, router, s: Arc::new(s) }
+        Self { tier, policy, router, s: Arc::new(arc_swap::ArcSwap::from_pointee(s)) }
     }
 
     /// The policy (the admin API changes it).
@@ -75,9 +76,14 @@ impl Web {
         &self.policy
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &WebSettings {
-        &self.s
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<WebSettings> {
+        self.s.load_full()
+    }
+
+    /// Takes the settings of a reloaded config (requests under way keep theirs).
+    pub fn reconfigure(&self, s: WebSettings) {
+        self.s.store(Arc::new(s));
     }
 
     /// The tier.
@@ -96,7 +102,7 @@ impl Web {
             WebCall::Object(Ok(target)) => self.serve(&req, target).await,
             WebCall::Object(Err(e)) => from_error(&e),
         };
-        reply::with_retry_after(&mut resp, self.s.retry_after);
+        reply::with_retry_after(&mut resp, self.s.load().retry_after);
         resp
     }
 }

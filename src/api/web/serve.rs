@@ -90,7 +90,7 @@ impl Web {
         match d.access {
             AccessMode::PublicRead => Ok(Grant {
                 cache_control: d.cache_control,
-                fallback: Some(self.s.public_cache_control.clone()),
+                fallback: Some(self.s.load().public_cache_control.clone()),
                 download: None,
             }),
             AccessMode::Password if self.logged_in(req, t, &d, now) => {
@@ -119,7 +119,7 @@ impl Web {
     /// A 302 to a presigned cold-store URL, when the object's store can make one.
     async fn redirect(&self, rec: &ObjectRecord, grant: &Grant) -> crate::error::Result<Option<Response<Body>>> {
         let disposition = grant.download.as_deref().map(|n| attachment(n, &rec.key));
-        let Some(url) = self.tier.presign(rec, self.s.redirect_ttl, disposition.as_deref()).await? else {
+        let Some(url) = self.tier.presign(rec, self.s.load().redirect_ttl, disposition.as_deref()).await? else {
             return Ok(None);
         };
         let mut r = Response::new(Body::empty());
@@ -194,7 +194,7 @@ struct Plan {
 impl Plan {
     fn new(web: &Web, headers: &HeaderMap, rec: &ObjectRecord) -> Plan {
         let ctype = encode::content_type(rec.headers.content_type.as_deref(), &rec.key);
-        let vary = web.s.compress && encode::compressible(&ctype) && rec.headers.content_encoding.is_none();
+        let vary = web.s.load().compress && encode::compressible(&ctype) && rec.headers.content_encoding.is_none();
         let wanted = range::parse(headers.get(h::RANGE).and_then(|v| v.to_str().ok()), rec.size);
         let base_etag = format!("\"{}\"", rec.etag);
         let v = Validators { etag: &base_etag, last_modified_ms: rec.last_modified_ms };

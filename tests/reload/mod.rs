@@ -1,0 +1,110 @@
+//! Issue 19, reload: the real binary rereads its config file at `strata reload` and at
+//! SIGHUP. A bucket and an access rule added to the file are in force at once; an invalid
+//! file and a change that needs a restart change nothing and say why; `/metrics` shows the
+//! config generation.
+
+use crate::harness::{ACCESS_KEY, SECRET_KEY};
+use aws_sdk_s3::primitives::ByteStream;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        "[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+         [backends.disk]\ntype = \"fs\"\nroot = \"{}\"\n\
+         [buckets.pics]\nbackend = \"disk\"\n{extra}",
+        dir.join("store").display()
+    )
+}
+
+/// `strata reload` against `addr` (with a config of its own that holds only the keys, so
+/// that the server, not the command, reads the file under test): (exit success, output).
+fn reload(cfg: &Path, addr: SocketAddr) -> (bool, String) {
+    let client = cfg.with_file_name("client.toml");
+    std::fs::write(&client, format!("[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"))
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["reload", "--config"])
+        .arg(&client)
+        .args(["--endpoint", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+async fn anonymous(addr: SocketAddr, path: &str) -> u16 {
+    reqwest::get(format!("http://{addr}{path}")).await.unwrap().status().as_u16()
+}
+
+async fn generation(addr: SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("strata_config_generation ")).expect("the generation is shown");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("strata.toml");
+    std::fs::write(&cfg, config(dir.path(), "")).unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
+    let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), dir.path().join("data").into()]].concat();
+    let (mut proc, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let s3 = crate::harness::client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1");
+    assert_eq!(generation(addr).await, 1.0);
+    s3.put_object().bucket("pics").key("a.jpg").body(ByteStream::from_static(b"pic")).send().await.unwrap();
+    assert_eq!(anonymous(addr, "/pics/a.jpg").await, 403, "private by default");
+
+    // A new bucket and a public rule: in force as soon as the reload answers.
+    let rules = "[[buckets.pics.rules]]\nprefix = \"\"\naccess = \"public-read\"\n\
+                 [buckets.gallery]\nbackend = \"disk\"\n[[buckets.gallery.rules]]\nprefix = \"\"\naccess = \"public-read\"\n";
+    std::fs::write(&cfg, config(dir.path(), rules)).unwrap();
+    let (ok, said) = reload(&cfg, addr);
+    assert!(ok, "{said}");
+    assert!(said.contains("buckets.gallery") && said.contains("buckets.pics"), "{said}");
+    assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200, "the new rule is in force");
+    s3.put_object().bucket("gallery").key("b.jpg").body(ByteStream::from_static(b"b")).send().await.unwrap();
+    assert_eq!(anonymous(addr, "/gallery/b.jpg").await, 200, "the new bucket and its rule");
+    assert_eq!(generation(addr).await, 2.0);
+
+    // An invalid file changes nothing, and says why.
+    std::fs::write(&cfg, "this is = not [ toml").unwrap();
+    let (ok, said) = reload(&cfg, addr);
+    assert!(!ok && said.contains("not valid"), "{said}");
+    assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200);
+    assert_eq!(generation(addr).await, 2.0);
+
+    // A change that needs a restart is refused naming the field; the rest of that file is
+    // not applied either.
+    let moved = format!("{rules}[hot]\nchunk_size = \"1MiB\"\n");
+    std::fs::write(&cfg, config(dir.path(), &moved).replace("access = \"public-read\"", "access = \"private\""))
+        .unwrap();
+    let (ok, said) = reload(&cfg, addr);
+    assert!(!ok && said.contains("hot.chunk_size") && said.contains("restart"), "{said}");
+    assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200, "nothing of the refused file applies");
+
+    // SIGHUP rereads the file too: pics goes private again.
+    let private = rules.replacen("access = \"public-read\"", "access = \"private\"", 1);
+    std::fs::write(&cfg, config(dir.path(), &private)).unwrap();
+    let pid = proc.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let mut code = 0;
+    for _ in 0..50 {
+        code = anonymous(addr, "/pics/a.jpg").await;
+        if code == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, 403, "SIGHUP applied the file");
+    assert_eq!(anonymous(addr, "/gallery/b.jpg").await, 200);
+    assert_eq!(generation(addr).await, 3.0);
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("strata_config_reload_timestamp_seconds"), "the time of the last reload is shown");
+    assert!(text.contains(r#"strata_config_reloads_total{result="refused"} 1"#), "{text}");
+    assert!(text.contains(r#"strata_config_reloads_total{result="invalid"} 1"#));
+    let _ = proc.kill();
+    let _ = proc.wait();
+}
