@@ -57,9 +57,15 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     s3.put_object().bucket("pics").key("a.jpg").body(ByteStream::from_static(b"pic")).send().await.unwrap();
     assert_eq!(anonymous(addr, "/pics/a.jpg").await, 403, "private by default");
 
-    // A new bucket and a public rule: in force as soon as the reload answers.
-    let rules = "[[buckets.pics.rules]]\nprefix = \"\"\naccess = \"public-read\"\n\
-                 [buckets.gallery]\nbackend = \"disk\"\n[[buckets.gallery.rules]]\nprefix = \"\"\naccess = \"public-read\"\n";
+    // A new store, a new bucket on it and public rules: in force as soon as the reload
+    // answers.
+    let rules = format!(
+        "[[buckets.pics.rules]]\nprefix = \"\"\naccess = \"public-read\"\n\
+         [buckets.gallery]\nbackend = \"disk2\"\n[[buckets.gallery.rules]]\nprefix = \"\"\naccess = \"public-read\"\n\
+         [backends.disk2]\ntype = \"fs\"\nroot = \"{}\"\n",
+        dir.path().join("store2").display()
+    );
+    let rules = rules.as_str();
     std::fs::write(&cfg, config(dir.path(), rules)).unwrap();
     let (ok, said) = reload(&cfg, addr);
     assert!(ok, "{said}");
@@ -67,6 +73,8 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200, "the new rule is in force");
     s3.put_object().bucket("gallery").key("b.jpg").body(ByteStream::from_static(b"b")).send().await.unwrap();
     assert_eq!(anonymous(addr, "/gallery/b.jpg").await, 200, "the new bucket and its rule");
+    assert!(said.contains("backends.disk2"), "{said}");
+    assert!(dir.path().join("store2/gallery/b.jpg").exists(), "the object is in the new store");
     assert_eq!(generation(addr).await, 2.0);
 
     // An invalid file changes nothing, and says why.
