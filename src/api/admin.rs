@@ -88,9 +88,13 @@ pub async fn handle(tier: &Tier, endpoint: AdminEndpoint, query: &str) -> Respon
     }
 }
 
+/// Rereads and applies the server's config (`server::Reloader`, which this layer cannot
+/// name): what changed, as JSON, or why nothing did.
+pub type ReloadFn = Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<serde_json::Value>> + Send + Sync>;
+
 /// `strata reload`: rereads the config and applies it; 200 with what changed, else the
 /// reason nothing did (400 invalid, 409 needs a restart).
-pub async fn reload(reload: Option<&crate::api::ReloadFn>) -> Response<Body> {
+pub async fn reload(reload: Option<&ReloadFn>) -> Response<Body> {
     let Some(reload) = reload else {
         return reply::json_from_error(&Error::new(ErrorKind::Conflict, "this server has no config file to reread"));
     };

@@ -74,10 +74,7 @@ pub struct Front {
     reload: Option<ReloadFn>,
 }
 
-/// Rereads and applies the server's config (`server::Reloader`, which this layer cannot
-/// name): what changed, as JSON, or why nothing did.
-pub type ReloadFn =
-    Arc<dyn Fn() -> futures::future::BoxFuture<'static, crate::error::Result<serde_json::Value>> + Send + Sync>;
+pub use admin::ReloadFn;
 
 impl Front {
     /// `None` when an admin call carries the admin credentials; else the answer: 429 while
@@ -177,7 +174,11 @@ impl Front {
         let tier = self.web.tier();
         let endpoint = match route {
             Route::Open(OpenEndpoint::Health) => return status::health(),
-            Route::Open(OpenEndpoint::Ready) => return status::ready(tier, &self.health).await,
+            Route::Open(OpenEndpoint::Ready) => {
+                // Not ready while draining (a shutdown or a successor taking over), so a
+                // load balancer moves traffic before the connections close.
+                return status::ready(tier, &self.health, self.membership.1.is_cancelled()).await;
+            }
             Route::Open(OpenEndpoint::Metrics) => return status::metrics(),
             Route::Admin(Ok(e)) if e.is_open() => return status::metrics(),
             _ if let Some(refused) = self.admin_gate(&req) => return refused,

@@ -23,10 +23,11 @@ pub fn health() -> Response<s3s::Body> {
     reply(StatusCode::OK, "ok\n".into(), "text/plain")
 }
 
-/// `/ready`: 200 when the catalog answers now, else 503. Backends that are down, journal
+/// `/ready`: 200 when the catalog answers now and the server is not draining (`draining`:
+/// a shutdown or a successor taking over), else 503. Backends that are down, journal
 /// entries stuck for good, and each store's backlog (entries, lag, latest failure) are
 /// listed but do not make strata unready: it still serves.
-pub async fn ready(tier: &Tier, health: &Health) -> Response<s3s::Body> {
+pub async fn ready(tier: &Tier, health: &Health, draining: bool) -> Response<s3s::Body> {
     let catalog = tier.ping().await;
     let degraded = health.degraded();
     let stuck: serde_json::Map<String, serde_json::Value> =
@@ -36,14 +37,16 @@ pub async fn ready(tier: &Tier, health: &Health) -> Response<s3s::Body> {
         .into_iter()
         .map(|s| (s.store, json!({ "entries": s.entries, "lag_s": s.lag_s, "last_error": s.last_error })))
         .collect();
+    let ready = catalog.is_ok() && !draining;
     let body = json!({
-        "ready": catalog.is_ok(),
+        "ready": ready,
+        "draining": draining,
         "catalog": catalog.as_ref().err().map_or("ok", String::as_str),
         "degraded_backends": degraded,
         "stuck_entries": stuck,
         "backlog": backlog,
     });
-    let status = if catalog.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     reply(status, format!("{body}\n"), "application/json")
 }
 

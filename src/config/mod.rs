@@ -129,6 +129,11 @@ pub struct Limits {
     pub max_object_size: ByteSize,
     /// Time in-flight requests get to finish after SIGTERM. Default "30s".
     pub shutdown_grace: HumanDuration,
+    /// After SIGTERM (or a successor taking over), how long open HTTP/1.1 connections stay
+    /// open, each next request answered with `Connection: close`, before idle ones are
+    /// closed: a client that is sending is told to go, not cut off. Default "1s"; at most
+    /// `shutdown_grace`.
+    pub drain_linger: HumanDuration,
     /// Timeout of one cold-store call that moves no data (stat, delete, list). Default "60s".
     pub backend_timeout: HumanDuration,
     /// Longest wait for progress of one cold-store read or write. Default "60s".
@@ -155,6 +160,7 @@ impl Default for Limits {
             body_idle_timeout: HumanDuration(Duration::from_secs(60)),
             max_object_size: ByteSize(5 << 30),
             shutdown_grace: HumanDuration(Duration::from_secs(30)),
+            drain_linger: HumanDuration(Duration::from_secs(1)),
             backend_timeout: HumanDuration(Duration::from_secs(60)),
             backend_io_timeout: HumanDuration(Duration::from_secs(60)),
             backend_retries: 4,
@@ -391,6 +397,9 @@ impl Config {
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.cluster.invalidation_lag.0) {
             return bad("cluster.invalidation_lag: must be between 10ms and 10s".into());
+        }
+        if self.limits.drain_linger.0 > self.limits.shutdown_grace.0 {
+            return bad("limits.drain_linger: must be at most limits.shutdown_grace".into());
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&self.cluster.peer_timeout.0) {
             return bad("cluster.peer_timeout: must be between 100ms and 60s".into());

@@ -61,6 +61,9 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// Time in-flight requests get after shutdown begins.
     pub shutdown_grace: Duration,
+    /// Time open HTTP/1.1 connections keep being served after shutdown begins, each next
+    /// answer saying `Connection: close`, before idle ones are closed.
+    pub drain_linger: Duration,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_streams: u32,
 }
@@ -85,6 +88,8 @@ where
 {
     let builder = connection_builder(&limits);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Set once accepting stops: answers then tell HTTP/1.1 clients to close.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
@@ -108,11 +113,18 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        let h = handler.clone();
+        let (h, draining) = (handler.clone(), draining.clone());
         let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            let h = h.clone();
+            let (h, draining) = (h.clone(), draining.clone());
             req.extensions_mut().insert(Peer(peer));
-            async move { Ok::<_, Infallible>(h(req).await) }
+            let http1 = req.version() <= http::Version::HTTP_11;
+            async move {
+                let mut resp = h(req).await;
+                if http1 && draining.load(std::sync::atomic::Ordering::SeqCst) {
+                    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         let handshake = limits.header_read_timeout;
@@ -137,7 +149,17 @@ where
     }
     drop(listener);
     tracing::info!("stopped accepting; draining in-flight requests");
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown()).await.is_err() {
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Closing an idle keep-alive connection races a client that is sending on it (it sees
+    // the connection drop). For a while, connections stay open and each next answer says
+    // `Connection: close`, so a busy client is told to go; only then are idle ones closed.
+    let stopped = tokio::time::Instant::now();
+    while stopped.elapsed() < limits.drain_linger && slots.available_permits() < limits.max_connections {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The linger is part of the grace period.
+    let grace = limits.shutdown_grace.saturating_sub(stopped.elapsed());
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("grace period over; closing remaining connections");
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! when `[admin] listen` is set, and the plain-HTTP one beside TLS when
 //! `tls.plain_listen` is set, which serves or redirects to HTTPS.
 
+use super::handover::Inherited;
 use crate::api::Front;
 use crate::config::{Config, PlainMode};
 use crate::error::{Error, ErrorKind, Result};
@@ -27,19 +28,39 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 impl Listeners {
-    /// Binds every listener `config` asks for.
-    pub(super) async fn bind(config: &Config) -> Result<Listeners> {
+    /// Binds every listener `config` asks for, or takes the one of its role that this
+    /// process inherited (a binary upgrade, socket activation).
+    pub(super) async fn bind(config: &Config, mut inherited: Option<&mut Inherited>) -> Result<Listeners> {
+        let mut take = |role: &str| inherited.as_deref_mut().map(|i| i.take(role)).transpose().map(Option::flatten);
         let addr = config.listen.ok_or_else(|| Error::new(ErrorKind::Config, "listen is not resolved"))?;
-        let main = bind(addr).await?;
-        let admin = match config.admin.listen {
-            Some(a) => Some(bind(a).await?),
-            None => None,
+        let main = match take("main")? {
+            Some(l) => l,
+            None => bind(addr).await?,
         };
-        let plain = match config.tls.plain_listen.filter(|_| config.tls.enabled()) {
-            Some(a) => Some(bind(a).await?),
-            None => None,
+        let admin = match (take("admin")?, config.admin.listen) {
+            (Some(l), Some(_)) => Some(l),
+            (_, Some(a)) => Some(bind(a).await?),
+            (_, None) => None,
+        };
+        let plain = match (take("plain")?, config.tls.plain_listen.filter(|_| config.tls.enabled())) {
+            (Some(l), Some(_)) => Some(l),
+            (_, Some(a)) => Some(bind(a).await?),
+            (_, None) => None,
         };
         Ok(Listeners { main, admin, plain })
+    }
+
+    /// Copies of the sockets (role, descriptor) that a successor inherits at an upgrade.
+    pub(super) fn sockets(&self) -> Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        use std::os::fd::AsFd;
+        let mut out = vec![("main".to_owned(), self.main.as_fd().try_clone_to_owned()?)];
+        if let Some(l) = &self.admin {
+            out.push(("admin".to_owned(), l.as_fd().try_clone_to_owned()?));
+        }
+        if let Some(l) = &self.plain {
+            out.push(("plain".to_owned(), l.as_fd().try_clone_to_owned()?));
+        }
+        Ok(out)
     }
 
     /// The main listener's address.

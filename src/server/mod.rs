@@ -3,12 +3,15 @@
 //! the front ends, and serves both listeners. It is the one place where handles are
 //! shared out; it contains no request logic (routing is `api::router`'s).
 //!
-//! Shutdown order: stop accepting, drain in-flight requests (bounded by
-//! `limits.shutdown_grace`), stop the background workers (one cancellation reaches them
-//! all at once: a tick under way is dropped, and the supervisor waits for every task to
-//! end), flush the journal's pending closes, then close the catalog. An upload the
-//! uploader had under way is dropped and runs again at the next start.
+//! Shutdown order: stop accepting (`/ready` answers not-ready from here), keep open
+//! connections for `limits.drain_linger` answering with `Connection: close`, drain
+//! in-flight requests (bounded by `limits.shutdown_grace`), stop the background workers
+//! (one cancellation reaches them all at once: a tick under way is dropped, and the
+//! supervisor waits for every task to end), flush the journal's pending closes, close the
+//! catalog, then free the data directory's lock (a successor waits for it: `handover.rs`).
+//! An upload the uploader had under way is dropped and runs again at the next start.
 
+mod handover;
 mod listen;
 mod reload;
 
@@ -58,6 +61,10 @@ pub struct Running {
     membership: Arc<crate::cluster::Membership>,
     /// Rereads the config (SIGHUP, `strata reload`), once it has a source.
     reloader: Arc<Reloader>,
+    /// Copies of the listening sockets, for a successor (binary upgrade).
+    sockets: Arc<Vec<(String, std::os::fd::OwnedFd)>>,
+    /// The data directory's lock, when this process took it ([`start`]).
+    lock: Option<handover::DataLock>,
 }
 
 /// What a config opens into: the tier, and the handles the server wires into the workers
@@ -141,8 +148,13 @@ async fn open_hot(config: &Config) -> Result<Option<Hot>> {
 
 /// Starts serving `config` (already resolved and validated) with what it opened into.
 pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
+    start_inner(config, opened, None).await
+}
+
+async fn start_inner(config: &Config, opened: Opened, inherited: Option<&mut handover::Inherited>) -> Result<Running> {
     let credentials = crate::auth::load_or_create(config)?;
-    let listeners = Listeners::bind(config).await?;
+    let listeners = Listeners::bind(config, inherited).await?;
+    let sockets = Arc::new(listeners.sockets()?);
     let (addr, admin_addr, plain_addr) = (listeners.main_addr()?, listeners.admin_addr()?, listeners.plain_addr()?);
     crate::telemetry::init();
     crate::telemetry::register(&opened.tier.store_names());
@@ -219,6 +231,8 @@ pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
         me,
         membership,
         reloader,
+        sockets,
+        lock: None,
     })
 }
 
@@ -277,13 +291,35 @@ fn server_limits(config: &Config) -> ServerLimits {
         max_header_size: usize::try_from(config.limits.max_header_size.0).unwrap_or(usize::MAX),
         header_read_timeout: config.limits.header_read_timeout.0,
         shutdown_grace: config.limits.shutdown_grace.0,
+        drain_linger: config.limits.drain_linger.0,
         h2_max_streams: config.limits.h2_max_streams,
     }
 }
 
-/// Opens everything and starts serving.
+/// Opens everything and starts serving, as the one process of its data directory: it
+/// takes the directory's lock first, and when it replaces a running process (a binary
+/// upgrade, `handover.rs`) it takes that process's sockets and asks it to stop once its
+/// own config and catalog are known to work.
 pub async fn start(config: &Config) -> Result<Running> {
-    start_with(config, open(config).await?).await
+    let mut inherited = handover::Inherited::from_env()?;
+    if std::env::var_os("STRATA_UPGRADE_FROM").is_some() {
+        let url = config.catalog.as_deref().ok_or_else(|| Error::new(ErrorKind::Config, "catalog is not resolved"))?;
+        let catalog = Catalog::connect(url).await?;
+        catalog.ping().await?;
+        catalog.close().await;
+        handover::relieve_predecessor()?;
+    }
+    // Long enough for the previous process to drain (its own grace) and close.
+    let wait = config.limits.shutdown_grace.0 + std::time::Duration::from_secs(30);
+    let dir = config.data_dir().to_owned();
+    let lock = tokio::task::spawn_blocking(move || handover::DataLock::acquire(&dir, wait))
+        .await
+        .map_err(|e| Error::internal("data directory lock", e))??;
+    let opened = open(config).await?;
+    let mut running = start_inner(config, opened, inherited.as_mut()).await?;
+    tracing::info!(lock = %lock.path().display(), "holding the data directory");
+    running.lock = Some(lock);
+    Ok(running)
 }
 
 impl Running {
@@ -332,6 +368,13 @@ impl Running {
     /// `strata reload` reread the config through it.
     pub fn reloader(&self) -> Arc<Reloader> {
         self.reloader.clone()
+    }
+
+    /// What starts a successor at a binary upgrade (SIGUSR2): this binary, as now on
+    /// disk, with these listening sockets; it asks this process to stop once it is ready.
+    pub fn upgrader(&self) -> impl Fn() -> Result<u32> + Send + Sync + 'static {
+        let sockets = self.sockets.clone();
+        move || handover::spawn_successor(&sockets)
     }
 
     /// The admin listener's address, when `[admin] listen` is set.

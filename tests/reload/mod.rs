@@ -1,7 +1,7 @@
-//! Issue 19, reload: the real binary rereads its config file at `strata reload` and at
-//! SIGHUP. A bucket and an access rule added to the file are in force at once; an invalid
+//! Issue 19: the real binary rereads its config file at `strata reload` and at SIGHUP (a
+//! bucket, a store and an access rule added to the file are in force at once; an invalid
 //! file and a change that needs a restart change nothing and say why; `/metrics` shows the
-//! config generation.
+//! config generation), and replaces itself at SIGUSR2 under load without a failed request.
 
 use crate::harness::{ACCESS_KEY, SECRET_KEY};
 use aws_sdk_s3::primitives::ByteStream;
@@ -115,4 +115,143 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert!(text.contains(r#"strata_config_reloads_total{result="invalid"} 1"#));
     let _ = proc.kill();
     let _ = proc.wait();
+}
+
+/// The pid in the data directory's lock file: the process that serves now.
+fn holder(data: &Path) -> u32 {
+    std::fs::read_to_string(data.join("strata.lock")).unwrap_or_default().trim().parse().unwrap_or(0)
+}
+
+/// Issue 19, upgrade: clients keep GETs of hot and cold objects, PUTs and one slow
+/// streaming download going while the server is reloaded five times and upgraded five
+/// times (SIGUSR2: the same build starts again, takes the listening sockets and the data
+/// directory over). No request fails, no connection is refused, every acknowledged write
+/// reads back, and the download completes intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reloads_and_upgrades_under_load_lose_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("strata.toml"), dir.path().join("data"));
+    std::fs::write(&cfg, config(dir.path(), "")).unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
+    let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), data.clone().into()]].concat();
+    let (first, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    // No retries: every failure, a refused connection included, is counted.
+    let s3 = crate::harness::client_no_retry(addr, Duration::from_secs(60));
+    let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 253) as u8).collect();
+    s3.put_object().bucket("pics").key("big").body(ByteStream::from(big.clone())).send().await.unwrap();
+    for i in 0..20 {
+        let body = format!("object {i}").repeat(100);
+        s3.put_object()
+            .bucket("pics")
+            .key(format!("o{i}"))
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (stop, failed, done) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let (s3, stop, failed, done, acked) = (s3.clone(), stop.clone(), failed.clone(), done.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) {
+                n += 1;
+                let ok = if w < 2 {
+                    let key = format!("w{w}-{n}");
+                    let r = s3
+                        .put_object()
+                        .bucket("pics")
+                        .key(&key)
+                        .body(ByteStream::from(key.clone().into_bytes()))
+                        .send()
+                        .await;
+                    if r.is_ok() {
+                        acked.lock().unwrap().push(key);
+                    }
+                    r.map(|_| ()).map_err(|e| format!("{e:?}"))
+                } else {
+                    // Hot (read over and over) and colder (spread) objects.
+                    let key = if w % 2 == 0 { "o0".to_owned() } else { format!("o{}", n % 20) };
+                    match s3.get_object().bucket("pics").key(&key).send().await {
+                        Ok(o) => o.body.collect().await.map(|_| ()).map_err(|e| format!("{e:?}")),
+                        Err(e) => Err(format!("{e:?}")),
+                    }
+                };
+                match ok {
+                    Ok(()) => done.fetch_add(1, SeqCst),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, SeqCst)
+                    }
+                };
+            }
+        }));
+    }
+    // The slow download: 24 MiB read at about 4 MiB/s, across the first upgrades.
+    let slow = {
+        let s3 = s3.clone();
+        tokio::spawn(async move {
+            let o = s3.get_object().bucket("pics").key("big").send().await.expect("the download starts");
+            let mut body = o.body;
+            let mut got = Vec::new();
+            while let Some(chunk) = body.try_next().await.expect("the download continues") {
+                got.extend_from_slice(&chunk);
+                tokio::time::sleep(Duration::from_millis(chunk.len() as u64 / 4096)).await;
+            }
+            got
+        })
+    };
+    let mut pids = vec![first.id()];
+    let mut first = Some(first);
+    for round in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (ok, said) = reload(&cfg, addr);
+        assert!(ok, "reload {round}: {said}");
+        let old = holder(&data);
+        assert!(std::process::Command::new("kill").args(["-USR2", &old.to_string()]).status().unwrap().success());
+        let mut now = old;
+        for _ in 0..600 {
+            now = holder(&data);
+            if now != old && now != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_ne!(now, old, "upgrade {round}: a successor took the data directory over");
+        pids.push(now);
+        if let Some(mut p) = first.take() {
+            p.wait().unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let got = slow.await.unwrap();
+    assert!(got.len() == big.len() && got == big, "the long download is intact");
+    let (done, failed) = (done.load(SeqCst), failed.load(SeqCst));
+    eprintln!("{done} requests over 5 reloads and 5 upgrades (pids {pids:?}), {failed} failed");
+    assert_eq!(failed, 0, "no request failed");
+    assert!(done > 100, "the clients kept going: {done}");
+    let acked = acked.lock().unwrap().clone();
+    for key in &acked {
+        let o = s3.get_object().bucket("pics").key(key).send().await.expect("an acknowledged write reads back");
+        assert_eq!(o.body.collect().await.unwrap().into_bytes().as_ref(), key.as_bytes());
+    }
+    eprintln!("{} acknowledged writes read back", acked.len());
+    // A successor that cannot start (its config is broken now) leaves the old one serving.
+    let last = holder(&data);
+    std::fs::write(&cfg, "not = [ a config").unwrap();
+    assert!(std::process::Command::new("kill").args(["-USR2", &last.to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(holder(&data), last, "the old process still holds the data directory");
+    let o = s3.get_object().bucket("pics").key("o1").send().await.expect("and still serves");
+    assert_eq!(o.body.collect().await.unwrap().into_bytes().len(), "object 1".len() * 100);
+    let _ = std::process::Command::new("kill").arg(last.to_string()).status();
 }
