@@ -20,6 +20,7 @@
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
 //! | POST   | /_strata/cluster/leave   |                   | JSON lines (`entries` left), then `{"left": id}`; the server then stops |
+//! | POST   | /_strata/upgrade         |                   | 202 `{"successor": pid}`: the binary on disk starts and takes the sockets over (`docs/design/reload.md`) |
 //! | POST   | /_strata/reload          |                   | `{"generation", "changed"}`; 400 for an invalid config, 409 for a field that needs a restart (nothing changes) |
 
 use super::reply::{self, Body};
@@ -91,6 +92,23 @@ pub async fn handle(tier: &Tier, endpoint: AdminEndpoint, query: &str) -> Respon
 /// Rereads and applies the server's config (`server::Reloader`, which this layer cannot
 /// name): what changed, as JSON, or why nothing did.
 pub type ReloadFn = Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<serde_json::Value>> + Send + Sync>;
+
+/// Starts a successor that takes the listening sockets over (`server`'s binary upgrade):
+/// its pid.
+pub type UpgradeFn = Arc<dyn Fn() -> Result<u32> + Send + Sync>;
+
+/// `strata upgrade`: starts the binary now on disk as a successor; 202 with its pid. It
+/// takes over once it is ready (this process then drains and exits); one that cannot start
+/// leaves this process serving.
+pub fn upgrade(upgrade: Option<&UpgradeFn>) -> Response<Body> {
+    let Some(upgrade) = upgrade else {
+        return reply::json_from_error(&Error::new(ErrorKind::Conflict, "this server cannot start a successor"));
+    };
+    match upgrade() {
+        Ok(pid) => reply::json(StatusCode::ACCEPTED, &json!({ "successor": pid })),
+        Err(e) => reply::json_from_error(&e),
+    }
+}
 
 /// `strata reload`: rereads the config and applies it; 200 with what changed, else the
 /// reason nothing did (400 invalid, 409 needs a restart).

@@ -72,9 +72,11 @@ pub struct Front {
     membership: (Arc<crate::cluster::Membership>, tokio_util::sync::CancellationToken),
     /// Rereads and applies the config (`POST reload`).
     reload: Option<ReloadFn>,
+    /// Starts a successor (`POST upgrade`), when this server owns its data directory.
+    upgrade: Option<UpgradeFn>,
 }
 
-pub use admin::ReloadFn;
+pub use admin::{ReloadFn, UpgradeFn};
 
 impl Front {
     /// `None` when an admin call carries the admin credentials; else the answer: 429 while
@@ -98,7 +100,7 @@ impl Front {
     pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
         let throttle = Arc::new(Throttle::new(0, std::time::Duration::from_secs(1)));
         let membership = Default::default();
-        Self { router, gateway, web, creds, health, log: None, throttle, membership, reload: None }
+        Self { router, gateway, web, creds, health, log: None, throttle, membership, reload: None, upgrade: None }
     }
 
     /// Brakes failed authentication per client address with `throttle`.
@@ -120,6 +122,12 @@ impl Front {
     /// Lets `POST reload` reread the config through `reload`.
     pub fn with_reload(mut self, reload: ReloadFn) -> Self {
         self.reload = Some(reload);
+        self
+    }
+
+    /// Lets `POST upgrade` start a successor through `upgrade`.
+    pub fn with_upgrade(mut self, upgrade: Option<UpgradeFn>) -> Self {
+        self.upgrade = upgrade;
         self
     }
 
@@ -200,6 +208,7 @@ impl Front {
             E::PeerHot => peer::hot(tier, &query).await,
             E::ClusterLeave => admin::leave(tier.clone(), self.membership.0.clone(), self.membership.1.clone()),
             E::Reload => admin::reload(self.reload.as_ref()).await,
+            E::Upgrade => admin::upgrade(self.upgrade.as_ref()),
             E::PeerStagedPut(id) => {
                 use crate::error::{Error, ErrorKind};
                 use futures::StreamExt;

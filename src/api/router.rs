@@ -130,6 +130,8 @@ pub enum AdminEndpoint {
     ClusterLeave,
     /// `POST reload`: reread the config file and apply what can change while running.
     Reload,
+    /// `POST upgrade`: start the binary on disk as a successor that takes over.
+    Upgrade,
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -172,6 +174,7 @@ impl AdminEndpoint {
             "direct" if get => E::Direct,
             "cluster/leave" if post => E::ClusterLeave,
             "reload" if post => E::Reload,
+            "upgrade" if post => E::Upgrade,
             "peer/hot" if get => E::PeerHot,
             p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
                 let id = p.trim_start_matches("peer/staged/").to_owned();
@@ -183,7 +186,7 @@ impl AdminEndpoint {
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
-            | "direct" | "cluster/leave" | "peer/hot" | "reload" => {
+            | "direct" | "cluster/leave" | "peer/hot" | "reload" | "upgrade" => {
                 return Err(Unrouted::MethodNotAllowed(method.clone()));
             }
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),

@@ -73,6 +73,13 @@ enum Command {
         #[command(flatten)]
         target: admin::Target,
     },
+    /// Replace a running server with the binary now at its path (the same as SIGUSR2): the
+    /// new process takes the listening sockets over, the old one drains and exits. One
+    /// that cannot start leaves the old one serving.
+    Upgrade {
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Print a signed, expiring link to BUCKET/KEY (absolute under `web.base_url`, else a
     /// path).
     Sign(access::SignArgs),
@@ -130,6 +137,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(a) => access::sign(&a),
         Command::Access(cmd) => access::run(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
+        Command::Upgrade { target } => {
+            let c = admin::AdminClient::new(&target)?;
+            let resp = c.call(reqwest::Method::POST, "upgrade", None).await?;
+            println!("{}", resp.text().await?);
+            Ok(())
+        }
         Command::Reload { target } => {
             let c = admin::AdminClient::new(&target)?;
             let resp = c.call(reqwest::Method::POST, "reload", None).await?;

@@ -169,6 +169,7 @@ pub fn spawn_successor(listeners: &[(String, OwnedFd)]) -> Result<u32> {
 pub fn relieve_predecessor() -> Result<Option<u32>> {
     let Some(pid) = std::env::var(FROM_ENV).ok().and_then(|p| p.parse::<i32>().ok()) else { return Ok(None) };
     let Some(p) = rustix::process::Pid::from_raw(pid) else { return Ok(None) };
+    notify(false);
     match rustix::process::kill_process(p, rustix::process::Signal::TERM) {
         Ok(()) => tracing::info!(pid, "asked the previous process to hand over"),
         // Gone already: its lock is free.
@@ -176,4 +177,27 @@ pub fn relieve_predecessor() -> Result<Option<u32>> {
         Err(e) => return Err(Error::internal("signalling the previous process", e)),
     }
     Ok(u32::try_from(pid).ok())
+}
+
+/// Tells systemd (`Type=notify`, `NotifyAccess=all`) that this process is the service's
+/// main process and, with `ready`, that it serves. A successor says the first before it
+/// asks its predecessor to stop, so that the old process's exit is not the service's.
+/// Nothing without `NOTIFY_SOCKET`.
+pub fn notify(ready: bool) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let msg = format!("MAINPID={}\n{}", std::process::id(), if ready { "READY=1\n" } else { "" });
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|sock| {
+        let bytes = path.as_encoded_bytes();
+        match bytes.strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                sock.send_to_addr(msg.as_bytes(), &addr)
+            }
+            None => sock.send_to(msg.as_bytes(), &path),
+        }
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }

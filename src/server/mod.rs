@@ -148,10 +148,15 @@ async fn open_hot(config: &Config) -> Result<Option<Hot>> {
 
 /// Starts serving `config` (already resolved and validated) with what it opened into.
 pub async fn start_with(config: &Config, opened: Opened) -> Result<Running> {
-    start_inner(config, opened, None).await
+    start_inner(config, opened, (None, false)).await
 }
 
-async fn start_inner(config: &Config, opened: Opened, inherited: Option<&mut handover::Inherited>) -> Result<Running> {
+/// `upgradable`: this process owns its data directory and may start a successor.
+async fn start_inner(
+    config: &Config,
+    opened: Opened,
+    (inherited, upgradable): (Option<&mut handover::Inherited>, bool),
+) -> Result<Running> {
     let credentials = crate::auth::load_or_create(config)?;
     let listeners = Listeners::bind(config, inherited).await?;
     let sockets = Arc::new(listeners.sockets()?);
@@ -208,9 +213,15 @@ async fn start_inner(config: &Config, opened: Opened, inherited: Option<&mut han
         let r = r.clone();
         Box::pin(async move { Ok(serde_json::json!(r.reload().await?)) })
     });
+    // Only a process that owns its data directory (`start`) may start a successor.
+    let upgrade: Option<crate::api::UpgradeFn> = upgradable.then(|| {
+        let sockets = sockets.clone();
+        Arc::new(move || handover::spawn_successor(&sockets)) as crate::api::UpgradeFn
+    });
     let front = Arc::new(
         Front::new(router, gateway, web, credentials.clone(), health)
             .with_reload(reload_fn)
+            .with_upgrade(upgrade)
             .with_access_log(log)
             .with_throttle(throttle)
             .with_membership(membership.clone(), shutdown.clone()),
@@ -316,9 +327,10 @@ pub async fn start(config: &Config) -> Result<Running> {
         .await
         .map_err(|e| Error::internal("data directory lock", e))??;
     let opened = open(config).await?;
-    let mut running = start_inner(config, opened, inherited.as_mut()).await?;
+    let mut running = start_inner(config, opened, (inherited.as_mut(), true)).await?;
     tracing::info!(lock = %lock.path().display(), "holding the data directory");
     running.lock = Some(lock);
+    handover::notify(true);
     Ok(running)
 }
 

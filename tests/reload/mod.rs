@@ -18,14 +18,19 @@ fn config(dir: &Path, extra: &str) -> String {
     )
 }
 
-/// `strata reload` against `addr` (with a config of its own that holds only the keys, so
-/// that the server, not the command, reads the file under test): (exit success, output).
+/// `strata reload` against `addr`: (exit success, output).
 fn reload(cfg: &Path, addr: SocketAddr) -> (bool, String) {
+    strata(cfg, addr, "reload")
+}
+
+/// `strata COMMAND` against `addr` (with a config of its own that holds only the keys, so
+/// that the server, not the command, reads the file under test): (exit success, output).
+fn strata(cfg: &Path, addr: SocketAddr, command: &str) -> (bool, String) {
     let client = cfg.with_file_name("client.toml");
     std::fs::write(&client, format!("[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n"))
         .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["reload", "--config"])
+        .args([command, "--config"])
         .arg(&client)
         .args(["--endpoint", &format!("http://{addr}")])
         .output()
@@ -124,8 +129,8 @@ fn holder(data: &Path) -> u32 {
 
 /// Issue 19, upgrade: clients keep GETs of hot and cold objects, PUTs and one slow
 /// streaming download going while the server is reloaded five times and upgraded five
-/// times (SIGUSR2: the same build starts again, takes the listening sockets and the data
-/// directory over). No request fails, no connection is refused, every acknowledged write
+/// times (SIGUSR2 or `strata upgrade`: the same build starts again, takes the listening
+/// sockets and the data directory over). No request fails, no connection is refused, every acknowledged write
 /// reads back, and the download completes intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reloads_and_upgrades_under_load_lose_nothing() {
@@ -213,7 +218,12 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
         let (ok, said) = reload(&cfg, addr);
         assert!(ok, "reload {round}: {said}");
         let old = holder(&data);
-        assert!(std::process::Command::new("kill").args(["-USR2", &old.to_string()]).status().unwrap().success());
+        if round % 2 == 0 {
+            assert!(std::process::Command::new("kill").args(["-USR2", &old.to_string()]).status().unwrap().success());
+        } else {
+            let (ok, said) = strata(&cfg, addr, "upgrade");
+            assert!(ok && said.contains("successor"), "strata upgrade: {said}");
+        }
         let mut now = old;
         for _ in 0..600 {
             now = holder(&data);
@@ -254,4 +264,21 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
     let o = s3.get_object().bucket("pics").key("o1").send().await.expect("and still serves");
     assert_eq!(o.body.collect().await.unwrap().into_bytes().len(), "object 1".len() * 100);
     let _ = std::process::Command::new("kill").arg(last.to_string()).status();
+}
+
+/// Issue 19: once a server starts draining, `/ready` answers 503 on a connection that is
+/// still open, and the answer tells the client to close (`limits.drain_linger`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draining_server_is_not_ready_and_asks_clients_to_close() {
+    let h = crate::harness::Harness::start(crate::harness::Cold::Fs).await;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let url = |p: &str| format!("http://{}{p}", h.addr);
+    assert_eq!(http.get(url("/ready")).send().await.unwrap().status(), 200);
+    h.running.as_ref().unwrap().shutdown_token().cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = http.get(url("/ready")).send().await.expect("the kept-alive connection is still served");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"));
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!((body["ready"].clone(), body["draining"].clone()), (false.into(), true.into()), "{body}");
 }
