@@ -56,7 +56,9 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     std::fs::write(&cfg, config(dir.path(), "")).unwrap();
     let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
     let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), dir.path().join("data").into()]].concat();
-    let (mut proc, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let (proc, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let pid = proc.id().to_string();
+    let _reaper = Reaper(dir.path().join("data"), Some(proc));
     let s3 = crate::harness::client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1");
     assert_eq!(generation(addr).await, 1.0);
     s3.put_object().bucket("pics").key("a.jpg").body(ByteStream::from_static(b"pic")).send().await.unwrap();
@@ -101,7 +103,6 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     // SIGHUP rereads the file too: pics goes private again.
     let private = rules.replacen("access = \"public-read\"", "access = \"private\"", 1);
     std::fs::write(&cfg, config(dir.path(), &private)).unwrap();
-    let pid = proc.id().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     let mut code = 0;
     for _ in 0..50 {
@@ -118,8 +119,23 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert!(text.contains("strata_config_reload_timestamp_seconds"), "the time of the last reload is shown");
     assert!(text.contains(r#"strata_config_reloads_total{result="refused"} 1"#), "{text}");
     assert!(text.contains(r#"strata_config_reloads_total{result="invalid"} 1"#));
-    let _ = proc.kill();
-    let _ = proc.wait();
+}
+
+/// Stops whatever serves `data` when the test ends, passed or not: the first process and
+/// the successor that holds the data directory's lock (not a child of the test).
+struct Reaper(std::path::PathBuf, Option<std::process::Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.1 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let pid = holder(&self.0);
+        if pid != 0 {
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
 }
 
 /// The pid in the data directory's lock file: the process that serves now.
@@ -142,6 +158,8 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
     let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
     let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), data.clone().into()]].concat();
     let (first, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let first_pid = first.id();
+    let mut reaper = Reaper(data.clone(), Some(first));
     // No retries: every failure, a refused connection included, is counted.
     let s3 = crate::harness::client_no_retry(addr, Duration::from_secs(60));
     let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 253) as u8).collect();
@@ -211,8 +229,7 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
             got
         })
     };
-    let mut pids = vec![first.id()];
-    let mut first = Some(first);
+    let mut pids = vec![first_pid];
     for round in 0..5 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let (ok, said) = reload(&cfg, addr);
@@ -234,7 +251,7 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
         }
         assert_ne!(now, old, "upgrade {round}: a successor took the data directory over");
         pids.push(now);
-        if let Some(mut p) = first.take() {
+        if let Some(mut p) = reaper.1.take() {
             p.wait().unwrap();
         }
     }
@@ -263,7 +280,6 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
     assert_eq!(holder(&data), last, "the old process still holds the data directory");
     let o = s3.get_object().bucket("pics").key("o1").send().await.expect("and still serves");
     assert_eq!(o.body.collect().await.unwrap().into_bytes().len(), "object 1".len() * 100);
-    let _ = std::process::Command::new("kill").arg(last.to_string()).status();
 }
 
 /// Issue 19: once a server starts draining, `/ready` answers 503 on a connection that is
