@@ -3,7 +3,7 @@
 //! server. The live pieces are handles that every holder shares, so one swap reaches them
 //! all: the buckets' plans and host names (`Plans`), the access rules and link keys
 //! (`Policy`), the web settings (`Web`), the stores (`Backends`, new ones only),
-//! read-only mode and the journal's bounds.
+//! read-only mode and the journal's and hot tier's bounds.
 //!
 //! Everything that can fail is done before the first swap: a config that does not parse
 //! or validate, or that changes a field which needs a restart, changes nothing. A request
@@ -132,6 +132,9 @@ impl Reloader {
             self.tier.set_read_only(new.read_only);
         }
         self.tier.set_journal_limits(new.journal.max_size.0, new.journal.min_free.0);
+        if (new.hot.max_size.0, new.hot.min_free.0) != (current.hot.max_size.0, current.hot.min_free.0) {
+            self.tier.set_hot_limits(new.hot.max_size.0, new.hot.min_free.0);
+        }
         *current = new;
         let generation = self.generation.fetch_add(1, SeqCst) + 1;
         ::metrics::gauge!("strata_config_generation").set(generation as f64);
@@ -149,7 +152,7 @@ impl Reloader {
 }
 
 /// Fields of otherwise fixed sections that a reload applies.
-const LIVE: [&str; 2] = ["journal.max_size", "journal.min_free"];
+const LIVE: [&str; 4] = ["journal.max_size", "journal.min_free", "hot.max_size", "hot.min_free"];
 
 /// The fields whose change needs a restart, as `section.field`: everything but the
 /// buckets, the web settings other than the access log, new stores, read-only mode and
@@ -210,8 +213,9 @@ fn changed_live(old: &Config, new: &Config) -> Vec<String> {
     if old.read_only != new.read_only {
         out.push("read_only".to_owned());
     }
-    let journal = changed_fields(&old.journal, &new.journal);
-    out.extend(journal.into_iter().map(|f| format!("journal.{f}")).filter(|f| LIVE.contains(&f.as_str())));
+    let journal = changed_fields(&old.journal, &new.journal).into_iter().map(|f| format!("journal.{f}"));
+    let hot = changed_fields(&old.hot, &new.hot).into_iter().map(|f| format!("hot.{f}"));
+    out.extend(journal.chain(hot).filter(|f| LIVE.contains(&f.as_str())));
     out
 }
 
@@ -262,8 +266,9 @@ mod tests {
     fn restart_fields_are_named_and_live_fields_are_not() {
         let base = config("[hot]\nmax_size = \"1GiB\"\n");
         assert!(needs_restart(&base, &base).is_empty());
-        let moved = config("[hot]\nmax_size = \"2GiB\"\n");
-        assert_eq!(needs_restart(&base, &moved), ["hot.max_size"]);
+        let moved = config("[hot]\nmax_size = \"2GiB\"\nchunk_size = \"1MiB\"\n");
+        assert_eq!(needs_restart(&base, &moved), ["hot.chunk_size"], "the bound is live, the chunk size is not");
+        assert_eq!(changed_live(&base, &moved), ["hot.max_size"]);
         let listen = config("listen = \"127.0.0.1:9999\"\n[hot]\nmax_size = \"1GiB\"\n");
         assert_eq!(needs_restart(&base, &listen), ["listen"]);
         let data = config("data_dir = \"/elsewhere\"\n[hot]\nmax_size = \"1GiB\"\n");

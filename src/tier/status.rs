@@ -95,6 +95,13 @@ impl Tier {
         self.inner.journal.node()
     }
 
+    /// Takes new hot tier bounds (`hot.max_size`, `hot.min_free`; a config reload).
+    pub fn set_hot_limits(&self, max_size: u64, min_free: u64) {
+        if let Some(h) = &self.inner.hot {
+            h.set_limits(max_size, min_free);
+        }
+    }
+
     /// Takes new journal bounds (`journal.max_size`, `journal.min_free`; a config reload).
     pub fn set_journal_limits(&self, max_size: u64, min_free: u64) {
         self.inner.journal.set_limits(max_size, min_free);

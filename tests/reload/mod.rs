@@ -12,6 +12,7 @@ use std::time::Duration;
 fn config(dir: &Path, extra: &str) -> String {
     format!(
         "[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+         [hot]\nchunk_size = \"64KiB\"\nmin_free = \"0B\"\n\
          [backends.disk]\ntype = \"fs\"\nroot = \"{}\"\n\
          [buckets.pics]\nbackend = \"disk\"\n{extra}",
         dir.join("store").display()
@@ -93,9 +94,8 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
 
     // A change that needs a restart is refused naming the field; the rest of that file is
     // not applied either.
-    let moved = format!("{rules}[hot]\nchunk_size = \"1MiB\"\n");
-    std::fs::write(&cfg, config(dir.path(), &moved).replace("access = \"public-read\"", "access = \"private\""))
-        .unwrap();
+    let moved = config(dir.path(), rules).replace("chunk_size = \"64KiB\"", "chunk_size = \"1MiB\"");
+    std::fs::write(&cfg, moved.replace("access = \"public-read\"", "access = \"private\"")).unwrap();
     let (ok, said) = reload(&cfg, addr);
     assert!(!ok && said.contains("hot.chunk_size") && said.contains("restart"), "{said}");
     assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200, "nothing of the refused file applies");
@@ -115,6 +115,28 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert_eq!(code, 403, "SIGHUP applied the file");
     assert_eq!(anonymous(addr, "/gallery/b.jpg").await, 200);
     assert_eq!(generation(addr).await, 3.0);
+    // A lower hot.max_size evicts down to it at once.
+    for i in 0..6 {
+        let body = vec![i as u8; 60 << 10];
+        s3.put_object().bucket("pics").key(format!("h{i}")).body(ByteStream::from(body)).send().await.unwrap();
+        s3.get_object().bucket("pics").key(format!("h{i}")).send().await.unwrap().body.collect().await.unwrap();
+    }
+    let stats = || async {
+        let r = reqwest::Client::new()
+            .get(format!("http://{addr}/_strata/cache/stats"))
+            .basic_auth(ACCESS_KEY, Some(SECRET_KEY));
+        r.send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    let before = stats().await;
+    assert!(before["used_bytes"].as_u64().unwrap() > 300 << 10, "{before}");
+    let smaller =
+        config(dir.path(), &private).replace("chunk_size = \"64KiB\"", "chunk_size = \"64KiB\"\nmax_size = \"192KiB\"");
+    std::fs::write(&cfg, smaller).unwrap();
+    let (ok, said) = reload(&cfg, addr);
+    assert!(ok && said.contains("hot.max_size"), "{said}");
+    let after = stats().await;
+    assert_eq!(after["max_bytes"], 192 << 10, "{after}");
+    assert!(after["used_bytes"].as_u64().unwrap() <= 192 << 10, "evicted down to the new bound: {after}");
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
     assert!(text.contains("strata_config_reload_timestamp_seconds"), "the time of the last reload is shown");
     assert!(text.contains(r#"strata_config_reloads_total{result="refused"} 1"#), "{text}");

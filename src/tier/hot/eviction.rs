@@ -27,6 +27,9 @@ pub trait Eviction<K>: Send {
     /// Picks and forgets the next victim that `evictable` accepts, or `None` when every
     /// entry is vetoed (or there are none). Vetoed entries keep their place.
     fn evict(&mut self, evictable: &mut dyn FnMut(&K) -> bool) -> Option<K>;
+    /// The cache's bound became `capacity` bytes (a config reload). Orders that size
+    /// nothing from it ignore this.
+    fn resize(&mut self, _capacity: u64) {}
     /// Number of entries.
     fn len(&self) -> usize;
     /// Whether there are no entries.
@@ -148,6 +151,12 @@ impl<K: Copy + Eq + Hash> S3Fifo<K> {
 }
 
 impl<K: Copy + Eq + Hash + Send> Eviction<K> for S3Fifo<K> {
+    fn resize(&mut self, capacity: u64) {
+        // The queues move toward their new targets as entries come and go.
+        self.small_target = (capacity / 10).max(1);
+        self.ghost_target = capacity - capacity / 10;
+    }
+
     fn insert(&mut self, k: K, size: u64) {
         if self.meta.contains_key(&k) {
             return;

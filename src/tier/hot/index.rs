@@ -229,6 +229,37 @@ impl Index {
         Reserve::Granted(victims)
     }
 
+    /// Takes a new bound (a config reload) and evicts down to it; returns the victims,
+    /// which the caller unlinks. Pinned, filling and read entries are kept, so the index
+    /// can stay above a lowered bound until they are let go.
+    pub fn set_max(&mut self, max: u64) -> Vec<(PathBuf, u64)> {
+        self.max = max;
+        self.policy.resize(max);
+        let mut victims: Vec<(PathBuf, u64)> = Vec::new();
+        while self.used - victims.iter().map(|v| v.1).sum::<u64>() > self.max {
+            let (entries, pins) = (&self.entries, &self.pins);
+            let evictable = &mut |c: &ChunkKey| {
+                entries.get(c).is_some_and(|e| {
+                    e.pins == 0
+                        && matches!(e.state, State::Ready)
+                        && !pins.iter().any(|(b, p)| *b == e.bucket && e.key.starts_with(p.as_str()))
+                })
+            };
+            let Some(v) = self.policy.evict(evictable) else { break };
+            if let Some(e) = self.unlink_entry(&v) {
+                self.evictions += 1;
+                self.evicted_bytes += e.file_len;
+                victims.push((chunk_path(&self.root, v, e.id), e.file_len));
+            }
+        }
+        victims
+    }
+
+    /// The bound in force.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
     /// Doomed files nobody holds: the caller unlinks them and calls [`Index::freed`].
     pub fn take_unlinkable(&mut self) -> Vec<(PathBuf, u64)> {
         let ids: Vec<u64> = self.doomed.iter().filter(|(_, d)| d.pins == 0 && !d.filling).map(|(i, _)| *i).collect();

@@ -139,7 +139,10 @@ pub struct Hot {
 }
 
 struct HotInner {
+    /// The settings at open; `max_size` and `min_free` in force are `index.max()` and
+    /// `min_free` (a reload changes them).
     s: HotSettings,
+    min_free: AtomicU64,
     tmp: PathBuf,
     index: Mutex<Index>,
     mem: Mutex<mem::Mem>,
@@ -176,6 +179,7 @@ impl Hot {
         let misses = MissLog::new(s.dir.join("misses.log"), s.miss_log_max);
         let mem = Mutex::new(mem::Mem::new(s.memory_size));
         let inner = HotInner {
+            min_free: AtomicU64::new(s.min_free),
             s,
             tmp,
             index: Mutex::new(index),
@@ -225,6 +229,16 @@ impl Hot {
         let h = v.hash();
         let index = self.inner.lock();
         (first..=last).all(|c| u32::try_from(c).is_ok_and(|c| index.contains((h, c))))
+    }
+
+    /// Takes new bounds (`hot.max_size`, `hot.min_free`; a config reload). A lower
+    /// `max_size` evicts down to it now, except chunks that are pinned or being read.
+    pub fn set_limits(&self, max_size: u64, min_free: u64) {
+        self.inner.min_free.store(min_free, Relaxed);
+        let victims = self.inner.lock().set_max(max_size);
+        self.inner.unlink(victims);
+        self.inner.sweep();
+        self.inner.gauges();
     }
 
     /// Drops every chunk of `bucket`/`key` that is not of version `keep`.
@@ -278,7 +292,7 @@ impl Hot {
         let pins = self.inner.pins.lock().unwrap_or_else(|p| p.into_inner());
         HotStats {
             used_bytes: ix.used(),
-            max_bytes: self.inner.s.max_size,
+            max_bytes: ix.max(),
             chunks: ix.ready_count() as u64,
             hits: c.hits.load(Relaxed),
             misses: c.misses.load(Relaxed),
@@ -339,14 +353,14 @@ impl HotInner {
     fn gauges(&self) {
         let ix = self.lock();
         ::metrics::gauge!("strata_hot_used_bytes").set(ix.used() as f64);
-        ::metrics::gauge!("strata_hot_max_bytes").set(self.s.max_size as f64);
+        ::metrics::gauge!("strata_hot_max_bytes").set(ix.max() as f64);
         ::metrics::gauge!("strata_hot_evictions").set(ix.evictions as f64);
     }
 
     /// Whether the disk holding the tier can take `bytes` more and keep `min_free`.
     fn disk_ok(&self, bytes: u64) -> bool {
         match rustix::fs::statvfs(&self.s.dir) {
-            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= self.s.min_free.saturating_add(bytes),
+            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= self.min_free.load(Relaxed).saturating_add(bytes),
             Err(e) => {
                 tracing::warn!(error = %e, "statvfs of the hot tier failed; not caching");
                 false
