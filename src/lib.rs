@@ -30,6 +30,7 @@
 //! | [`http`]       | accept loop, connection cap, timeouts, graceful drain (no S3);   |
 //! |                | Range, conditional-request, query and Basic-auth parsing         |
 //! | [`config`]     | the TOML tree: parse, resolve, validate                          |
+//! | [`logging`]    | the log filter: from `STRATA_LOG`, changed by a reload           |
 //! | [`telemetry`]  | the Prometheus recorder, histogram buckets, recent errors        |
 //! | [`worker`]     | the one shape of background loops, and their supervisor          |
 //! | [`clock`]      | wall-clock milliseconds, the unit of stored timestamps           |
@@ -50,6 +51,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod journal;
+pub mod logging;
 pub mod names;
 pub mod plan;
 pub mod policy;

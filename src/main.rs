@@ -11,13 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = strata::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    strata::logging::init();
     // The blocking pool serves hot-file reads. Tokio's default of 512 threads lets a
     // thousand concurrent streams each get a thread, and with it a malloc arena: memory
     // that is never returned. 64 threads keep the disk busy at a bounded cost.

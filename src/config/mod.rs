@@ -49,6 +49,10 @@ pub struct Config {
     /// Default "sqlite://<data_dir>/catalog.db".
     #[serde(default)]
     pub catalog: Option<String>,
+    /// The log filter (`tracing` directives such as "info,strata=debug"), applied at start
+    /// and at every reload. Default: none, `STRATA_LOG` or "info".
+    #[serde(default)]
+    pub log: Option<String>,
     /// Backend that holds buckets created through the API (CreateBucket). Default "local".
     #[serde(default = "default_backend")]
     pub default_backend: String,
@@ -397,6 +401,11 @@ impl Config {
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.cluster.invalidation_lag.0) {
             return bad("cluster.invalidation_lag: must be between 10ms and 10s".into());
+        }
+        if let Some(l) = &self.log
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(l)
+        {
+            return bad(format!("log: {l:?} is not a log filter: {e}"));
         }
         if self.limits.drain_linger.0 > self.limits.shutdown_grace.0 {
             return bad("limits.drain_linger: must be at most limits.shutdown_grace".into());

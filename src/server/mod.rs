@@ -312,6 +312,9 @@ fn server_limits(config: &Config) -> ServerLimits {
 /// upgrade, `handover.rs`) it takes that process's sockets and asks it to stop once its
 /// own config and catalog are known to work.
 pub async fn start(config: &Config) -> Result<Running> {
+    if config.log.is_some() {
+        crate::logging::set_filter(config.log.as_deref())?;
+    }
     let mut inherited = handover::Inherited::from_env()?;
     if std::env::var_os("STRATA_UPGRADE_FROM").is_some() {
         let url = config.catalog.as_deref().ok_or_else(|| Error::new(ErrorKind::Config, "catalog is not resolved"))?;

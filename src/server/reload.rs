@@ -3,7 +3,7 @@
 //! server. The live pieces are handles that every holder shares, so one swap reaches them
 //! all: the buckets' plans and host names (`Plans`), the access rules and link keys
 //! (`Policy`), the web settings (`Web`), the stores (`Backends`, new ones only),
-//! read-only mode and the journal's and hot tier's bounds.
+//! read-only mode, the log filter, and the journal's and hot tier's bounds.
 //!
 //! Everything that can fail is done before the first swap: a config that does not parse
 //! or validate, or that changes a field which needs a restart, changes nothing. A request
@@ -131,6 +131,9 @@ impl Reloader {
         if new.read_only != current.read_only {
             self.tier.set_read_only(new.read_only);
         }
+        if new.log != current.log {
+            crate::logging::set_filter(new.log.as_deref())?;
+        }
         self.tier.set_journal_limits(new.journal.max_size.0, new.journal.min_free.0);
         if (new.hot.max_size.0, new.hot.min_free.0) != (current.hot.max_size.0, current.hot.min_free.0) {
             self.tier.set_hot_limits(new.hot.max_size.0, new.hot.min_free.0);
@@ -212,6 +215,9 @@ fn changed_live(old: &Config, new: &Config) -> Vec<String> {
     out.extend(new.backends.keys().filter(|n| !old.backends.contains_key(*n)).map(|n| format!("backends.{n}")));
     if old.read_only != new.read_only {
         out.push("read_only".to_owned());
+    }
+    if old.log != new.log {
+        out.push("log".to_owned());
     }
     let journal = changed_fields(&old.journal, &new.journal).into_iter().map(|f| format!("journal.{f}"));
     let hot = changed_fields(&old.hot, &new.hot).into_iter().map(|f| format!("hot.{f}"));

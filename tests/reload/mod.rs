@@ -57,7 +57,9 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     std::fs::write(&cfg, config(dir.path(), "")).unwrap();
     let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
     let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), dir.path().join("data").into()]].concat();
-    let (proc, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let log = dir.path().join("stderr.log");
+    let stderr = std::process::Stdio::from(std::fs::File::create(&log).unwrap());
+    let (proc, addr) = crate::harness::serve_process(&args, &[("STRATA_LOG", "error")], stderr);
     let pid = proc.id().to_string();
     let _reaper = Reaper(dir.path().join("data"), Some(proc));
     let s3 = crate::harness::client(addr, ACCESS_KEY, SECRET_KEY, "us-east-1");
@@ -100,9 +102,10 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert!(!ok && said.contains("hot.chunk_size") && said.contains("restart"), "{said}");
     assert_eq!(anonymous(addr, "/pics/a.jpg").await, 200, "nothing of the refused file applies");
 
-    // SIGHUP rereads the file too: pics goes private again.
+    // SIGHUP rereads the file too: pics goes private again, and the log filter becomes
+    // "info" (the environment said "error"), so this reload's own line is logged.
     let private = rules.replacen("access = \"public-read\"", "access = \"private\"", 1);
-    std::fs::write(&cfg, config(dir.path(), &private)).unwrap();
+    std::fs::write(&cfg, format!("log = \"strata=info\"\n{}", config(dir.path(), &private))).unwrap();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     let mut code = 0;
     for _ in 0..50 {
@@ -115,6 +118,8 @@ async fn a_reload_applies_buckets_and_rules_and_refuses_what_needs_a_restart() {
     assert_eq!(code, 403, "SIGHUP applied the file");
     assert_eq!(anonymous(addr, "/gallery/b.jpg").await, 200);
     assert_eq!(generation(addr).await, 3.0);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.matches("config reloaded").count(), 1, "only the reload under the new filter: {logged}");
     // A lower hot.max_size evicts down to it at once.
     for i in 0..6 {
         let body = vec![i as u8; 60 << 10];
