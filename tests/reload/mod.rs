@@ -14,6 +14,7 @@ fn config(dir: &Path, extra: &str) -> String {
         "[credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
          [hot]\nchunk_size = \"64KiB\"\nmin_free = \"0B\"\n\
          [backends.disk]\ntype = \"fs\"\nroot = \"{}\"\n\
+         [buckets.cold]\nbackend = \"disk\"\nhot = false\n\
          [buckets.pics]\nbackend = \"disk\"\n{extra}",
         dir.join("store").display()
     )
@@ -170,7 +171,8 @@ fn holder(data: &Path) -> u32 {
     std::fs::read_to_string(data.join("strata.lock")).unwrap_or_default().trim().parse().unwrap_or(0)
 }
 
-/// Issue 19, upgrade: clients keep GETs of hot and cold objects, PUTs and one slow
+/// Issue 19, upgrade: clients keep GETs of hot and cold objects (a bucket without the hot
+/// tier), PUTs and one slow
 /// streaming download going while the server is reloaded five times and upgraded five
 /// times (SIGUSR2 or `strata upgrade`: the same build starts again, takes the listening
 /// sockets and the data directory over). No request fails, no connection is refused, every acknowledged write
@@ -191,10 +193,10 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
     let s3 = crate::harness::client_no_retry(addr, Duration::from_secs(60));
     let big: Vec<u8> = (0..24u32 << 20).map(|i| (i % 253) as u8).collect();
     s3.put_object().bucket("pics").key("big").body(ByteStream::from(big.clone())).send().await.unwrap();
-    for i in 0..20 {
+    for (i, bucket) in (0..20).flat_map(|i| [(i, "pics"), (i, "cold")]) {
         let body = format!("object {i}").repeat(100);
         s3.put_object()
-            .bucket("pics")
+            .bucket(bucket)
             .key(format!("o{i}"))
             .body(ByteStream::from(body.into_bytes()))
             .send()
@@ -226,8 +228,14 @@ async fn reloads_and_upgrades_under_load_lose_nothing() {
                     r.map(|_| ()).map_err(|e| format!("{e:?}"))
                 } else {
                     // Hot (read over and over) and colder (spread) objects.
-                    let key = if w % 2 == 0 { "o0".to_owned() } else { format!("o{}", n % 20) };
-                    match s3.get_object().bucket("pics").key(&key).send().await {
+                    // A hot object read over and over, 20 others in turn, and objects of a
+                    // bucket without the hot tier (every read from the store).
+                    let (bucket, key) = match w {
+                        2 | 4 => ("pics", "o0".to_owned()),
+                        3 => ("pics", format!("o{}", n % 20)),
+                        _ => ("cold", format!("o{}", n % 20)),
+                    };
+                    match s3.get_object().bucket(bucket).key(&key).send().await {
                         Ok(o) => o.body.collect().await.map(|_| ()).map_err(|e| format!("{e:?}")),
                         Err(e) => Err(format!("{e:?}")),
                     }
