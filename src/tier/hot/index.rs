@@ -200,21 +200,10 @@ impl Index {
             if fits && disk_ok(file_len.saturating_sub(pending)) {
                 break;
             }
-            let (entries, pins) = (&self.entries, &self.pins);
-            let evictable = &mut |c: &ChunkKey| {
-                entries.get(c).is_some_and(|e| {
-                    e.pins == 0
-                        && matches!(e.state, State::Ready)
-                        && !pins.iter().any(|(b, p)| *b == e.bucket && e.key.starts_with(p.as_str()))
-                })
-            };
-            let Some(v) = self.policy.evict(evictable) else {
-                return Reserve::NoSpace(victims);
-            };
-            if let Some(e) = self.unlink_entry(&v) {
-                self.evictions += 1;
-                self.evicted_bytes += e.file_len;
-                victims.push((chunk_path(&self.root, v, e.id), e.file_len));
+            match self.evict_one() {
+                Some(Some(victim)) => victims.push(victim),
+                Some(None) => {}
+                None => return Reserve::NoSpace(victims),
             }
         }
         let e = Entry {
@@ -237,22 +226,33 @@ impl Index {
         self.policy.resize(max);
         let mut victims: Vec<(PathBuf, u64)> = Vec::new();
         while self.used - victims.iter().map(|v| v.1).sum::<u64>() > self.max {
-            let (entries, pins) = (&self.entries, &self.pins);
-            let evictable = &mut |c: &ChunkKey| {
-                entries.get(c).is_some_and(|e| {
-                    e.pins == 0
-                        && matches!(e.state, State::Ready)
-                        && !pins.iter().any(|(b, p)| *b == e.bucket && e.key.starts_with(p.as_str()))
-                })
-            };
-            let Some(v) = self.policy.evict(evictable) else { break };
-            if let Some(e) = self.unlink_entry(&v) {
-                self.evictions += 1;
-                self.evicted_bytes += e.file_len;
-                victims.push((chunk_path(&self.root, v, e.id), e.file_len));
+            match self.evict_one() {
+                Some(Some(victim)) => victims.push(victim),
+                Some(None) => {}
+                None => break,
             }
         }
         victims
+    }
+
+    /// Asks the policy for one victim it may take (ready, unread, unpinned) and drops it
+    /// from the index: `Some(Some((path, bytes)))` for the caller to unlink, `Some(None)`
+    /// when the policy named a key the index no longer has, `None` when nothing may go.
+    fn evict_one(&mut self) -> Option<Option<(PathBuf, u64)>> {
+        let (entries, pins) = (&self.entries, &self.pins);
+        let evictable = &mut |c: &ChunkKey| {
+            entries.get(c).is_some_and(|e| {
+                e.pins == 0
+                    && matches!(e.state, State::Ready)
+                    && !pins.iter().any(|(b, p)| *b == e.bucket && e.key.starts_with(p.as_str()))
+            })
+        };
+        let v = self.policy.evict(evictable)?;
+        Some(self.unlink_entry(&v).map(|e| {
+            self.evictions += 1;
+            self.evicted_bytes += e.file_len;
+            (chunk_path(&self.root, v, e.id), e.file_len)
+        }))
     }
 
     /// The bound in force.
