@@ -333,3 +333,89 @@ async fn a_draining_server_is_not_ready_and_asks_clients_to_close() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!((body["ready"].clone(), body["draining"].clone()), (false.into(), true.into()), "{body}");
 }
+
+/// Issue 19: with an admin listener, both sockets are handed over. Two upgrades by
+/// `strata upgrade` on the admin address while one client reads objects on the main
+/// listener and another reads `/metrics` on the admin one, neither retrying: no request
+/// fails, and each listener is served by the new process afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_hands_the_admin_listener_over_too() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("strata.toml"), dir.path().join("data"));
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    std::fs::write(&cfg, config(dir.path(), &format!("[admin]\nlisten = \"{admin}\"\n"))).unwrap();
+    let args = ["--listen", "127.0.0.1:0", "--config"].map(std::ffi::OsString::from);
+    let args = [&args[..], &[cfg.clone().into(), "--data-dir".into(), data.clone().into()]].concat();
+    let (first, addr) = crate::harness::serve_process(&args, &[], std::process::Stdio::null());
+    let mut reaper = Reaper(data.clone(), Some(first));
+    let s3 = crate::harness::client_no_retry(addr, Duration::from_secs(60));
+    s3.put_object().bucket("pics").key("k").body(ByteStream::from_static(b"kept")).send().await.unwrap();
+    let (stop, failed, done) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let main = {
+        let (s3, stop, failed, done) = (s3.clone(), stop.clone(), failed.clone(), done.clone());
+        tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                let got = match s3.get_object().bucket("pics").key("k").send().await {
+                    Ok(o) => o.body.collect().await.map(|_| ()).map_err(|e| format!("{e:?}")),
+                    Err(e) => Err(format!("{e:?}")),
+                };
+                match got {
+                    Ok(()) => done.fetch_add(1, SeqCst),
+                    Err(e) => {
+                        eprintln!("main listener: {e}");
+                        failed.fetch_add(1, SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    let metrics = {
+        let (stop, failed, done) = (stop.clone(), failed.clone(), done.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::builder().retry(reqwest::retry::never()).build().unwrap();
+            while !stop.load(SeqCst) {
+                let got = match http.get(format!("http://{admin}/metrics")).send().await {
+                    Ok(r) if r.status() == 200 => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match got {
+                    Ok(()) => done.fetch_add(1, SeqCst),
+                    Err(e) => {
+                        eprintln!("admin listener: {e}");
+                        failed.fetch_add(1, SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old = holder(&data);
+        let (ok, said) = strata(&cfg, admin, "upgrade");
+        assert!(ok && said.contains("successor"), "upgrade {round}: {said}");
+        let mut now = old;
+        for _ in 0..600 {
+            now = holder(&data);
+            if now != old && now != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_ne!(now, old, "upgrade {round}: a successor took over");
+        if let Some(mut p) = reaper.1.take() {
+            p.wait().unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, SeqCst);
+    main.await.unwrap();
+    metrics.await.unwrap();
+    let (done, failed) = (done.load(SeqCst), failed.load(SeqCst));
+    eprintln!("{done} requests on both listeners over 2 upgrades, {failed} failed");
+    assert_eq!(failed, 0, "no request failed on either listener");
+    assert!(done > 50, "{done}");
+}
