@@ -419,3 +419,99 @@ async fn an_upgrade_hands_the_admin_listener_over_too() {
     assert_eq!(failed, 0, "no request failed on either listener");
     assert!(done > 50, "{done}");
 }
+
+/// Issue 19 with TLS: the HTTPS listener and the plain-HTTP one beside it are both handed
+/// over. Two upgrades (SIGUSR2) while one client reads a public object over HTTPS (HTTP/2
+/// by ALPN) and another over plain HTTP, neither retrying: no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upgrade_hands_tls_and_plain_listeners_over() {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("strata.toml"), dir.path().join("data"));
+    let ca = crate::tls::Ca::new();
+    ca.leaf(dir.path(), "cert", &["localhost", "127.0.0.1"]);
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let tls = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nplain_listen = \"{plain}\"\nplain = \"serve\"\n\
+         [[buckets.pics.rules]]\nprefix = \"\"\naccess = \"public-read\"\n",
+        dir.path().join("cert.crt"),
+        dir.path().join("cert.key")
+    );
+    std::fs::write(&cfg, config(dir.path(), &tls)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr: std::net::SocketAddr = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "strata exited before listening");
+        if let Some(a) = line.trim().strip_prefix("strata listening on https://") {
+            break a.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let mut reaper = Reaper(data.clone(), Some(child));
+    let s3 = crate::harness::client_no_retry(plain, Duration::from_secs(60));
+    s3.put_object().bucket("pics").key("k").body(ByteStream::from_static(b"kept")).send().await.unwrap();
+    let root = reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap();
+    let https = reqwest::Client::builder().add_root_certificate(root).retry(reqwest::retry::never()).build().unwrap();
+    let http = reqwest::Client::builder().retry(reqwest::retry::never()).build().unwrap();
+    let (stop, failed, done) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let urls = [format!("https://localhost:{}/pics/k", addr.port()), format!("http://{plain}/pics/k")];
+    let mut tasks = Vec::new();
+    for (client, url) in [https, http].into_iter().zip(urls) {
+        let (stop, failed, done) = (stop.clone(), failed.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(SeqCst) {
+                let got = match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => r.bytes().await.map(|b| b.len()).map_err(|e| e.to_string()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(format!("{e:?}")),
+                };
+                match got {
+                    Ok(4) => done.fetch_add(1, SeqCst),
+                    other => {
+                        eprintln!("{url}: {other:?}");
+                        failed.fetch_add(1, SeqCst)
+                    }
+                };
+            }
+        }));
+    }
+    for round in 0..2 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old = holder(&data);
+        assert!(std::process::Command::new("kill").args(["-USR2", &old.to_string()]).status().unwrap().success());
+        let mut now = old;
+        for _ in 0..600 {
+            now = holder(&data);
+            if now != old && now != 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_ne!(now, old, "upgrade {round}: a successor took over");
+        if let Some(mut p) = reaper.1.take() {
+            p.wait().unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (done, failed) = (done.load(SeqCst), failed.load(SeqCst));
+    eprintln!("{done} requests over HTTPS and plain HTTP across 2 upgrades, {failed} failed");
+    assert_eq!(failed, 0, "no request failed on either listener");
+    assert!(done > 50, "{done}");
+}

@@ -9,14 +9,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// A test CA and the PEM of the certificates it signs.
-struct Ca {
+pub(crate) struct Ca {
     params: rcgen::CertificateParams,
     key: rcgen::KeyPair,
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -27,7 +27,7 @@ impl Ca {
 
     /// A leaf for `names`, written as `<stem>.crt` and `<stem>.key` under `dir`; returns
     /// the certificate's DER.
-    fn leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
+    pub(crate) fn leaf(&self, dir: &Path, stem: &str, names: &[&str]) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
