@@ -451,7 +451,7 @@ async fn an_upgrade_hands_tls_and_plain_listeners_over() {
         .unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    let addr: std::net::SocketAddr = loop {
+    let addr: SocketAddr = loop {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "strata exited before listening");
         if let Some(a) = line.trim().strip_prefix("strata listening on https://") {
