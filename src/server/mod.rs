@@ -316,15 +316,21 @@ pub async fn start(config: &Config) -> Result<Running> {
         crate::logging::set_filter(config.log.as_deref())?;
     }
     let mut inherited = handover::Inherited::from_env()?;
-    if std::env::var_os("STRATA_UPGRADE_FROM").is_some() {
+    let upgrading = std::env::var_os("STRATA_UPGRADE_FROM").is_some();
+    if upgrading {
         let url = config.catalog.as_deref().ok_or_else(|| Error::new(ErrorKind::Config, "catalog is not resolved"))?;
         let catalog = Catalog::connect(url).await?;
         catalog.ping().await?;
         catalog.close().await;
         handover::relieve_predecessor()?;
     }
-    // Long enough for the previous process to drain (its own grace) and close.
-    let wait = config.limits.shutdown_grace.0 + std::time::Duration::from_secs(30);
+    // A successor waits long enough for its predecessor to drain (its own grace) and close;
+    // any other start finds the directory free or says at once who holds it.
+    let wait = if upgrading {
+        config.limits.shutdown_grace.0 + std::time::Duration::from_secs(30)
+    } else {
+        std::time::Duration::ZERO
+    };
     let dir = config.data_dir().to_owned();
     let lock = tokio::task::spawn_blocking(move || handover::DataLock::acquire(&dir, wait))
         .await

@@ -328,3 +328,27 @@ async fn an_upgrade_hands_tls_and_plain_listeners_over() {
     assert_eq!(failed, 0, "no request failed on either listener");
     assert!(done > 50, "{done}");
 }
+
+/// A second `strata serve` on a data directory that a running server holds stops at once,
+/// naming the holder, and the first one keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_server_on_the_same_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("strata.toml"), dir.path().join("data"));
+    std::fs::write(&cfg, config(dir.path(), "")).unwrap();
+    let (_reaper, addr) = serve(&cfg, &data);
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the second server must not start");
+    assert!(said.contains("in use by strata") && said.contains(&holder(&data).to_string()), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused at once, not after a wait");
+    let s3 = crate::harness::client_no_retry(addr, Duration::from_secs(10));
+    s3.list_buckets().send().await.expect("the first server still serves");
+}
