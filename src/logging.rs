@@ -31,7 +31,7 @@ pub fn init() {
 }
 
 /// Checks a filter (`tracing`'s `EnvFilter` directives, as `STRATA_LOG` takes them).
-pub fn parse(directives: &str) -> Result<EnvFilter> {
+fn parse(directives: &str) -> Result<EnvFilter> {
     EnvFilter::try_new(directives)
         .map_err(|e| Error::new(ErrorKind::Config, format!("log: {directives:?} is not a log filter: {e}")))
 }

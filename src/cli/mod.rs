@@ -181,7 +181,9 @@ async fn serve(cfg: Config, source: crate::server::Source) -> anyhow::Result<()>
         token.cancel();
     });
     tokio::spawn(reload_on_sighup(running.reloader(), running.tls_certs()));
-    tokio::spawn(upgrade_on_sigusr2(running.upgrader()));
+    if let Some(upgrade) = running.upgrader() {
+        tokio::spawn(upgrade_on_sigusr2(upgrade));
+    }
     running.wait().await.context("serving")?;
     println!("strata stopped");
     Ok(())
@@ -207,7 +209,7 @@ async fn reload_on_sighup(reloader: Arc<crate::server::Reloader>, certs: Option<
 /// At SIGUSR2: starts this binary again as a successor that takes over the listening
 /// sockets, then asks this process to stop (`docs/design/reload.md`). A successor that
 /// cannot start leaves this process serving.
-async fn upgrade_on_sigusr2(upgrade: impl Fn() -> crate::error::Result<u32>) {
+async fn upgrade_on_sigusr2(upgrade: crate::api::UpgradeFn) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut usr2) = signal(SignalKind::user_defined2()) else {
         tracing::error!("cannot watch SIGUSR2; binary upgrades are off");

@@ -163,6 +163,12 @@ pub fn spawn_successor(listeners: &[(String, OwnedFd)]) -> Result<u32> {
     tracing::info!(pid = child.id(), binary = %exe.display(), "started a successor; it takes over once it is ready");
     Ok(child.id())
 }
+
+/// Whether this process was started by [`spawn_successor`] to replace another.
+pub fn is_successor() -> bool {
+    std::env::var_os(FROM_ENV).is_some()
+}
+
 /// For a successor: the pid of the process it replaces, once told to stop (SIGTERM).
 /// Called after this process has checked its config and reached its catalog, so that a
 /// successor that cannot start leaves the old process serving.

@@ -61,8 +61,9 @@ pub struct Running {
     membership: Arc<crate::cluster::Membership>,
     /// Rereads the config (SIGHUP, `strata reload`), once it has a source.
     reloader: Arc<Reloader>,
-    /// Copies of the listening sockets, for a successor (binary upgrade).
-    sockets: Arc<Vec<(String, std::os::fd::OwnedFd)>>,
+    /// Starts a successor with copies of the listening sockets (binary upgrade), when
+    /// this process owns its data directory.
+    upgrade: Option<crate::api::UpgradeFn>,
     /// The data directory's lock, when this process took it ([`start`]).
     lock: Option<handover::DataLock>,
 }
@@ -159,7 +160,13 @@ async fn start_inner(
 ) -> Result<Running> {
     let credentials = crate::auth::load_or_create(config)?;
     let listeners = Listeners::bind(config, inherited).await?;
-    let sockets = Arc::new(listeners.sockets()?);
+    // Only a process that owns its data directory (`start`) may start a successor.
+    let upgrade: Option<crate::api::UpgradeFn> = if upgradable {
+        let sockets = listeners.sockets()?;
+        Some(Arc::new(move || handover::spawn_successor(&sockets)))
+    } else {
+        None
+    };
     let (addr, admin_addr, plain_addr) = (listeners.main_addr()?, listeners.admin_addr()?, listeners.plain_addr()?);
     crate::telemetry::init();
     crate::telemetry::register(&opened.tier.store_names());
@@ -213,15 +220,10 @@ async fn start_inner(
         let r = r.clone();
         Box::pin(async move { Ok(serde_json::json!(r.reload().await?)) })
     });
-    // Only a process that owns its data directory (`start`) may start a successor.
-    let upgrade: Option<crate::api::UpgradeFn> = upgradable.then(|| {
-        let sockets = sockets.clone();
-        Arc::new(move || handover::spawn_successor(&sockets)) as crate::api::UpgradeFn
-    });
     let front = Arc::new(
         Front::new(router, gateway, web, credentials.clone(), health)
             .with_reload(reload_fn)
-            .with_upgrade(upgrade)
+            .with_upgrade(upgrade.clone())
             .with_access_log(log)
             .with_throttle(throttle)
             .with_membership(membership.clone(), shutdown.clone()),
@@ -242,7 +244,7 @@ async fn start_inner(
         me,
         membership,
         reloader,
-        sockets,
+        upgrade,
         lock: None,
     })
 }
@@ -316,7 +318,7 @@ pub async fn start(config: &Config) -> Result<Running> {
         crate::logging::set_filter(config.log.as_deref())?;
     }
     let mut inherited = handover::Inherited::from_env()?;
-    let upgrading = std::env::var_os("STRATA_UPGRADE_FROM").is_some();
+    let upgrading = handover::is_successor();
     if upgrading {
         let url = config.catalog.as_deref().ok_or_else(|| Error::new(ErrorKind::Config, "catalog is not resolved"))?;
         let catalog = Catalog::connect(url).await?;
@@ -392,10 +394,10 @@ impl Running {
     }
 
     /// What starts a successor at a binary upgrade (SIGUSR2): this binary, as now on
-    /// disk, with these listening sockets; it asks this process to stop once it is ready.
-    pub fn upgrader(&self) -> impl Fn() -> Result<u32> + Send + Sync + 'static {
-        let sockets = self.sockets.clone();
-        move || handover::spawn_successor(&sockets)
+    /// disk, with this process's listening sockets; it asks this process to stop once it
+    /// is ready. `None` for a server that does not own its data directory ([`start_with`]).
+    pub fn upgrader(&self) -> Option<crate::api::UpgradeFn> {
+        self.upgrade.clone()
     }
 
     /// The admin listener's address, when `[admin] listen` is set.

@@ -134,7 +134,10 @@ impl Reloader {
         if new.log != current.log {
             crate::logging::set_filter(new.log.as_deref())?;
         }
-        self.tier.set_journal_limits(new.journal.max_size.0, new.journal.min_free.0);
+        if (new.journal.max_size.0, new.journal.min_free.0) != (current.journal.max_size.0, current.journal.min_free.0)
+        {
+            self.tier.set_journal_limits(new.journal.max_size.0, new.journal.min_free.0);
+        }
         if (new.hot.max_size.0, new.hot.min_free.0) != (current.hot.max_size.0, current.hot.min_free.0) {
             self.tier.set_hot_limits(new.hot.max_size.0, new.hot.min_free.0);
         }
@@ -158,17 +161,18 @@ impl Reloader {
 const LIVE: [&str; 4] = ["journal.max_size", "journal.min_free", "hot.max_size", "hot.min_free"];
 
 /// The fields whose change needs a restart, as `section.field`: everything but the
-/// buckets, the web settings other than the access log, new stores, read-only mode and
-/// the journal's bounds.
+/// buckets, the web settings other than the access log, new stores, read-only mode, the
+/// log filter and the journal's and hot tier's bounds.
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut top = |name: &str, a: &dyn Debug, b: &dyn Debug| {
-        let fields: Vec<String> =
-            changed_fields(a, b).into_iter().filter(|f| !LIVE.contains(&format!("{name}.{f}").as_str())).collect();
-        if fields.is_empty() && changed_fields(a, b).is_empty() && format!("{a:?}") != format!("{b:?}") {
+        let fields = changed_fields(a, b);
+        // Not a struct (an address, a path): the value itself.
+        if fields.is_empty() && format!("{a:?}") != format!("{b:?}") {
             out.push(name.to_owned());
         }
-        out.extend(fields.into_iter().map(|f| format!("{name}.{f}")));
+        let named = fields.into_iter().map(|f| format!("{name}.{f}"));
+        out.extend(named.filter(|f| !LIVE.contains(&f.as_str())));
     };
     top("listen", &old.listen, &new.listen);
     top("data_dir", &old.data_dir, &new.data_dir);

@@ -31,6 +31,8 @@ struct Here {
     hot: Hot,
     mode: FillMode,
     v: Version,
+    /// `v`'s 128-bit name, made once for every piece.
+    vh: u128,
 }
 
 impl Here {
@@ -57,7 +59,8 @@ impl Tier {
             .map(|i| (i * cs).max(range.start)..((i + 1) * cs).min(range.end))
             .collect();
         let v = version_of(rec);
-        let here = Here { tier: self.clone(), b: b.clone(), rec: rec.clone(), hot: hot.clone(), mode, v };
+        let vh = v.hash();
+        let here = Here { tier: self.clone(), b: b.clone(), rec: rec.clone(), hot: hot.clone(), mode, v, vh };
         let open = move |piece: Range<u64>| {
             let (here, peers) = (here.clone(), peers.clone());
             async move { here.tier.clone().open_piece(peers, here, piece, cs).await }
@@ -78,8 +81,7 @@ impl Tier {
     /// One piece (within chunk `piece.start / cs`): from the near cache, else from the
     /// chunk's owner (finished here if the owner fails part-way), else here.
     async fn open_piece(self, peers: Peers, here: Here, piece: Range<u64>, cs: u64) -> Result<ByteStream> {
-        let v = &here.v;
-        let vh = v.hash();
+        let (v, vh) = (&here.v, here.vh);
         let idx = piece.start / cs;
         let chunk = idx * cs..((idx + 1) * cs).min(v.size);
         if let Some(bytes) = self.inner.near.as_ref().and_then(|n| n.get(vh, idx)) {
