@@ -21,6 +21,11 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+/// The access key id a signed request named, put in the response's extensions by the S3
+/// front end; the log shows it in combined format's user field and as JSON's `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId(pub String);
+
 /// Where a web request's bytes came from, for the access log and `X-Cache`. A front end
 /// puts it in the response's extensions; the log reads it from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +117,8 @@ impl AccessLog {
     pub fn wrap<B: Body>(&self, info: RequestInfo, resp: http::Response<B>) -> http::Response<Counted<B>> {
         let status = resp.status().as_u16();
         let cache = resp.extensions().get::<CacheStatus>().map_or("-", |c| c.as_str());
-        let pending = Pending { log: self.clone(), info, status, cache };
+        let key = resp.extensions().get::<KeyId>().map(|k| k.0.clone());
+        let pending = Pending { log: self.clone(), info, status, cache, key };
         resp.map(|inner| Counted { exact: inner.size_hint().exact(), inner, sent: 0, pending: Some(pending) })
     }
 
@@ -133,7 +139,8 @@ impl AccessLog {
                 let t = now.format(fmt).unwrap_or_default();
                 let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
                 format!(
-                    "{ip} - - [{t}] \"{}\" {} {sent} \"{}\" \"{}\" {} {ms:.1}\n",
+                    "{ip} - {} [{t}] \"{}\" {} {sent} \"{}\" \"{}\" {} {ms:.1}\n",
+                    p.key.as_deref().unwrap_or("-"),
                     q(&i.line),
                     p.status,
                     q(&i.referer),
@@ -146,7 +153,7 @@ impl AccessLog {
                 let v = serde_json::json!({
                     "time": t, "remote": ip, "host": i.host, "method": i.method, "uri": i.uri,
                     "status": p.status, "bytes": sent, "referer": i.referer, "user_agent": i.user_agent,
-                    "cache": p.cache, "duration_ms": (ms * 10.0).round() / 10.0,
+                    "cache": p.cache, "duration_ms": (ms * 10.0).round() / 10.0, "key": p.key,
                 });
                 format!("{v}\n")
             }
@@ -173,6 +180,7 @@ struct Pending {
     info: RequestInfo,
     status: u16,
     cache: &'static str,
+    key: Option<String>,
 }
 
 /// A response body that counts the bytes it yields and logs its request when it ends or
@@ -312,6 +320,7 @@ mod tests {
                 .unwrap();
             let mut resp = http::Response::new(http_body_util::Full::new(Bytes::from_static(b"12345")));
             resp.extensions_mut().insert(CacheStatus::Hit);
+            resp.extensions_mut().insert(KeyId("SKAPP".into()));
             let body = log.wrap(RequestInfo::of(&req), resp).into_body();
             let got = body.collect().await.unwrap().to_bytes();
             assert_eq!(&got[..], b"12345");
@@ -332,12 +341,13 @@ mod tests {
                         ),
                         "{text}"
                     );
+                    assert!(text.contains(" - SKAPP ["), "the key id in the user field: {text}");
                 }
                 LogFormat::Json => {
                     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
                     assert_eq!(
-                        (v["status"].as_u64(), v["bytes"].as_u64(), v["cache"].as_str()),
-                        (Some(200), Some(5), Some("HIT"))
+                        (v["status"].as_u64(), v["bytes"].as_u64(), v["cache"].as_str(), v["key"].as_str()),
+                        (Some(200), Some(5), Some("HIT"), Some("SKAPP"))
                     );
                 }
             }

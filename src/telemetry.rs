@@ -100,6 +100,7 @@ pub fn register(backends: &[String]) {
         "strata_read_version_changed_total",
         "strata_journal_takeovers_total",
         "strata_peer_copies_total",
+        "strata_auth_key_errors_total",
     ] {
         ::metrics::counter!(c).increment(0);
     }

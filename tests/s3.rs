@@ -17,6 +17,7 @@ mod compat;
 mod harness;
 mod hot;
 mod journal;
+mod keys;
 mod layers;
 mod limits;
 mod reload;

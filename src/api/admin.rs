@@ -4,7 +4,7 @@
 //! the status page in `api::status`.
 //!
 //! `/_strata/metrics` is open, as Prometheus scrapers expect. Everything else needs HTTP
-//! Basic auth with the S3 access key and secret key, compared in constant time. `_` cannot
+//! Basic auth with an admin key (the root key, or one granted `admin` on `*`; `crate::auth`). `_` cannot
 //! start a bucket name, so no S3 request is ever routed here. This module maps requests to
 //! tier calls; it must not reach into the hot tier's internals.
 //!
@@ -25,38 +25,29 @@
 
 use super::reply::{self, Body};
 use super::router::AdminEndpoint;
-use crate::config::Credentials;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tier::Tier;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use s3s::dto::StreamingBlob;
 use serde_json::json;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Compares two byte strings in time independent of where they differ (`subtle`, as the
-/// password checks do).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b).into()
-}
-
-/// Whether `headers` carry Basic auth with the S3 key pair.
-pub fn authorized(headers: &HeaderMap, creds: &Credentials) -> bool {
-    let Some((user, pass)) = crate::http::basic_auth(headers) else { return false };
-    // Both halves are compared, whatever the first says, so timing tells nothing.
-    let user_ok = constant_time_eq(user.as_bytes(), creds.access_key.as_bytes());
-    let pass_ok = constant_time_eq(pass.as_bytes(), creds.secret_key.as_bytes());
-    user_ok & pass_ok
-}
-
-/// The answer to a call without the admin credentials.
+/// The answer to a call without a valid admin key.
 pub fn unauthorized() -> Response<Body> {
-    let mut r =
-        reply::json_error(StatusCode::UNAUTHORIZED, "admin API needs Basic auth with the S3 access and secret key");
+    let mut r = reply::json_error(
+        StatusCode::UNAUTHORIZED,
+        "admin API needs Basic auth with an admin key's id and secret (the config's key, or one granted admin on *)",
+    );
     r.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"strata\""));
     r
+}
+
+/// The answer to a valid key that may not use the admin API (no `admin` on `*`, or used
+/// from outside its networks).
+pub fn forbidden() -> Response<Body> {
+    reply::json_error(StatusCode::FORBIDDEN, "this key may not use the admin API: it needs admin on *")
 }
 
 /// Answers a hot-tier or migration endpoint; `query` is the request's query string.
@@ -198,16 +189,4 @@ fn tokio_stream_from(
     rx: tokio::sync::mpsc::Receiver<Bytes>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok(b), rx)) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
 }

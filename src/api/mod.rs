@@ -10,6 +10,7 @@
 pub mod access;
 pub mod admin;
 pub mod journal;
+pub mod keys;
 pub mod peer;
 pub mod reply;
 pub mod router;
@@ -18,7 +19,7 @@ pub mod status;
 pub mod web;
 
 use crate::access_log::{AccessLog, Counted, RequestInfo};
-use crate::config::Credentials;
+use crate::auth::{Keyring, Principal};
 use crate::health::Health;
 use crate::throttle::{Failed, Throttle};
 use reply::Body;
@@ -64,7 +65,7 @@ pub struct Front {
     router: Router,
     gateway: S3Gateway,
     web: Web,
-    creds: Credentials,
+    keys: Keyring,
     health: Arc<Health>,
     log: Option<AccessLog>,
     throttle: Arc<Throttle>,
@@ -79,28 +80,33 @@ pub struct Front {
 pub use admin::{ReloadFn, UpgradeFn};
 
 impl Front {
-    /// `None` when an admin call carries the admin credentials; else the answer: 429 while
-    /// its address is braked (before the credentials are looked at), else 401, counting a
-    /// wrong try.
-    fn admin_gate<B>(&self, req: &http::Request<B>) -> Option<http::Response<Body>> {
-        let tried = req.headers().contains_key(http::header::AUTHORIZATION);
-        if tried && let Err(wait) = self.throttle.check(peer_ip(req), "admin") {
-            return Some(too_many(wait));
+    /// The admin key of an admin call; else the answer: 429 while its address or key is
+    /// braked (before the secret is looked at), 401 for a wrong or missing key (a wrong try
+    /// counts), 403 for a key without `admin` on `*` or used from outside its networks.
+    fn admin_gate<B>(&self, req: &http::Request<B>) -> Result<Arc<Principal>, Box<http::Response<Body>>> {
+        let basic = crate::http::basic_auth(req.headers());
+        let (ip, key) = (peer_ip(req), basic.as_ref().map(|(user, _)| user.as_str()));
+        if basic.is_some()
+            && let Err(wait) = self.throttle.check(ip, key, "admin")
+        {
+            return Err(Box::new(too_many(wait)));
         }
-        if admin::authorized(req.headers(), &self.creds) {
-            return None;
+        let Some((user, pass)) = &basic else { return Err(Box::new(admin::unauthorized())) };
+        let Some(who) = self.keys.basic(user, pass) else {
+            self.throttle.failed(ip, key, "admin");
+            return Err(Box::new(admin::unauthorized()));
+        };
+        if !who.reaches_from(ip) || !who.allows(crate::auth::rights::Need::Server) {
+            return Err(Box::new(admin::forbidden()));
         }
-        if tried {
-            self.throttle.failed(peer_ip(req), "admin");
-        }
-        Some(admin::unauthorized())
+        Ok(who)
     }
 
-    /// The front ends of one server; `creds` guard the admin API.
-    pub fn new(router: Router, gateway: S3Gateway, web: Web, creds: Credentials, health: Arc<Health>) -> Self {
+    /// The front ends of one server; admin keys of `keys` may use the admin API.
+    pub fn new(router: Router, gateway: S3Gateway, web: Web, keys: Keyring, health: Arc<Health>) -> Self {
         let throttle = Arc::new(Throttle::new(0, std::time::Duration::from_secs(1)));
         let membership = Default::default();
-        Self { router, gateway, web, creds, health, log: None, throttle, membership, reload: None, upgrade: None }
+        Self { router, gateway, web, keys, health, log: None, throttle, membership, reload: None, upgrade: None }
     }
 
     /// Brakes failed authentication per client address with `throttle`.
@@ -148,7 +154,10 @@ impl Front {
             Route::Web(_) if req.headers().contains_key(http::header::AUTHORIZATION) => Some("password"),
             _ => None,
         };
-        let braked = api.and_then(|api| self.throttle.check(peer, api).err().map(|wait| (api, wait)));
+        // A signed request's key is braked as well as its address: guessing one key's
+        // secret from many addresses is slowed down too.
+        let key = if api == Some("s3") { router::s3_access_key(&req) } else { None };
+        let braked = api.and_then(|api| self.throttle.check(peer, key.as_deref(), api).err().map(|w| (api, w)));
         let resp = match (braked, route) {
             (Some(("s3", wait)), _) => self.gateway.slow_down(wait),
             (Some((_, wait)), _) => too_many(wait),
@@ -159,7 +168,7 @@ impl Front {
         if let Some(api) = api
             && resp.extensions().get::<Failed>().is_some()
         {
-            self.throttle.failed(peer, api);
+            self.throttle.failed(peer, key.as_deref(), api);
         }
         match (&self.log, info) {
             (Some(log), Some(info)) => log.wrap(info, resp),
@@ -180,7 +189,7 @@ impl Front {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let tier = self.web.tier();
-        let endpoint = match route {
+        match &route {
             Route::Open(OpenEndpoint::Health) => return status::health(),
             Route::Open(OpenEndpoint::Ready) => {
                 // Not ready while draining (a shutdown or a successor taking over), so a
@@ -189,13 +198,19 @@ impl Front {
             }
             Route::Open(OpenEndpoint::Metrics) => return status::metrics(),
             Route::Admin(Ok(e)) if e.is_open() => return status::metrics(),
-            _ if let Some(refused) = self.admin_gate(&req) => return refused,
+            _ => {}
+        }
+        let actor = match self.admin_gate(&req) {
+            Ok(who) => who,
+            Err(refused) => return *refused,
+        };
+        let endpoint = match route {
             Route::Admin(Ok(e)) => e,
             Route::Admin(Err(Unrouted::NotFound(msg))) => return reply::json_error(http::StatusCode::NOT_FOUND, &msg),
             Route::Admin(Err(Unrouted::MethodNotAllowed(m))) => {
                 return reply::json_error(http::StatusCode::METHOD_NOT_ALLOWED, &format!("{m} is not allowed here"));
             }
-            Route::Web(_) | Route::S3 => {
+            Route::Open(_) | Route::Web(_) | Route::S3 => {
                 return reply::json_error(http::StatusCode::NOT_FOUND, "not an operator endpoint");
             }
         };
@@ -219,6 +234,22 @@ impl Front {
                     })
                     .filter_map(|r| futures::future::ready(r.transpose()));
                 peer::receive(tier, &id, body.boxed()).await
+            }
+            E::KeyList
+            | E::KeyCreate
+            | E::KeyEnable
+            | E::KeyDisable
+            | E::KeyRotate
+            | E::KeyDelete
+            | E::KeyAudit
+            | E::GrantList
+            | E::GrantAdd
+            | E::GrantRemove => {
+                use http_body_util::BodyExt;
+                let Ok(body) = http_body_util::Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await else {
+                    return reply::json_error(http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large");
+                };
+                keys::handle(&self.keys, &actor.id, endpoint, &query, &body.to_bytes()).await
             }
             E::AccessShow | E::AccessChange | E::AccessClear | E::Sign | E::Direct => {
                 use http_body_util::BodyExt;

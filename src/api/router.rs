@@ -46,7 +46,7 @@ const S3_SUBRESOURCES: &[&str] = &[
 pub enum Route {
     /// A load-balancer endpoint, open to anyone.
     Open(OpenEndpoint),
-    /// An admin endpoint (Basic auth with the S3 keys, except `metrics`), or why the path
+    /// An admin endpoint (Basic auth with an admin key, except `metrics`), or why the path
     /// under `/_strata/` names none.
     Admin(std::result::Result<AdminEndpoint, Unrouted>),
     /// The web front end.
@@ -132,6 +132,26 @@ pub enum AdminEndpoint {
     Reload,
     /// `POST upgrade`: start the binary on disk as a successor that takes over.
     Upgrade,
+    /// `GET keys[?id]`: the stored access keys, or one.
+    KeyList,
+    /// `POST keys` with a JSON `{name, expires_in, sources}`: a new key and its secret.
+    KeyCreate,
+    /// `POST keys/enable?id`.
+    KeyEnable,
+    /// `POST keys/disable?id`.
+    KeyDisable,
+    /// `POST keys/rotate?id&grace`: a new secret; the old one valid for `grace`.
+    KeyRotate,
+    /// `DELETE keys?id`.
+    KeyDelete,
+    /// `GET keys/audit?limit`: changes to keys and grants, newest first.
+    KeyAudit,
+    /// `GET grants[?key]`.
+    GrantList,
+    /// `POST grants?key&bucket&prefix&rights`.
+    GrantAdd,
+    /// `DELETE grants?key&bucket&prefix`.
+    GrantRemove,
 }
 
 /// Why a path under `/_strata/` names no endpoint.
@@ -176,6 +196,16 @@ impl AdminEndpoint {
             "reload" if post => E::Reload,
             "upgrade" if post => E::Upgrade,
             "peer/hot" if get => E::PeerHot,
+            "keys" if get => E::KeyList,
+            "keys" if post => E::KeyCreate,
+            "keys" if delete => E::KeyDelete,
+            "keys/enable" if post => E::KeyEnable,
+            "keys/disable" if post => E::KeyDisable,
+            "keys/rotate" if post => E::KeyRotate,
+            "keys/audit" if get => E::KeyAudit,
+            "grants" if get => E::GrantList,
+            "grants" if post => E::GrantAdd,
+            "grants" if delete => E::GrantRemove,
             p if p.strip_prefix("peer/staged/").is_some_and(is_staging_id) => {
                 let id = p.trim_start_matches("peer/staged/").to_owned();
                 match method {
@@ -186,7 +216,8 @@ impl AdminEndpoint {
             }
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
-            | "direct" | "cluster/leave" | "peer/hot" | "reload" | "upgrade" => {
+            | "direct" | "cluster/leave" | "peer/hot" | "reload" | "upgrade" | "keys" | "keys/enable"
+            | "keys/disable" | "keys/rotate" | "keys/audit" | "grants" => {
                 return Err(Unrouted::MethodNotAllowed(method.clone()));
             }
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),
@@ -337,10 +368,52 @@ pub fn is_s3_signed<B>(req: &Request<B>) -> bool {
         .any(|k| matches!(k.as_ref(), "X-Amz-Signature" | "X-Amz-Credential" | "Signature" | "AWSAccessKeyId"))
 }
 
+/// The access key id a signed S3 request names (SigV4 or SigV2, header or query), as it
+/// names it: not yet checked. Only ids of the characters AWS uses are returned, so the
+/// value is safe in logs and labels.
+pub fn s3_access_key<B>(req: &Request<B>) -> Option<String> {
+    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let id = if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") {
+        rest.split("Credential=").nth(1).and_then(|c| c.split('/').next()).map(str::to_owned)
+    } else if let Some(rest) = auth.strip_prefix("AWS ") {
+        rest.rsplit_once(':').map(|(id, _)| id.trim().to_owned())
+    } else {
+        let q = req.uri().query().unwrap_or("");
+        let cred = crate::http::query::value(q, "X-Amz-Credential");
+        cred.and_then(|c| c.split('/').next().map(str::to_owned))
+            .or_else(|| crate::http::query::value(q, "AWSAccessKeyId"))
+    }?;
+    let plain =
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    plain.then_some(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn names_the_access_key_of_every_signature_form() {
+        let with = |auth: &str, uri: &str| {
+            let mut b = Request::builder().uri(uri);
+            if !auth.is_empty() {
+                b = b.header("authorization", auth);
+            }
+            s3_access_key(&b.body(()).unwrap())
+        };
+        let v4 =
+            "AWS4-HMAC-SHA256 Credential=AKID1/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=ab";
+        assert_eq!(with(v4, "/b/k").as_deref(), Some("AKID1"));
+        assert_eq!(with("AWS AKID2:c2ln", "/b/k").as_deref(), Some("AKID2"));
+        assert_eq!(
+            with("", "/b/k?X-Amz-Credential=AKID3%2F20250101%2Fus-east-1%2Fs3%2Faws4_request").as_deref(),
+            Some("AKID3")
+        );
+        assert_eq!(with("", "/b/k?AWSAccessKeyId=AKID4&Signature=x&Expires=1").as_deref(), Some("AKID4"));
+        assert_eq!(with("", "/b/k"), None);
+        assert_eq!(with("AWS bad id\"x:sig", "/b/k"), None, "odd characters are not logged");
+    }
 
     fn router(ops: bool) -> Router {
         let custom = BTreeMap::from([("cdn.example.com".to_owned(), "pics".to_owned())]);

@@ -15,6 +15,7 @@ mod cache;
 mod conformance;
 mod entries;
 mod feed;
+mod keys;
 mod listing;
 mod nodes;
 mod records;
@@ -23,6 +24,7 @@ mod writes;
 pub use access::AccessRow;
 pub use entries::{EntryState, JournalEntry, JournalOp, NewEntry, StoreLag};
 pub use feed::ChangeFeed;
+pub use keys::{AuditRow, GrantRow, KeyRow};
 pub use listing::{ListPage, ListQuery};
 pub use nodes::{NodeBacklog, NodeRecord};
 pub use records::{

@@ -17,6 +17,10 @@ pub struct Target {
     /// `admin.listen`, else its `listen` address).
     #[arg(long)]
     endpoint: Option<String>,
+    /// An admin key's id to call with (default: the config's key pair). Its secret comes
+    /// from `STRATA_ADMIN_SECRET`.
+    #[arg(long, env = "STRATA_ADMIN_KEY")]
+    admin_key: Option<String>,
 }
 
 /// The admin API's client, for every command that talks to a running server: Basic auth
@@ -31,7 +35,14 @@ pub(super) struct AdminClient {
 impl AdminClient {
     pub(super) fn new(t: &Target) -> anyhow::Result<AdminClient> {
         let cfg: Config = super::load(&t.common, None)?;
-        let creds = crate::auth::load(&cfg)?;
+        let creds = match &t.admin_key {
+            Some(id) => crate::config::Credentials {
+                access_key: id.clone(),
+                secret_key: std::env::var("STRATA_ADMIN_SECRET")
+                    .context("--admin-key needs its secret in STRATA_ADMIN_SECRET")?,
+            },
+            None => crate::auth::load(&cfg)?,
+        };
         let base = match &t.endpoint {
             Some(e) => e.trim_end_matches('/').to_owned(),
             None => format!("http://{}", cfg.admin.listen.or(cfg.listen).context("listen address is not resolved")?),

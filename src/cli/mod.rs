@@ -8,6 +8,7 @@ mod access;
 mod admin;
 mod cache;
 mod cluster;
+mod keys;
 mod replicate;
 mod status;
 mod transfer;
@@ -86,6 +87,12 @@ enum Command {
     /// Show or change a running server's access rules and serving modes.
     #[command(subcommand)]
     Access(access::AccessCommand),
+    /// A running server's access keys: make, list, disable, rotate, delete, audit.
+    #[command(subcommand)]
+    Key(keys::KeyCommand),
+    /// What each access key may do, per bucket and prefix.
+    #[command(subcommand)]
+    Grant(keys::GrantCommand),
     /// The journal's backlog per store (replication lag), and retrying stuck entries.
     #[command(subcommand)]
     Replicate(replicate::ReplicateCommand),
@@ -136,6 +143,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Sign(a) => access::sign(&a),
         Command::Access(cmd) => access::run(cmd).await,
+        Command::Key(cmd) => keys::run_key(cmd).await,
+        Command::Grant(cmd) => keys::run_grant(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,
         Command::Upgrade { target } => {
             let c = admin::AdminClient::new(&target)?;

@@ -4,6 +4,7 @@
 //! checks that reject a bad file with a message naming the field. It must not open stores,
 //! sockets or databases: other modules build those from a validated [`Config`].
 
+mod auth;
 mod backend;
 mod bucket;
 mod journal;
@@ -11,6 +12,7 @@ mod tls;
 mod units;
 mod web;
 
+pub use auth::AuthConfig;
 pub use backend::{AzblobBackend, BackendConfig, FsBackend, GcsBackend, S3Backend};
 pub use bucket::BucketConfig;
 pub use journal::{ClusterConfig, FailoverConfig, JournalConfig, WriteMode};
@@ -92,6 +94,9 @@ pub struct Config {
     /// HTTPS on the listeners (see `docs/design/tls.md`).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Access keys in the catalog: the seal key of their secrets, the reread interval.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Buckets declared up front, each mapped to a backend. Buckets can also be created
     /// through the S3 API; those live on `default_backend`.
     #[serde(default)]
@@ -328,6 +333,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(k) = env("STRATA_SEAL_KEY") {
+            self.auth.seal_key = Some(k);
+        }
         if let Some(log) = self.web.access_log.take() {
             self.web.access_log = Some(if log.is_relative() { data_dir.join(log) } else { log });
         }
@@ -381,6 +389,7 @@ impl Config {
         self.validate_hot()?;
         self.web.validate(&self.buckets).map_err(|m| Error::new(ErrorKind::Config, format!("web.{m}")))?;
         self.tls.validate().map_err(|m| Error::new(ErrorKind::Config, format!("tls.{m}")))?;
+        self.auth.validate().map_err(|m| Error::new(ErrorKind::Config, format!("auth.{m}")))?;
         if self.journal.max_size.0 < self.limits.max_object_size.0 {
             // Every write is staged in the journal first, so a smaller journal would turn
             // away the largest objects even with every store healthy.

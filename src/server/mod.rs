@@ -158,7 +158,8 @@ async fn start_inner(
     opened: Opened,
     (inherited, upgradable): (Option<&mut handover::Inherited>, bool),
 ) -> Result<Running> {
-    let credentials = crate::auth::load_or_create(config)?;
+    let keys = crate::auth::Keyring::open(config, opened.catalog.clone()).await?;
+    let credentials = keys.root().clone();
     let listeners = Listeners::bind(config, inherited).await?;
     // Only a process that owns its data directory (`start`) may start a successor.
     let upgrade: Option<crate::api::UpgradeFn> = if upgradable {
@@ -188,7 +189,9 @@ async fn start_inner(
         opened.tier.connect_peers(peers);
     }
     let membership = Arc::new(crate::cluster::Membership::default());
-    let (workers, policy) = start_workers(config, &opened, health.clone(), (certs.as_ref(), &me, &membership)).await?;
+    let (mut workers, policy) =
+        start_workers(config, &opened, health.clone(), (certs.as_ref(), &me, &membership)).await?;
+    workers.spawn(crate::auth::Refresh(keys.clone()));
     let router = Router::new(opened.plans.clone(), admin_addr.is_none());
     let settings = WebSettings::from_config(config);
     let tier = opened.tier;
@@ -197,8 +200,7 @@ async fn start_inner(
         max: config.limits.max_object_size.0,
         idle: config.limits.body_idle_timeout.0,
     };
-    let gateway =
-        S3Gateway::new(tier.clone(), &credentials, &config.region, &opened.plans, (settings.retry_after, spool));
+    let gateway = S3Gateway::new(tier.clone(), &keys, &config.region, &opened.plans, (settings.retry_after, spool));
     let web = Web::new(tier.clone(), policy, router.clone(), settings);
     let log = match &config.web.access_log {
         Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),
@@ -221,7 +223,7 @@ async fn start_inner(
         Box::pin(async move { Ok(serde_json::json!(r.reload().await?)) })
     });
     let front = Arc::new(
-        Front::new(router, gateway, web, credentials.clone(), health)
+        Front::new(router, gateway, web, keys, health)
             .with_reload(reload_fn)
             .with_upgrade(upgrade.clone())
             .with_access_log(log)

@@ -186,6 +186,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     top("failover", &old.failover, &new.failover);
     top("cluster", &old.cluster, &new.cluster);
     top("tls", &old.tls, &new.tls);
+    top("auth", &old.auth, &new.auth);
     if old.credentials != new.credentials {
         out.push("credentials".to_owned());
     }

@@ -18,7 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata::catalog::Catalog;
 
+mod keys;
 mod shared_hot;
+
+/// The seal key every node of these tests shares (32 bytes, base64).
+const SEAL_KEY: &str = "c3RyYXRhLXRlc3Qtc2VhbC1rZXktMzItYnl0ZXMhISE=";
 
 /// Twice `cluster.invalidation_lag` of these tests (200 ms): after it, every node has
 /// forgotten the rows another node changed.
@@ -79,6 +83,7 @@ impl Cluster {
         let toml = format!(
             "catalog = \"{url}\"\ndefault_backend = \"garage\"\n\
              [credentials]\naccess_key = \"{ACCESS_KEY}\"\nsecret_key = \"{SECRET_KEY}\"\n\
+             [auth]\nseal_key = \"{SEAL_KEY}\"\nrefresh = \"200ms\"\n\
              [journal]\nretry_min = \"50ms\"\nretry_max = \"500ms\"\nstore_timeout = \"2s\"\npeer_copies = {peer_copies}\n\
              [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
              [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\ninvalidation_lag = \"200ms\"\nshared_hot = {}\n{}\n\

@@ -72,11 +72,13 @@ fn delimiter(d: Option<String>) -> Option<String> {
 impl StrataS3 {
     pub(super) async fn do_list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let who = super::grants::Caller::of(&req.extensions);
         let buckets = self.tier.list_buckets().await.s3()?;
         let buckets = buckets
             .into_iter()
+            .filter(|b| super::grants::Caller::sees(who.as_deref(), &b.name))
             .map(|b| Bucket { name: Some(b.name), creation_date: Some(ts(b.created_ms)), bucket_region: None })
             .collect();
         Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), owner: Some(owner()), ..Default::default() }))

@@ -9,22 +9,23 @@ mod bucket;
 mod checksum;
 mod convert;
 pub mod error;
+pub mod grants;
 mod list;
 mod multipart;
 mod object;
 mod ops;
 mod precheck;
 mod range;
+mod rotation;
 mod spool;
 
 pub use spool::Spool;
 
-use crate::config::Credentials;
+use crate::auth::Keyring;
 use crate::plan::Plans;
 use crate::tier::Tier;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use s3s::auth::SimpleAuth;
 use s3s::dto::*;
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -79,7 +80,10 @@ pub struct S3Gateway {
     /// Serves again, without its Range, a request `service` authenticated but refused
     /// only for a Range s3s cannot parse (`range.rs`).
     checked_range: range::Retry,
-    /// The host names that name buckets (virtual-host style).
+    /// Checks only which secret of a key in a rotation's grace period signed a request
+    /// (`rotation.rs`).
+    probe: S3Service,
+    keys: Keyring,
     /// The live plans, for the host names that name buckets.
     plans: Plans,
     region: String,
@@ -88,27 +92,30 @@ pub struct S3Gateway {
 }
 
 impl S3Gateway {
-    /// An endpoint for `tier` that accepts requests signed with `creds` for `region`, with
-    /// virtual-host addressing for `hosts`, `retry_after` seconds on every 503, and bodies
-    /// of unknown length spooled as `spool` says.
-    pub fn new(
-        tier: Tier,
-        creds: &Credentials,
-        region: &str,
-        plans: &Plans,
-        (retry_after, spool): (u32, Spool),
-    ) -> Self {
-        let builder = |auth: bool| {
+    /// An endpoint for `tier` that accepts requests signed with the keys of `keys` for
+    /// `region`, as their grants allow, with virtual-host addressing for `hosts`,
+    /// `retry_after` seconds on every 503, and bodies of unknown length spooled as `spool`
+    /// says.
+    pub fn new(tier: Tier, keys: &Keyring, region: &str, plans: &Plans, (retry_after, spool): (u32, Spool)) -> Self {
+        // `probe`: a service that only says whether a signature holds (`rotation.rs`).
+        let builder = |auth: bool, probe: bool| {
             let mut b = S3ServiceBuilder::new(StrataS3 { tier: tier.clone(), region: region.to_owned() });
             if auth {
-                b.set_auth(Keys(SimpleAuth::from_single(creds.access_key.clone(), creds.secret_key.clone())));
+                b.set_auth(rotation::Keys(keys.clone()));
+            }
+            match (auth, probe) {
+                (true, true) => b.set_access(rotation::Probe),
+                (true, false) => b.set_access(grants::Access(keys.clone())),
+                (false, _) => {}
             }
             // Always set: a reload may add host names to a config that had none.
             b.set_host(VirtualHosts(plans.clone()));
             b.build()
         };
-        let (service, checked_range) = (builder(true), range::Retry(builder(false)));
-        Self { service, checked_range, plans: plans.clone(), region: region.to_owned(), retry_after, spool }
+        let (service, probe, checked_range) =
+            (builder(true, false), builder(true, true), range::Retry(builder(false, false)));
+        let (plans, keys, region) = (plans.clone(), keys.clone(), region.to_owned());
+        Self { service, checked_range, probe, keys, plans, region, retry_after, spool }
     }
 
     /// Serves one request. Never fails: every error is an S3 error response.
@@ -122,6 +129,7 @@ impl S3Gateway {
         let mut req = req;
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
+        let key = crate::api::router::s3_access_key(&req);
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
         let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.plans.hosts().bucket_of(h).is_some());
         let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
@@ -145,6 +153,14 @@ impl S3Gateway {
         let status = resp.status().as_u16();
         tracing::info!(parent: &span, status, "done");
         crate::telemetry::record_request(op, status, started);
+        if let Some(key) = key {
+            // Only ids this node knows get a series of their own, so random ids cannot
+            // grow the metrics without bound.
+            let label = if self.keys.knows(&key) { key.clone() } else { "unknown".to_owned() };
+            ::metrics::counter!("strata_s3_key_requests_total", "key" => label, "class" => status_class(status))
+                .increment(1);
+            resp.extensions_mut().insert(crate::access_log::KeyId(key));
+        }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
@@ -174,7 +190,8 @@ impl S3Gateway {
             Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
         };
         let again = range::Retry::head_of(&req);
-        let mut resp = self.service.call(req).await?;
+        let secret = rotation::which_secret(&self.keys, &self.probe, &req).await;
+        let mut resp = rotation::SECRET.scope(secret, self.service.call(req)).await?;
         if let Some(head) = again
             && range::Retry::refused_for_range(&resp)
         {
@@ -206,19 +223,6 @@ impl S3Gateway {
             )),
             _ => Ok(()),
         }
-    }
-}
-
-/// The access keys s3s checks signatures with. An unknown key is `InvalidAccessKeyId`, as
-/// S3 answers (s3s's own store says `NotSignedUp`).
-struct Keys(SimpleAuth);
-
-#[async_trait::async_trait]
-impl s3s::auth::S3Auth for Keys {
-    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
-        self.0.lookup(access_key).cloned().ok_or_else(|| {
-            s3s::s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")
-        })
     }
 }
 
@@ -295,6 +299,15 @@ fn mark_auth_failure(resp: &mut Response<s3s::Body>) {
         .any(|code| bytes.windows(code.len()).any(|w| w == *code));
     if failed {
         resp.extensions_mut().insert(crate::throttle::Failed);
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        0..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }
 

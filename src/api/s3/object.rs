@@ -141,6 +141,7 @@ impl StrataS3 {
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let who = super::grants::Caller::of(&req.extensions);
         let i = req.input;
         self.tier.bucket(&i.bucket).await.s3()?;
         if i.delete.objects.len() > 1000 {
@@ -149,6 +150,12 @@ impl StrataS3 {
         let quiet = i.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for obj in i.delete.objects {
+            // Each key is checked on its own, as S3 does: a refused key is an error entry.
+            if !super::grants::Caller::may_delete(who.as_deref(), &i.bucket, &obj.key) {
+                let (code, message) = (Some("AccessDenied".to_owned()), Some("Access Denied".to_owned()));
+                errors.push(s3s::dto::Error { code, key: Some(obj.key), message, version_id: None });
+                continue;
+            }
             match self.tier.delete(&i.bucket, &obj.key).await {
                 Ok(()) if quiet => {}
                 Ok(()) => deleted.push(DeletedObject { key: Some(obj.key), ..Default::default() }),

@@ -1,10 +1,44 @@
-//! Who may call strata: the S3 key pair.
+//! Who may call strata: access keys and what each may do.
 //!
-//! Owns where the keys come from: the config or `STRATA_ACCESS_KEY`/`STRATA_SECRET_KEY`
-//! (already folded into the config by `resolve`), else a pair generated once and kept in
-//! `<data_dir>/credentials.json` (mode 0600), the way MinIO does. Likewise the keys that sign
-//! links: `web.link_keys`, else one generated once into `<data_dir>/link-keys.json`.
-//! Signature checking itself is s3s's job; access rules are `policy`'s.
+//! Owns where the root key pair comes from: the config or
+//! `STRATA_ACCESS_KEY`/`STRATA_SECRET_KEY` (already folded into the config by `resolve`),
+//! else a pair generated once and kept in `<data_dir>/credentials.json` (mode 0600), the
+//! way MinIO does. Likewise the keys that sign links: `web.link_keys`, else one generated
+//! once into `<data_dir>/link-keys.json`. The other access keys, their grants and the
+//! sealing of their secrets are in [`keyring`], [`rights`] and [`seal`]
+//! (`docs/design/keys.md`). Signature checking itself is s3s's job; which right an S3
+//! operation needs is `api::s3::grants`'; anonymous access rules are `policy`'s.
+
+pub mod keyring;
+pub mod rights;
+pub mod seal;
+
+pub use keyring::{Keyring, Principal};
+
+/// Compares two byte strings in time independent of where they differ (`subtle`, as the
+/// password checks do).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+/// Rereads the keys and grants every `auth.refresh`: changes made on other nodes.
+pub struct Refresh(pub Keyring);
+
+#[async_trait::async_trait]
+impl crate::worker::Worker for Refresh {
+    fn name(&self) -> &'static str {
+        "key-refresh"
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        self.0.refresh_interval()
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.0.reload().await
+    }
+}
 
 use crate::config::{Config, Credentials};
 use crate::error::{Error, ErrorKind, Result};
@@ -126,6 +160,13 @@ fn random_string(len: usize, upper_alnum: bool) -> String {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
 
     #[test]
     fn generated_once_then_reused() {
