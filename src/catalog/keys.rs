@@ -104,6 +104,17 @@ async fn audit(tx: &mut Tx<'_>, a: &AuditRow) -> Result<()> {
     Ok(())
 }
 
+/// Ends a change: without `changed` the transaction is dropped (rolled back) and false
+/// returned; else the audit row is written and everything committed.
+async fn commit_if(mut tx: Tx<'_>, changed: bool, why: &AuditRow) -> Result<bool> {
+    if !changed {
+        return Ok(false);
+    }
+    audit(&mut tx, why).await?;
+    tx.commit().await.map_err(db_err("commit"))?;
+    Ok(true)
+}
+
 impl Catalog {
     /// Every access key, by id.
     pub async fn access_keys(&self) -> Result<Vec<KeyRow>> {
@@ -143,12 +154,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(db_err("insert access key"))?;
-        if res.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit(&mut tx, why).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(true)
+        commit_if(tx, res.rows_affected() > 0, why).await
     }
 
     /// Rewrites the mutable fields of key `k.id` (secrets, expiry, enabled, sources);
@@ -170,12 +176,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(db_err("update access key"))?;
-        if res.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit(&mut tx, why).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(true)
+        commit_if(tx, res.rows_affected() > 0, why).await
     }
 
     /// Removes key `id` and its grants; false when there was no such key.
@@ -191,12 +192,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(db_err("delete access key"))?;
-        if res.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit(&mut tx, why).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(true)
+        commit_if(tx, res.rows_affected() > 0, why).await
     }
 
     /// Sets the rights of (`key_id`, `bucket`, `prefix`), replacing what was there.
@@ -214,9 +210,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(db_err("put key grant"))?;
-        audit(&mut tx, why).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(())
+        commit_if(tx, true, why).await.map(drop)
     }
 
     /// Removes the grant of (`key_id`, `bucket`, `prefix`); false when there was none.
@@ -229,12 +223,7 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(db_err("delete key grant"))?;
-        if res.rows_affected() == 0 {
-            return Ok(false);
-        }
-        audit(&mut tx, why).await?;
-        tx.commit().await.map_err(db_err("commit"))?;
-        Ok(true)
+        commit_if(tx, res.rows_affected() > 0, why).await
     }
 
     /// The last `limit` audit rows, newest first.
