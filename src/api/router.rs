@@ -163,9 +163,10 @@ pub enum Unrouted {
     MethodNotAllowed(Method),
 }
 
-/// Staging ids are 32 lowercase hex digits (a UUID): nothing else names a file there.
+/// Staged versions are named by 32 lowercase hex digits (a staging file's UUID) or a
+/// segment record's id (`crate::journal::is_staged_id`): nothing else names a file there.
 fn is_staging_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    crate::journal::is_staged_id(id)
 }
 
 impl AdminEndpoint {

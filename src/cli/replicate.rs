@@ -43,7 +43,12 @@ async fn open(cfg: &crate::config::Config) -> anyhow::Result<(Catalog, Journal)>
     let url = cfg.catalog.as_deref().unwrap_or_default();
     let catalog = Catalog::connect(url).await?;
     let j = &cfg.journal;
-    let settings = JournalSettings { dir: cfg.journal_dir(), max_size: j.max_size.0, min_free: j.min_free.0 };
+    let settings = JournalSettings {
+        dir: cfg.journal_dir(),
+        max_size: j.max_size.0,
+        min_free: j.min_free.0,
+        segment_threshold: j.segment_threshold.0,
+    };
     Ok((catalog, Journal::open(settings).await?))
 }
 

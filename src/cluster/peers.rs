@@ -12,6 +12,10 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Streams a staged version of this node's from its start (the journal's `open_staged`,
+/// which this layer cannot name).
+pub type StagedOpener<'a> = dyn Fn() -> futures::future::BoxFuture<'a, Result<ByteStream>> + Send + Sync + 'a;
+
 /// Bytes this process has read from other nodes' hot tiers (its heartbeat reports them).
 static PEER_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -172,10 +176,11 @@ impl Peers {
         ))
     }
 
-    /// Copies staging file `id` (at `path`, this node's) to `n` live peers and records each
-    /// copy in the catalog (`journal.peer_copies`). `Unavailable` when fewer than `n`
-    /// peers took it; `NotFound` when the file is gone (every store holds the version).
-    pub async fn send_staged(&self, id: &str, path: &std::path::Path, n: usize) -> Result<()> {
+    /// Copies staged version `id` (this node's; `open` streams it, once per peer) to `n`
+    /// live peers and records each copy in the catalog (`journal.peer_copies`).
+    /// `Unavailable` when fewer than `n` peers took it; `NotFound` when it is gone (every
+    /// store holds the version).
+    pub async fn send_staged(&self, id: &str, open: &StagedOpener<'_>, n: usize) -> Result<()> {
         let mut peers: Vec<NodeRecord> = self.live_nodes().await?.into_iter().filter(|p| p.id != self.me).collect();
         // Spread copies over the peers rather than always loading the first.
         rand::seq::SliceRandom::shuffle(peers.as_mut_slice(), &mut rand::thread_rng());
@@ -184,14 +189,7 @@ impl Peers {
             if sent == n {
                 break;
             }
-            let file = match tokio::fs::File::open(path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+            let body = reqwest::Body::wrap_stream(open().await?);
             let url = format!("{}://{}/_strata/peer/staged/{id}", self.scheme, p.address);
             let put = self.http.put(&url).basic_auth(&self.keys.0, Some(&self.keys.1)).body(body).send().await;
             match put {

@@ -50,6 +50,11 @@ pub struct JournalConfig {
     /// that cannot get its copies is answered 503 (it is journaled and still reaches the
     /// stores). Default 0.
     pub peer_copies: usize,
+    /// Bodies up to this size are kept in memory while they arrive and then appended to a
+    /// shared segment file, many writes per fsync (`docs/design/journal.md`, "Segments");
+    /// larger ones get a staging file of their own. "0B" gives every write its own file.
+    /// Default "256KiB"; at most "16MiB".
+    pub segment_threshold: ByteSize,
 }
 
 impl Default for JournalConfig {
@@ -63,6 +68,7 @@ impl Default for JournalConfig {
             retry_max: HumanDuration(Duration::from_secs(300)),
             uploads: 4,
             scrub_interval: HumanDuration(Duration::from_secs(24 * 3600)),
+            segment_threshold: ByteSize(256 << 10),
             peer_copies: 0,
         }
     }

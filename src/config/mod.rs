@@ -395,6 +395,9 @@ impl Config {
             // away the largest objects even with every store healthy.
             return bad("journal.max_size: must be at least limits.max_object_size (every write is staged)".into());
         }
+        if self.journal.segment_threshold.0 > 16 << 20 {
+            return bad("journal.segment_threshold: at most 16MiB (such bodies are held in memory)".into());
+        }
         if self.journal.uploads == 0 || self.journal.uploads > 64 {
             return bad("journal.uploads: must be between 1 and 64".into());
         }

@@ -11,6 +11,8 @@
 //! `docs/design/journal.md`).
 
 mod closer;
+mod record;
+mod segment;
 mod staging;
 mod uploader;
 
@@ -18,7 +20,7 @@ pub use closer::Closer;
 pub use staging::StagingFile;
 pub use uploader::{ClusterRole, Uploader};
 
-use crate::backend::WriteOptions;
+use crate::backend::{ByteStream, WriteOptions};
 use crate::catalog::{Catalog, ObjectHeaders};
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::BTreeMap;
@@ -35,6 +37,9 @@ pub struct JournalSettings {
     pub max_size: u64,
     /// Free space to leave on the filesystem.
     pub min_free: u64,
+    /// Bodies up to this size become records in shared segment files (one fsync per
+    /// group of writes); larger ones get files of their own. 0: every write a file.
+    pub segment_threshold: u64,
 }
 
 /// The staging directory of this node.
@@ -50,6 +55,7 @@ struct Inner {
     limits: (AtomicU64, AtomicU64),
     node: String,
     used: AtomicU64,
+    segments: Arc<segment::Segments>,
 }
 
 impl Journal {
@@ -66,7 +72,8 @@ impl Journal {
             }
         }
         let limits = (AtomicU64::new(settings.max_size), AtomicU64::new(settings.min_free));
-        let inner = Inner { settings, limits, node, used: AtomicU64::new(used) };
+        let segments = segment::Segments::new(&settings.dir);
+        let inner = Inner { settings, limits, node, used: AtomicU64::new(used), segments };
         Ok(Journal { inner: Arc::new(inner) })
     }
 
@@ -76,10 +83,16 @@ impl Journal {
     /// `pending`, so the uploader applies them again. Only the server may call this.
     pub async fn recover(&self, catalog: &Catalog) -> Result<()> {
         let in_use = catalog.staging_in_use(self.node()).await?;
+        let segments = self.inner.segments.clone();
+        let names = in_use.clone();
+        let freed = tokio::task::spawn_blocking(move || segments.recover(&names))
+            .await
+            .map_err(|e| Error::internal("journal segments replay", std::io::Error::other(e.to_string())))??;
+        self.release(freed);
         let mut dir = tokio::fs::read_dir(&self.inner.settings.dir).await?;
         while let Some(entry) = dir.next_entry().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == NODE_FILE || in_use.contains(&name) {
+            if name == NODE_FILE || in_use.contains(&name) || record::segment_of(&name).is_some() {
                 continue;
             }
             tracing::info!(file = %name, "removing a staging file no journaled write names");
@@ -124,10 +137,10 @@ impl Journal {
 
     /// Keeps a copy of another node's staged version `id` (`journal.peer_copies`), read
     /// from `body`, under the same name and durable like a staging file of this node's.
-    /// Returns its length. `id` must be a staging id (32 hex digits).
-    pub async fn receive(&self, id: &str, mut body: crate::backend::ByteStream) -> Result<u64> {
+    /// Returns its length. `id` must be a staging id (32 hex digits) or a record id.
+    pub async fn receive(&self, id: &str, mut body: ByteStream) -> Result<u64> {
         use futures::StreamExt;
-        if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_staged_id(id) {
             return Err(Error::new(ErrorKind::InvalidInput, "not a staging id"));
         }
         let mut file = StagingFile::create_as(self.clone(), id.to_owned()).await?;
@@ -141,18 +154,56 @@ impl Journal {
         Ok(n)
     }
 
-    /// The path of staged version `id`.
-    pub fn path(&self, id: &str) -> PathBuf {
+    /// The path of a staging file (or a copy of another node's staged version).
+    fn path(&self, id: &str) -> PathBuf {
         self.inner.settings.dir.join(id)
     }
 
-    /// Removes staged version `id` once nothing needs it.
+    /// Streams `range` of staged version `id`: a file of its own (also a copy of another
+    /// node's record), else a record of this node's segments. `NotFound` once it is gone
+    /// (every store holds the version by then: read the row again).
+    pub async fn open_staged(&self, id: &str, range: Option<std::ops::Range<u64>>) -> Result<ByteStream> {
+        use futures::StreamExt;
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
+        match tokio::fs::File::open(self.path(id)).await {
+            Ok(mut f) => {
+                let reader = match range {
+                    Some(r) => {
+                        f.seek(std::io::SeekFrom::Start(r.start)).await?;
+                        f.take(r.end.saturating_sub(r.start))
+                    }
+                    None => f.take(u64::MAX),
+                };
+                let s = tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10);
+                Ok(s.map(|r| r.map_err(Error::from)).boxed())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (seg, off) = record::parse_id(id).ok_or_else(gone)?;
+                let body = self.inner.segments.read(seg, off).await?;
+                let body = match range {
+                    Some(r) => {
+                        body.slice(r.start.min(body.len() as u64) as usize..r.end.min(body.len() as u64) as usize)
+                    }
+                    None => body,
+                };
+                Ok(futures::stream::once(async move { Ok(body) }).boxed())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes staged version `id` once nothing needs it: its file, or its record (the
+    /// segment goes with its last live record).
     pub async fn remove(&self, id: &str) {
         let path = self.path(id);
-        if let Ok(m) = tokio::fs::metadata(&path).await
-            && tokio::fs::remove_file(&path).await.is_ok()
-        {
-            self.release(m.len());
+        if let Ok(m) = tokio::fs::metadata(&path).await {
+            if tokio::fs::remove_file(&path).await.is_ok() {
+                self.release(m.len());
+            }
+        } else if let Some((seg, _)) = record::parse_id(id) {
+            let freed = self.inner.segments.release(seg);
+            self.release(freed);
         }
     }
 
@@ -177,6 +228,12 @@ impl Journal {
 }
 
 const NODE_FILE: &str = "node-id";
+
+/// Whether `id` names a staged version: a staging file's (32 hex digits) or a record's.
+pub fn is_staged_id(id: &str) -> bool {
+    let file = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    file || record::parse_id(id).is_some()
+}
 
 /// The node id kept in the journal directory (made once, at random).
 async fn node_id(dir: &Path) -> Result<String> {

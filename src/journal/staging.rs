@@ -1,9 +1,12 @@
-//! One staging file: the bytes of a write, kept until every store holds them.
+//! One staged write: the bytes of a write, kept until every store holds them.
 //!
-//! A file is written as `<id>.tmp`, counted against `journal.max_size` as it grows, and
-//! only [`StagingFile::persist`] (fsync the file, rename to `<id>`, fsync the directory)
-//! makes it one that a journal entry may name. Dropped unpersisted, it is removed; a crash
-//! leaves a `.tmp` that the next start removes.
+//! A body that stays within `journal.segment_threshold` is kept in memory and, at
+//! [`StagingFile::persist`], appended to a segment as one record with other writes' records
+//! (one fsync for the group: `segment.rs`); its id is the record's. A larger body spills
+//! to a file of its own, written as `<id>.tmp`; persisting fsyncs it, renames it to `<id>`
+//! and fsyncs the directory. Either way the bytes are counted against `journal.max_size`
+//! as they arrive, and only a persisted write may be named by a journal entry. Dropped
+//! unpersisted, nothing stays; a crash leaves a `.tmp` that the next start removes.
 
 use super::Journal;
 use crate::error::Result;
@@ -13,11 +16,13 @@ use tokio::io::AsyncWriteExt;
 /// Bytes written between two free-space checks.
 const DISK_CHECK_EVERY: u64 = 8 << 20;
 
-/// A staging file being written.
+/// A staged write being received.
 pub struct StagingFile {
     journal: Journal,
     id: String,
     tmp: PathBuf,
+    /// The body while it fits in a record.
+    memory: Option<Vec<u8>>,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     reserved: u64,
     unchecked: u64,
@@ -25,17 +30,38 @@ pub struct StagingFile {
 }
 
 impl StagingFile {
+    /// A new write: in memory while small enough for a segment record.
     pub(super) async fn create(journal: Journal) -> Result<Self> {
-        Self::create_as(journal, uuid::Uuid::new_v4().simple().to_string()).await
+        journal.reserve(0, true)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let tmp = journal.path(&format!("{id}.tmp"));
+        let memory = (journal.inner.settings.segment_threshold > 0).then(Vec::new);
+        let mut me = Self { journal, id, tmp, memory, file: None, reserved: 0, unchecked: 0, kept: false };
+        if me.memory.is_none() {
+            me.spill().await?;
+        }
+        Ok(me)
     }
 
-    /// A staging file named `id` (another node's copy keeps its owner's id).
+    /// A staging file named `id` (another node's copy keeps its owner's id), always a
+    /// file of its own.
     pub(super) async fn create_as(journal: Journal, id: String) -> Result<Self> {
         journal.reserve(0, true)?;
         let tmp = journal.path(&format!("{id}.tmp"));
-        let file = tokio::fs::File::create(&tmp).await?;
-        let file = Some(tokio::io::BufWriter::with_capacity(1 << 20, file));
-        Ok(Self { journal, id, tmp, file, reserved: 0, unchecked: 0, kept: false })
+        let mut me = Self { journal, id, tmp, memory: None, file: None, reserved: 0, unchecked: 0, kept: false };
+        me.spill().await?;
+        Ok(me)
+    }
+
+    /// Moves the body to a file of its own (it outgrew a record).
+    async fn spill(&mut self) -> Result<()> {
+        let file = tokio::fs::File::create(&self.tmp).await?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        if let Some(buf) = self.memory.take() {
+            file.write_all(&buf).await?;
+        }
+        self.file = Some(file);
+        Ok(())
     }
 
     /// The id an entry or row uses to name this file once it is persisted.
@@ -53,14 +79,31 @@ impl StagingFile {
         }
         self.journal.reserve(n, check)?;
         self.reserved += n;
+        let threshold = self.journal.inner.settings.segment_threshold;
+        if let Some(buf) = self.memory.as_mut() {
+            if buf.len() as u64 + n <= threshold {
+                buf.extend_from_slice(chunk);
+                return Ok(());
+            }
+            self.spill().await?;
+        }
         let Some(f) = self.file.as_mut() else { return Ok(()) };
         f.write_all(chunk).await?;
         Ok(())
     }
 
-    /// Makes the file durable under its final name: fsync, rename, fsync the directory.
-    /// Afterwards a crash keeps it, so a journal entry may name it.
+    /// Makes the write durable under its id: a segment record (group fsync), or the file
+    /// fsynced, renamed and its directory fsynced. Afterwards a crash keeps it, so a
+    /// journal entry may name it.
     pub async fn persist(mut self) -> Result<String> {
+        if let Some(buf) = self.memory.take() {
+            let header = super::record::HEADER as u64;
+            self.journal.reserve(header, false)?;
+            self.reserved += header;
+            let id = self.journal.inner.segments.append(bytes::Bytes::from(buf)).await?;
+            self.kept = true;
+            return Ok(id);
+        }
         if let Some(mut f) = self.file.take() {
             f.flush().await?;
             f.into_inner().sync_all().await?;
@@ -79,7 +122,9 @@ impl StagingFile {
 impl Drop for StagingFile {
     fn drop(&mut self) {
         if !self.kept {
-            let _ = std::fs::remove_file(&self.tmp);
+            if self.memory.is_none() {
+                let _ = std::fs::remove_file(&self.tmp);
+            }
             self.journal.release(self.reserved);
         }
     }

@@ -193,16 +193,12 @@ impl Uploader {
     /// The bytes of the version `row` names: the staging file, else a replica that holds it.
     async fn source(&self, e: &JournalEntry, row: &ObjectRecord, plan: &BucketPlan, path: &str) -> Result<ByteStream> {
         if let Some(s) = &e.staging {
-            match tokio::fs::File::open(self.journal.path(s)).await {
-                Ok(f) => {
-                    return Ok(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20)
-                        .map(|r| r.map_err(Error::from))
-                        .boxed());
+            match self.journal.open_staged(s, None).await {
+                Ok(body) => return Ok(body),
+                Err(err) if err.kind() == ErrorKind::NotFound => {
+                    tracing::error!(file = %s, "journal: a staged version is missing; trying a replica");
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    tracing::error!(file = %s, "journal: a staging file is missing; trying a replica");
-                }
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(err),
             }
         }
         let mut last = None;

@@ -106,7 +106,12 @@ pub async fn open_with(config: &Config, backends: Backends) -> Result<Opened> {
         body_idle_timeout: config.limits.body_idle_timeout.0,
     };
     let j = &config.journal;
-    let settings = JournalSettings { dir: config.journal_dir(), max_size: j.max_size.0, min_free: j.min_free.0 };
+    let settings = JournalSettings {
+        dir: config.journal_dir(),
+        max_size: j.max_size.0,
+        min_free: j.min_free.0,
+        segment_threshold: j.segment_threshold.0,
+    };
     let plans = Plans::from_config(config);
     let tier = Tier::new(TierParts {
         catalog: catalog.clone(),

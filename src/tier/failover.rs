@@ -13,7 +13,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plan::BucketPlan;
 use futures::StreamExt;
 use std::ops::Range;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 impl Tier {
     /// Streams `range` of `rec` from the first replica that can serve it.
@@ -121,20 +120,6 @@ impl Tier {
     /// `NotFound` once the file is gone (every store holds the version by then: read the
     /// row again).
     pub async fn read_staged(&self, id: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let mut f = match tokio::fs::File::open(self.inner.journal.path(id)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let reader = match range {
-            Some(r) => {
-                f.seek(std::io::SeekFrom::Start(r.start)).await?;
-                f.take(r.end - r.start)
-            }
-            None => f.take(u64::MAX),
-        };
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10).map(|r| r.map_err(Error::from)).boxed())
+        self.inner.journal.open_staged(id, range).await
     }
 }

@@ -25,6 +25,7 @@ use crate::journal::StagingFile;
 use crate::names::validate_key;
 use crate::plan::BucketPlan;
 use bytes::Bytes;
+use futures::FutureExt;
 use std::time::Duration;
 
 /// How long a through-mode write queued behind earlier writes of its key waits for its
@@ -254,7 +255,9 @@ impl Tier {
         if n == 0 {
             return Ok(());
         }
-        match peers.send_staged(id, &self.inner.journal.path(id), n).await {
+        let journal = &self.inner.journal;
+        let open = move || journal.open_staged(id, None).boxed();
+        match peers.send_staged(id, &open, n).await {
             // Every store took it meanwhile: no copy is needed.
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             other => other,
