@@ -43,7 +43,14 @@ fn built(name: &str, cfg: &BackendConfig, dir: Option<tempfile::TempDir>) -> Sto
 
 fn fs() -> Store {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = BackendConfig::Fs(FsBackend { root: dir.path().join("root") });
+    let cfg = BackendConfig::Fs(FsBackend { root: dir.path().join("root"), deferred_sync: false });
+    built("fs", &cfg, Some(dir))
+}
+
+/// The disk store as `strata copy --sync batch` opens it: no fsync per write.
+fn fs_deferred() -> Store {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = BackendConfig::Fs(FsBackend { root: dir.path().join("root"), deferred_sync: true });
     built("fs", &cfg, Some(dir))
 }
 
@@ -91,6 +98,7 @@ fn gcs() -> Store {
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod on_fs { $(#[tokio::test] async fn $name() { super::$name(super::fs().backend.as_ref()).await })* }
+        mod on_fs_deferred { $(#[tokio::test] async fn $name() { super::$name(super::fs_deferred().backend.as_ref()).await })* }
         mod on_garage { $(#[tokio::test] async fn $name() { super::$name(super::garage().backend.as_ref()).await })* }
         mod on_azurite { $(#[tokio::test] async fn $name() { super::$name(super::azurite().backend.as_ref()).await })* }
         mod on_gcs { $(#[tokio::test] async fn $name() { super::$name(super::gcs().backend.as_ref()).await })* }
@@ -107,6 +115,7 @@ conformance!(
     native_headers_round_trip,
     presign_matches_the_capability,
     every_key_has_its_own_object,
+    sync_is_idempotent_and_keeps_every_commit,
 );
 
 // Not on the GCS emulator: OpenDAL writes objects past one chunk (8 MiB) through GCS's
@@ -124,6 +133,20 @@ mod large {
     #[tokio::test]
     async fn on_azurite() {
         super::large_writes_go_in_parts(super::azurite().backend.as_ref()).await
+    }
+}
+
+/// `Backend::sync` (issue 17): it succeeds whether or not the store defers its fsyncs,
+/// twice in a row, and changes nothing a reader sees.
+async fn sync_is_idempotent_and_keeps_every_commit(b: &dyn Backend) {
+    let p = run_prefix();
+    for i in 0..3 {
+        put(b, &format!("{p}s/{i}"), format!("body {i}").as_bytes()).await;
+    }
+    b.sync().await.expect("sync");
+    b.sync().await.expect("sync again");
+    for i in 0..3 {
+        assert_eq!(get(b, &format!("{p}s/{i}"), None).await.expect("read"), format!("body {i}").as_bytes());
     }
 }
 

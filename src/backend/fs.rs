@@ -5,7 +5,9 @@
 //! that depends on what is on disk: an object whose path is also a directory (`a/b`
 //! beside `a/b/c`) lives in that directory as [`SELF_NAME`]. Writes stage in
 //! [`SCRATCH`], are fsynced, then renamed into place under one lock per store, so placing
-//! a file and turning a file into a directory never interleave. Deletes remove the
+//! a file and turning a file into a directory never interleave; the directory is fsynced
+//! after the lock is let go. A store opened with `deferred_sync` (`strata copy --sync
+//! batch`) skips both fsyncs and makes everything durable at [`Backend::sync`] (`syncfs`). Deletes remove the
 //! directories they leave empty. It must not retry: the journal does.
 //!
 //! Why not OpenDAL's fs service: it rewrites paths (trims whitespace, drops empty
@@ -39,6 +41,8 @@ struct Shared {
     /// Held while names change on disk: a file renamed into place, a file turned into a
     /// directory, a delete and the removal of the directories it empties.
     placing: tokio::sync::Mutex<()>,
+    /// Skip the per-write fsyncs (see the module's header).
+    deferred: bool,
 }
 
 /// The disk store of one `[backends.*]` entry of type `fs`.
@@ -49,7 +53,7 @@ pub(super) struct FsStore {
 
 impl FsStore {
     /// Opens (creating) the store at `root`.
-    pub(super) fn open(name: &str, root: &Path) -> Result<Self> {
+    pub(super) fn open(name: &str, root: &Path, deferred: bool) -> Result<Self> {
         let conf = |what: &str, e: std::io::Error| {
             Error::new(ErrorKind::Config, format!("backend {name}: cannot {what} {}", root.display())).with_source(e)
         };
@@ -66,7 +70,7 @@ impl FsStore {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        let shared = Shared { name: name.to_owned(), root, placing: tokio::sync::Mutex::new(()) };
+        let shared = Shared { name: name.to_owned(), root, placing: tokio::sync::Mutex::new(()), deferred };
         let cap = Capability { presign: false, server_side_copy: None, native_headers: false };
         Ok(Self { shared: Arc::new(shared), cap })
     }
@@ -99,36 +103,65 @@ impl Shared {
         Ok(None)
     }
 
-    /// Moves the staged file `tmp` to where `path` lives. Caller holds `placing`.
-    async fn place(&self, tmp: &Path, path: &str) -> std::io::Result<()> {
+    /// Moves the staged file `tmp` to where `path` lives; returns the directory it went
+    /// into, still to be fsynced. Blocking: the caller holds `placing` on a blocking
+    /// thread, so a placement is one thread hop, not one per directory level.
+    fn place(&self, tmp: &Path, path: &str) -> std::io::Result<PathBuf> {
         let names = keymap::components(path, Shape::Tree);
         let mut dir = self.root.clone();
         for name in &names[..names.len() - 1] {
             dir.push(name);
-            match tokio::fs::symlink_metadata(&dir).await {
+            match std::fs::symlink_metadata(&dir) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) => self.file_to_dir(&dir).await?,
-                Err(e) if e.kind() == Io::NotFound => tokio::fs::create_dir(&dir).await?,
+                Ok(_) => self.file_to_dir(&dir)?,
+                Err(e) if e.kind() == Io::NotFound => match std::fs::create_dir(&dir) {
+                    Err(e) if e.kind() != Io::AlreadyExists => return Err(e),
+                    _ => {}
+                },
                 Err(e) => return Err(e),
             }
         }
         let target = dir.join(&names[names.len() - 1]);
-        let dest = match tokio::fs::symlink_metadata(&target).await {
+        let dest = match std::fs::symlink_metadata(&target) {
             Ok(m) if m.is_dir() => target.join(SELF_NAME),
             _ => target,
         };
-        tokio::fs::rename(tmp, &dest).await?;
-        sync_dir(dest.parent().unwrap_or(&self.root)).await
+        std::fs::rename(tmp, &dest)?;
+        Ok(dest.parent().unwrap_or(&self.root).to_owned())
     }
 
     /// Turns the file at `dir` into a directory holding it as [`SELF_NAME`].
-    async fn file_to_dir(&self, dir: &Path) -> std::io::Result<()> {
+    fn file_to_dir(&self, dir: &Path) -> std::io::Result<()> {
         let aside = self.root.join(SCRATCH).join(format!("move-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::rename(dir, &aside).await?;
-        tokio::fs::create_dir(dir).await?;
-        tokio::fs::rename(&aside, dir.join(SELF_NAME)).await?;
-        sync_dir(dir).await?;
-        sync_dir(dir.parent().unwrap_or(&self.root)).await
+        std::fs::rename(dir, &aside)?;
+        std::fs::create_dir(dir)?;
+        std::fs::rename(&aside, dir.join(SELF_NAME))?;
+        sync_dir(dir)?;
+        sync_dir(dir.parent().unwrap_or(&self.root))
+    }
+
+    /// Writes `body` (when given) to `tmp`, fsyncs it unless deferred, places it at `path`
+    /// under `placing` and fsyncs its directory unless deferred. Blocking.
+    fn store(&self, tmp: &Path, path: &str, body: Option<&[u8]>) -> std::io::Result<()> {
+        if let Some(body) = body {
+            let mut f = std::fs::File::create(tmp)?;
+            std::io::Write::write_all(&mut f, body)?;
+            if !self.deferred {
+                f.sync_all()?;
+            }
+        }
+        let dir = {
+            let _guard = self.placing.blocking_lock();
+            self.place(tmp, path)?
+        };
+        if self.deferred {
+            return Ok(());
+        }
+        // A directory a concurrent delete emptied and removed meanwhile needs no fsync.
+        match sync_dir(&dir) {
+            Err(e) if e.kind() == Io::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     /// Removes `from` and its ancestors while they are empty, up to the root.
@@ -155,15 +188,21 @@ fn classify(e: &std::io::Error) -> ErrorKind {
     }
 }
 
-async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all()).await.map_err(std::io::Error::other)?
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
+
+/// Bodies up to this size stay in memory until the commit, which writes, syncs and places
+/// them in one blocking call (a few system calls instead of a thread hop for each).
+const SMALL_WRITE: usize = 1 << 20;
 
 struct FsWriter {
     shared: Arc<Shared>,
     path: String,
     tmp: PathBuf,
+    /// The body while it is small.
+    buf: Option<Vec<u8>>,
+    /// The scratch file, once the body outgrew `SMALL_WRITE`.
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
 }
 
@@ -178,31 +217,57 @@ impl Drop for FsWriter {
 #[async_trait]
 impl ObjectWriter for FsWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if let Some(buf) = self.buf.as_mut() {
+            if buf.len() + chunk.len() <= SMALL_WRITE {
+                buf.extend_from_slice(&chunk);
+                return Ok(());
+            }
+            let file =
+                tokio::fs::File::create(&self.tmp).await.map_err(|e| self.shared.err("create", &self.path, e))?;
+            let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+            let buf = self.buf.take().unwrap_or_default();
+            file.write_all(&buf).await.map_err(|e| self.shared.err("write", &self.path, e))?;
+            self.file = Some(file);
+        }
         let Some(f) = self.file.as_mut() else { return Err(Error::new(ErrorKind::Internal, "write after close")) };
         f.write_all(&chunk).await.map_err(|e| self.shared.err("write", &self.path, e))
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let Some(mut f) = self.file.take() else { return Err(Error::new(ErrorKind::Internal, "commit twice")) };
-        let staged = async {
-            f.flush().await?;
-            f.get_mut().sync_all().await
-        };
-        let done = match staged.await {
-            Ok(()) => {
-                drop(f);
-                let _guard = self.shared.placing.lock().await;
-                self.shared.place(&self.tmp, &self.path).await
+        let body = match (self.buf.take(), self.file.take()) {
+            (Some(buf), _) => Some(buf),
+            (None, Some(mut f)) => {
+                let flushed = async {
+                    f.flush().await?;
+                    if !self.shared.deferred {
+                        f.get_mut().sync_all().await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                };
+                if let Err(e) = flushed.await {
+                    let _ = tokio::fs::remove_file(&self.tmp).await;
+                    return Err(self.shared.err("commit", &self.path, e));
+                }
+                None
             }
-            Err(e) => Err(e),
+            (None, None) => return Err(Error::new(ErrorKind::Internal, "commit twice")),
         };
-        if done.is_err() {
-            let _ = tokio::fs::remove_file(&self.tmp).await;
-        }
+        let (shared, tmp, path) = (self.shared.clone(), self.tmp.clone(), self.path.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let r = shared.store(&tmp, &path, body.as_deref());
+            if r.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            r
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         done.map_err(|e| self.shared.err("commit", &self.path, e))
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.buf = None;
         if self.file.take().is_some() {
             let _ = tokio::fs::remove_file(&self.tmp).await;
         }
@@ -212,6 +277,21 @@ impl ObjectWriter for FsWriter {
 
 #[async_trait]
 impl Backend for FsStore {
+    async fn sync(&self) -> Result<()> {
+        if !self.shared.deferred {
+            return Ok(());
+        }
+        let root = self.shared.root.clone();
+        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let dir = std::fs::File::open(&root)?;
+            rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        synced.map_err(|e| self.shared.err("sync", "", e))
+    }
+
     fn name(&self) -> &str {
         &self.shared.name
     }
@@ -236,9 +316,8 @@ impl Backend for FsStore {
     async fn writer(&self, path: &str, _opts: &WriteOptions) -> Result<Box<dyn ObjectWriter>> {
         self.check_path(path)?;
         let tmp = self.shared.root.join(SCRATCH).join(uuid::Uuid::new_v4().simple().to_string());
-        let file = tokio::fs::File::create(&tmp).await.map_err(|e| self.shared.err("create", path, e))?;
-        let file = Some(tokio::io::BufWriter::with_capacity(1 << 20, file));
-        Ok(Box::new(FsWriter { shared: self.shared.clone(), path: path.to_owned(), tmp, file }))
+        let (buf, file) = (Some(Vec::new()), None);
+        Ok(Box::new(FsWriter { shared: self.shared.clone(), path: path.to_owned(), tmp, buf, file }))
     }
 
     async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
@@ -408,13 +487,13 @@ mod tests {
     #[test]
     fn leftovers_in_scratch_go_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        FsStore::open("fs", dir.path()).unwrap();
+        FsStore::open("fs", dir.path(), false).unwrap();
         let (dead, live) = (dir.path().join(SCRATCH).join("dead-write"), dir.path().join(SCRATCH).join("live-write"));
         std::fs::write(&dead, b"x").unwrap();
         std::fs::write(&live, b"y").unwrap();
         let old = std::time::SystemTime::now() - Duration::from_secs(7200);
         std::fs::File::options().write(true).open(&dead).unwrap().set_modified(old).unwrap();
-        FsStore::open("fs", dir.path()).unwrap();
+        FsStore::open("fs", dir.path(), false).unwrap();
         assert!(!dead.exists(), "a dead write's file goes");
         assert!(live.exists(), "a recent one may be another process's write in progress");
     }
@@ -429,7 +508,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 let dir = tempfile::tempdir().unwrap();
-                let b = FsStore::open("fs", dir.path()).unwrap();
+                let b = FsStore::open("fs", dir.path(), false).unwrap();
                 let mut want = BTreeMap::new();
                 for (i, segs) in keys.iter().enumerate() {
                     let key = segs.join("/");

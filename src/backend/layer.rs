@@ -64,6 +64,11 @@ pub trait Layer: Send + Sync + 'static {
     async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>> {
         self.inner().presign_read(path, expires, disposition).await
     }
+
+    /// See [`Backend::sync`].
+    async fn sync(&self) -> Result<()> {
+        self.inner().sync().await
+    }
 }
 
 #[async_trait]
@@ -102,5 +107,9 @@ impl<L: Layer> Backend for L {
 
     async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>> {
         Layer::presign_read(self, path, expires, disposition).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        Layer::sync(self).await
     }
 }

@@ -143,6 +143,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Content-Disposition when given. `Ok(None)` exactly when `capability().presign` is
     /// false. Makes no request to the store, so it says nothing about whether `path` exists.
     async fn presign_read(&self, path: &str, expires: Duration, disposition: Option<&str>) -> Result<Option<String>>;
+
+    /// Makes every write committed so far durable. A no-op for stores whose commits are
+    /// durable already (every store but a disk store opened with `deferred_sync`).
+    /// Idempotent; dropping it leaves the writes as durable as they were.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Copies `src_path` of `src` to `dst_path` of `dst` inside the store service (an S3
@@ -179,7 +186,7 @@ pub struct Stack {
 /// disk store or OpenDAL (retry and timeout inside), then metrics, then the circuit breaker.
 pub fn stack(name: &str, cfg: &BackendConfig, limits: &Limits, breaker: &BreakerSettings) -> Result<Stack> {
     let store: Arc<dyn Backend> = match cfg {
-        BackendConfig::Fs(f) => Arc::new(fs::FsStore::open(name, &f.root)?),
+        BackendConfig::Fs(f) => Arc::new(fs::FsStore::open(name, &f.root, f.deferred_sync)?),
         _ => opendal::build(name, cfg, limits)?,
     };
     Ok(wrap(store, breaker))

@@ -43,6 +43,12 @@ pub struct TransferArgs {
     /// Checkpoint file (default: <data-dir>/transfers/<run>.sqlite). Removed after a clean run.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// When copies to a directory become durable: `batch` syncs the destination's
+    /// filesystem once before each checkpoint batch (at most every second or 500 objects)
+    /// and at the end; `object` fsyncs every file and its directory. `move` always uses
+    /// `object`, since it deletes each source once its copy is safe.
+    #[arg(long, value_parser = ["batch", "object"], default_value = "batch")]
+    sync: String,
 }
 
 /// Runs one transfer command.
@@ -50,7 +56,8 @@ pub async fn run(mode: Mode, a: TransferArgs) -> anyhow::Result<()> {
     let cfg = super::load(&a.common, None)?;
     let env = |k: &str| std::env::var(k).ok();
     let src = Location::parse(&a.src, &cfg, &env).with_context(|| format!("source {}", a.src))?;
-    let dst = Location::parse(&a.dst, &cfg, &env).with_context(|| format!("destination {}", a.dst))?;
+    let deferred = a.sync == "batch" && !matches!(mode, Mode::Move);
+    let dst = Location::parse_with(&a.dst, &cfg, &env, deferred).with_context(|| format!("destination {}", a.dst))?;
     let max_rate =
         a.max_rate.as_deref().map(ByteSize::parse).transpose().map_err(anyhow::Error::msg).context("--max-rate")?;
     if a.transfers == 0 || a.checkers == 0 {

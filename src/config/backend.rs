@@ -27,6 +27,11 @@ pub struct FsBackend {
     /// Root directory; relative paths are relative to the working directory. No default
     /// (the built-in "local" backend uses `<data_dir>/cold`).
     pub root: PathBuf,
+    /// Skip the fsyncs of each write; [`crate::backend::Backend::sync`] makes them durable
+    /// in one go. Only `strata copy` sets it (`--sync batch`); a server's stores never do,
+    /// since an acknowledgement must mean durable. Not in the config file.
+    #[serde(skip)]
+    pub deferred_sync: bool,
 }
 
 /// An S3-compatible cold store.

@@ -322,7 +322,7 @@ impl Config {
         }
         self.backends
             .entry(LOCAL_BACKEND.to_owned())
-            .or_insert_with(|| BackendConfig::Fs(FsBackend { root: data_dir.join("cold") }));
+            .or_insert_with(|| BackendConfig::Fs(FsBackend { root: data_dir.join("cold"), deferred_sync: false }));
         match (env("STRATA_ACCESS_KEY"), env("STRATA_SECRET_KEY")) {
             (Some(access_key), Some(secret_key)) => self.credentials = Some(Credentials { access_key, secret_key }),
             (None, None) => {}

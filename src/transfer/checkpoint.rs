@@ -6,10 +6,12 @@
 //! a crash loses at most the last batch, whose objects the next run re-checks with a stat
 //! (and skips, since they are already at the destination).
 
+use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -35,6 +37,11 @@ pub struct Checkpoint {
     path: PathBuf,
     tx: Option<mpsc::Sender<(String, Mark)>>,
     writer: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Synced before each batch of marks commits.
+    dst: Arc<dyn Backend>,
+    /// No earlier run finished a key: [`Checkpoint::is_done`] needs no lookup (a key is
+    /// listed once per run), which spares a first run a query per object.
+    fresh: bool,
 }
 
 impl Checkpoint {
@@ -45,7 +52,10 @@ impl Checkpoint {
     /// connection for each: a lookup future that its stream has stopped polling keeps its
     /// connection, and with fewer connections than such futures the others would wait for
     /// ever (they did, until the 30 s acquire timeout, before this bound).
-    pub async fn open(path: &Path, run: &str, in_flight: usize) -> Result<Checkpoint> {
+    ///
+    /// Before each batch of marks commits, `dst` is synced (`Backend::sync`), so a key is
+    /// never recorded as done before its copy is durable, also with `--sync batch`.
+    pub async fn open(path: &Path, run: &str, in_flight: usize, dst: Arc<dyn Backend>) -> Result<Checkpoint> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -81,13 +91,21 @@ impl Checkpoint {
                     .map_err(db_err("run"))?;
             }
         }
+        let done: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM keys WHERE done = 1 LIMIT 1")
+            .fetch_optional(&pool)
+            .await
+            .map_err(db_err("keys"))?;
         let (tx, rx) = mpsc::channel(4096);
-        let writer = tokio::spawn(write_batches(pool.clone(), rx));
-        Ok(Checkpoint { pool, path: path.to_owned(), tx: Some(tx), writer: Some(writer) })
+        let writer = tokio::spawn(write_batches(pool.clone(), rx, dst.clone()));
+        let fresh = done.is_none();
+        Ok(Checkpoint { pool, path: path.to_owned(), tx: Some(tx), writer: Some(writer), dst, fresh })
     }
 
     /// Whether `key` was finished by an earlier run.
     pub async fn is_done(&self, key: &str) -> Result<bool> {
+        if self.fresh {
+            return Ok(false);
+        }
         Ok(self.lookup(key).await? == Some(true))
     }
 
@@ -152,7 +170,7 @@ impl Checkpoint {
             w.await.map_err(|e| Error::internal("checkpoint writer", e))??;
         }
         let (tx, rx) = mpsc::channel(4096);
-        self.writer = Some(tokio::spawn(write_batches(self.pool.clone(), rx)));
+        self.writer = Some(tokio::spawn(write_batches(self.pool.clone(), rx, self.dst.clone())));
         self.tx = Some(tx);
         Ok(())
     }
@@ -174,7 +192,7 @@ impl Checkpoint {
     }
 }
 
-async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(String, Mark)>) -> Result<()> {
+async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(String, Mark)>, dst: Arc<dyn Backend>) -> Result<()> {
     let mut batch = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
@@ -186,6 +204,7 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(String, Mark)>)
             }
         }
         if !batch.is_empty() {
+            dst.sync().await?;
             let mut tx = pool.begin().await.map_err(db_err("begin"))?;
             for (key, mark) in batch.drain(..) {
                 let sql = match mark {
@@ -206,22 +225,29 @@ async fn write_batches(pool: SqlitePool, mut rx: mpsc::Receiver<(String, Mark)>)
 mod tests {
     use super::*;
 
+    fn store(dir: &Path) -> Arc<dyn Backend> {
+        let cfg =
+            crate::config::BackendConfig::Fs(crate::config::FsBackend { root: dir.join("d"), deferred_sync: true });
+        let breaker = crate::backend::BreakerSettings::from_config(&crate::config::Config::parse("").unwrap());
+        crate::backend::stack("d", &cfg, &Default::default(), &breaker).unwrap().backend
+    }
+
     #[tokio::test]
     async fn marks_survive_reopening_and_runs_do_not_mix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
-        let mut c = Checkpoint::open(&path, "copy a b", 2).await.unwrap();
+        let mut c = Checkpoint::open(&path, "copy a b", 2, store(dir.path())).await.unwrap();
         c.mark("x", Mark::Seen).await.unwrap();
         c.mark("y", Mark::Seen).await.unwrap();
         c.mark("y", Mark::Done).await.unwrap();
         c.flush().await.unwrap();
         drop(c);
-        let c = Checkpoint::open(&path, "copy a b", 2).await.unwrap();
+        let c = Checkpoint::open(&path, "copy a b", 2, store(dir.path())).await.unwrap();
         assert!(!c.is_done("x").await.unwrap() && c.was_seen("x").await.unwrap());
         assert!(c.is_done("y").await.unwrap());
         assert!(!c.was_seen("z").await.unwrap());
         drop(c);
-        let other = Checkpoint::open(&path, "copy a c", 2).await;
+        let other = Checkpoint::open(&path, "copy a c", 2, store(dir.path())).await;
         assert!(other.is_err());
     }
 }

@@ -61,7 +61,7 @@ pub async fn run(mode: Mode, src: Location, dst: Location, opts: Options, stats:
         opts.checkpoint = p.into();
         let _ = std::fs::remove_file(&opts.checkpoint);
     }
-    let ckpt = Checkpoint::open(&opts.checkpoint, &name, opts.checkers + opts.transfers).await?;
+    let ckpt = Checkpoint::open(&opts.checkpoint, &name, opts.checkers + opts.transfers, dst.backend.clone()).await?;
     let bytes_pace = opts.max_rate.map(Pace::new);
     let ops_pace = opts.max_tps.map(|n| Pace::new(u64::from(n)));
     let mut run = Run { mode, src, dst, opts, stats, bytes_pace, ops_pace, ckpt };

@@ -50,7 +50,19 @@ impl Location {
     /// keys from `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`) or a local directory.
     pub fn parse(s: &str, config: &Config, env: &dyn Fn(&str) -> Option<String>) -> Result<Location> {
-        let (cfg, prefix, name) = if let Some(rest) = s.strip_prefix("s3://") {
+        Self::parse_with(s, config, env, false)
+    }
+
+    /// [`Location::parse`]; with `deferred_sync`, a disk store skips each write's fsyncs
+    /// and is synced in batches (`--sync batch`: the checkpoint syncs it before it records
+    /// objects as done).
+    pub fn parse_with(
+        s: &str,
+        config: &Config,
+        env: &dyn Fn(&str) -> Option<String>,
+        deferred_sync: bool,
+    ) -> Result<Location> {
+        let (mut cfg, prefix, name) = if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(Error::new(ErrorKind::InvalidInput, format!("{s}: no bucket in the URL")));
@@ -75,8 +87,11 @@ impl Location {
             if !root.is_dir() && root.exists() {
                 return Err(Error::new(ErrorKind::InvalidInput, format!("{s}: not a directory")));
             }
-            (BackendConfig::Fs(FsBackend { root }), String::new(), "dir".to_owned())
+            (BackendConfig::Fs(FsBackend { root, deferred_sync: false }), String::new(), "dir".to_owned())
         };
+        if let BackendConfig::Fs(f) = &mut cfg {
+            f.deferred_sync = deferred_sync;
+        }
         let prefix = normalise_prefix(&prefix)?;
         let breaker = crate::backend::BreakerSettings::from_config(config);
         let backend = crate::backend::stack(&name, &cfg, &Limits::default(), &breaker)?.backend;
