@@ -138,7 +138,7 @@ impl S3Gateway {
             Ok(()) => {
                 let req = req.map(|b| s3s::Body::http_body(b));
                 // The span follows the call across its awaits (no guard held over them).
-                match self.call(req).instrument(span.clone()).await {
+                match self.call(req, key.as_deref()).instrument(span.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(parent: &span, error = ?e, "s3s failed");
@@ -177,8 +177,9 @@ impl S3Gateway {
         r
     }
 
-    /// Hands `req` to s3s, first giving a body of unknown length its length.
-    async fn call(&self, req: Request<s3s::Body>) -> Result<Response<s3s::Body>, s3s::HttpError> {
+    /// Hands `req` (naming access key `key`) to s3s, first giving a body of unknown length
+    /// its length and choosing the secret of a key in a rotation's grace period.
+    async fn call(&self, req: Request<s3s::Body>, key: Option<&str>) -> Result<Response<s3s::Body>, s3s::HttpError> {
         // hyper sends `100 Continue` only when a body is read, and an empty one never is.
         // botocore then takes the final answer for its interim one and waits 30 s on the
         // connection's next request: close it after this answer instead.
@@ -190,7 +191,7 @@ impl S3Gateway {
             Err(e) => return Ok(e.to_http_response().unwrap_or_else(|_| plain_500())),
         };
         let again = range::Retry::head_of(&req);
-        let secret = rotation::which_secret(&self.keys, &self.probe, &req).await;
+        let secret = rotation::which_secret(&self.keys, &self.probe, &req, key).await;
         let mut resp = rotation::SECRET.scope(secret, self.service.call(req)).await?;
         if let Some(head) = again
             && range::Retry::refused_for_range(&resp)

@@ -61,9 +61,9 @@ impl S3Access for Probe {
     }
 }
 
-/// The secret to serve `req` with (see the module's header).
-pub async fn which_secret(keys: &Keyring, probe: &S3Service, req: &Request<s3s::Body>) -> Secret {
-    let in_grace = crate::api::router::s3_access_key(req).is_some_and(|id| keys.in_grace(&id));
+/// The secret to serve `req`, which names key `key`, with (see the module's header).
+pub async fn which_secret(keys: &Keyring, probe: &S3Service, req: &Request<s3s::Body>, key: Option<&str>) -> Secret {
+    let in_grace = key.is_some_and(|id| keys.in_grace(id));
     if !in_grace {
         return Secret::Current;
     }
