@@ -156,13 +156,13 @@ impl Front {
         };
         // A signed request's key is braked as well as its address: guessing one key's
         // secret from many addresses is slowed down too.
-        let key = if api == Some("s3") { router::s3_access_key(&req) } else { None };
+        let key = if matches!(route, Route::S3) { router::s3_access_key(&req) } else { None };
         let braked = api.and_then(|api| self.throttle.check(peer, key.as_deref(), api).err().map(|w| (api, w)));
         let resp = match (braked, route) {
             (Some(("s3", wait)), _) => self.gateway.slow_down(wait),
             (Some((_, wait)), _) => too_many(wait),
             (None, Route::Web(call)) => self.web.handle(req, call).await,
-            (None, Route::S3) => self.gateway.handle(req).await,
+            (None, Route::S3) => self.gateway.handle(req, key.as_deref()).await,
             (None, route) => self.operator(req, route).await,
         };
         if let Some(api) = api

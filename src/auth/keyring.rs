@@ -244,10 +244,24 @@ impl Keyring {
     }
 
     /// As [`Keyring::find`], from what is loaded.
-    pub fn find_loaded(&self, id: &str) -> Option<(Arc<Principal>, Secrets)> {
+    fn find_loaded(&self, id: &str) -> Option<(Arc<Principal>, Secrets)> {
+        self.with_loaded(id, |p, current, previous| {
+            let secrets = Secrets { current: current.to_owned(), previous: previous.map(str::to_owned) };
+            (p.clone(), secrets)
+        })
+    }
+
+    /// The key `id` while it is valid, from what is loaded; no secret is copied (the
+    /// access check of every signed request).
+    pub fn principal(&self, id: &str) -> Option<Arc<Principal>> {
+        self.with_loaded(id, |p, _, _| p.clone())
+    }
+
+    /// `f` of key `id`, its current secret and its previous one while its grace period
+    /// lasts; `None` when the key is unknown, disabled or expired.
+    fn with_loaded<T>(&self, id: &str, f: impl FnOnce(&Arc<Principal>, &str, Option<&str>) -> T) -> Option<T> {
         if self.inner.root.access_key == id {
-            let secrets = Secrets { current: self.inner.root.secret_key.clone(), previous: None };
-            return Some((self.inner.root_principal.clone(), secrets));
+            return Some(f(&self.inner.root_principal, &self.inner.root.secret_key, None));
         }
         let keys = self.inner.keys.load();
         let e = keys.get(id)?;
@@ -255,23 +269,23 @@ impl Keyring {
         if !e.enabled || e.expires_ms.is_some_and(|t| t <= now) {
             return None;
         }
-        let previous = e.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.clone());
-        Some((e.principal.clone(), Secrets { current: e.secret.clone(), previous }))
+        let previous = e.previous.as_ref().filter(|(_, until)| *until > now).map(|(s, _)| s.as_str());
+        Some(f(&e.principal, &e.secret, previous))
     }
 
-    /// Whether key `id` is in a rotation's grace period (two secrets valid), from what is
-    /// loaded; cheap enough for every request.
+    /// Whether key `id` is valid and in a rotation's grace period (two secrets), from what
+    /// is loaded; cheap enough for every request.
     pub fn in_grace(&self, id: &str) -> bool {
-        let now = now_ms();
-        self.inner.keys.load().get(id).is_some_and(|e| e.previous.as_ref().is_some_and(|(_, until)| *until > now))
+        self.with_loaded(id, |_, _, previous| previous.is_some()).unwrap_or(false)
     }
 
     /// The key of a Basic-auth pair (`user` the key id, `pass` a secret it is valid with),
     /// compared in constant time.
     pub fn basic(&self, user: &str, pass: &str) -> Option<Arc<Principal>> {
-        let (p, s) = self.find_loaded(user)?;
         let eq = |a: &str| super::constant_time_eq(a.as_bytes(), pass.as_bytes());
-        let ok = eq(&s.current) | s.previous.as_deref().is_some_and(eq);
+        // Both secrets are compared, whatever the first says.
+        let (p, ok) =
+            self.with_loaded(user, |p, current, previous| (p.clone(), eq(current) | previous.is_some_and(eq)))?;
         ok.then_some(p)
     }
 

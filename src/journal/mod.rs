@@ -84,11 +84,10 @@ impl Journal {
     pub async fn recover(&self, catalog: &Catalog) -> Result<()> {
         let in_use = catalog.staging_in_use(self.node()).await?;
         let segments = self.inner.segments.clone();
-        let names = in_use.clone();
-        let freed = tokio::task::spawn_blocking(move || segments.recover(&names))
+        let (freed, in_use) = tokio::task::spawn_blocking(move || (segments.recover(&in_use), in_use))
             .await
-            .map_err(|e| Error::internal("journal segments replay", std::io::Error::other(e.to_string())))??;
-        self.release(freed);
+            .map_err(|e| Error::internal("journal segments replay", std::io::Error::other(e.to_string())))?;
+        self.release(freed?);
         let mut dir = tokio::fs::read_dir(&self.inner.settings.dir).await?;
         while let Some(entry) = dir.next_entry().await? {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -159,13 +158,27 @@ impl Journal {
         self.inner.settings.dir.join(id)
     }
 
-    /// Streams `range` of staged version `id`: a file of its own (also a copy of another
-    /// node's record), else a record of this node's segments. `NotFound` once it is gone
+    /// This node's segment holding record `id`, when `id` names one (else `id` names a
+    /// file: a staging file, or a copy of another node's staged version).
+    fn own_record(&self, id: &str) -> Option<(u64, u64)> {
+        record::parse_id(id).filter(|(seg, _)| self.inner.segments.holds(*seg))
+    }
+
+    /// Streams `range` of staged version `id`: a record of this node's segments, else a
+    /// file of its own (also a copy of another node's record). `NotFound` once it is gone
     /// (every store holds the version by then: read the row again).
     pub async fn open_staged(&self, id: &str, range: Option<std::ops::Range<u64>>) -> Result<ByteStream> {
         use futures::StreamExt;
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
-        let gone = || Error::new(ErrorKind::NotFound, "the staged version moved to the stores");
+        if let Some((seg, off)) = self.own_record(id) {
+            let body = self.inner.segments.read(seg, off).await?;
+            let len = body.len() as u64;
+            let body = match range {
+                Some(r) => body.slice(r.start.min(len) as usize..r.end.min(len) as usize),
+                None => body,
+            };
+            return Ok(futures::stream::once(async move { Ok(body) }).boxed());
+        }
         match tokio::fs::File::open(self.path(id)).await {
             Ok(mut f) => {
                 let reader = match range {
@@ -179,15 +192,7 @@ impl Journal {
                 Ok(s.map(|r| r.map_err(Error::from)).boxed())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let (seg, off) = record::parse_id(id).ok_or_else(gone)?;
-                let body = self.inner.segments.read(seg, off).await?;
-                let body = match range {
-                    Some(r) => {
-                        body.slice(r.start.min(body.len() as u64) as usize..r.end.min(body.len() as u64) as usize)
-                    }
-                    None => body,
-                };
-                Ok(futures::stream::once(async move { Ok(body) }).boxed())
+                Err(Error::new(ErrorKind::NotFound, "the staged version moved to the stores"))
             }
             Err(e) => Err(e.into()),
         }
@@ -196,14 +201,16 @@ impl Journal {
     /// Removes staged version `id` once nothing needs it: its file, or its record (the
     /// segment goes with its last live record).
     pub async fn remove(&self, id: &str) {
-        let path = self.path(id);
-        if let Ok(m) = tokio::fs::metadata(&path).await {
-            if tokio::fs::remove_file(&path).await.is_ok() {
-                self.release(m.len());
-            }
-        } else if let Some((seg, _)) = record::parse_id(id) {
+        if let Some((seg, _)) = self.own_record(id) {
             let freed = self.inner.segments.release(seg);
             self.release(freed);
+            return;
+        }
+        let path = self.path(id);
+        if let Ok(m) = tokio::fs::metadata(&path).await
+            && tokio::fs::remove_file(&path).await.is_ok()
+        {
+            self.release(m.len());
         }
     }
 

@@ -9,7 +9,8 @@
 //!
 //! A segment stays while any row or entry names one of its records: each segment counts
 //! its live records; [`Segments::release`] (the journal's `remove`) lowers the count, and
-//! a segment that is no longer current and counts none is deleted. After a restart every
+//! a segment that counts none is deleted (the current one too: the next record starts a
+//! new segment). After a restart every
 //! segment is sealed (new records go to a new one), and the counts come from the ids the
 //! catalog still names. A crash mid-batch leaves a torn tail after the last acknowledged
 //! record; the replay cuts it off ([`Segments::recover`]).
@@ -166,6 +167,12 @@ impl Segments {
         }
     }
 
+    /// Whether `segment` is one of this journal's live segments (a record id of another
+    /// node's names none of them: its copy is a file).
+    pub(super) fn holds(&self, segment: u64) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).live.contains_key(&segment)
+    }
+
     /// A record of `segment` is no longer needed; returns the bytes freed on disk (a
     /// segment deleted). The current segment goes too when it holds nothing live: the next
     /// record starts a new one, and a reader that opens the old one learns the version
@@ -234,11 +241,11 @@ fn read_record(path: &Path, offset: u64) -> Result<Bytes> {
         }
         Err(e) => return Err(e.into()),
     };
-    let mut head = [0u8; record::HEADER];
-    file.read_exact_at(&mut head, offset)?;
-    let n = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-    let mut buf = vec![0u8; record::HEADER + n];
+    let mut buf = vec![0u8; record::HEADER];
     file.read_exact_at(&mut buf, offset)?;
+    let n = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+    buf.resize(record::HEADER + n, 0);
+    file.read_exact_at(&mut buf[record::HEADER..], offset + record::HEADER as u64)?;
     match record::parse(&buf) {
         record::Parsed::Whole(body, _) => Ok(Bytes::copy_from_slice(body)),
         _ => {

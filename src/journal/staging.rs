@@ -32,24 +32,24 @@ pub struct StagingFile {
 impl StagingFile {
     /// A new write: in memory while small enough for a segment record.
     pub(super) async fn create(journal: Journal) -> Result<Self> {
-        journal.reserve(0, true)?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let tmp = journal.path(&format!("{id}.tmp"));
-        let memory = (journal.inner.settings.segment_threshold > 0).then(Vec::new);
-        let mut me = Self { journal, id, tmp, memory, file: None, reserved: 0, unchecked: 0, kept: false };
-        if me.memory.is_none() {
-            me.spill().await?;
-        }
-        Ok(me)
+        let small = journal.inner.settings.segment_threshold > 0;
+        Self::start(journal, uuid::Uuid::new_v4().simple().to_string(), small).await
     }
 
     /// A staging file named `id` (another node's copy keeps its owner's id), always a
     /// file of its own.
     pub(super) async fn create_as(journal: Journal, id: String) -> Result<Self> {
+        Self::start(journal, id, false).await
+    }
+
+    async fn start(journal: Journal, id: String, in_memory: bool) -> Result<Self> {
         journal.reserve(0, true)?;
         let tmp = journal.path(&format!("{id}.tmp"));
-        let mut me = Self { journal, id, tmp, memory: None, file: None, reserved: 0, unchecked: 0, kept: false };
-        me.spill().await?;
+        let memory = in_memory.then(Vec::new);
+        let mut me = Self { journal, id, tmp, memory, file: None, reserved: 0, unchecked: 0, kept: false };
+        if !in_memory {
+            me.spill().await?;
+        }
         Ok(me)
     }
 
@@ -122,9 +122,8 @@ impl StagingFile {
 impl Drop for StagingFile {
     fn drop(&mut self) {
         if !self.kept {
-            if self.memory.is_none() {
-                let _ = std::fs::remove_file(&self.tmp);
-            }
+            // A body that never left memory has no file: the removal finds none.
+            let _ = std::fs::remove_file(&self.tmp);
             self.journal.release(self.reserved);
         }
     }

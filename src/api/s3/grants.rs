@@ -119,7 +119,7 @@ impl S3Access for Access {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
         // s3s has just checked the signature with this key's secret, so it is loaded.
-        let Some((mut who, _)) = self.0.find_loaded(&id) else { return Err(denied()) };
+        let Some(mut who) = self.0.principal(&id) else { return Err(denied()) };
         let ip = cx.extensions_mut().get::<crate::http::Peer>().map(|p| p.0.ip());
         if !ip.is_none_or(|ip| who.reaches_from(ip)) {
             return Err(s3_error!(AccessDenied, "this key may not be used from your address"));
@@ -127,7 +127,7 @@ impl S3Access for Access {
         if !who.root && !self.allowed(&who, cx) {
             // A grant made on another node moments ago: reread once, then decide.
             self.0.reread_soon().await;
-            let again = self.0.find_loaded(&id).map(|(w, _)| w);
+            let again = self.0.principal(&id);
             match again {
                 Some(w) if self.allowed(&w, cx) => who = w,
                 _ => return Err(denied()),

@@ -118,8 +118,9 @@ impl S3Gateway {
         Self { service, checked_range, probe, keys, plans, region, retry_after, spool }
     }
 
-    /// Serves one request. Never fails: every error is an S3 error response.
-    pub async fn handle<B>(&self, req: Request<B>) -> Response<s3s::Body>
+    /// Serves one request, which names access key `key` (`router::s3_access_key`). Never
+    /// fails: every error is an S3 error response.
+    pub async fn handle<B>(&self, req: Request<B>, key: Option<&str>) -> Response<s3s::Body>
     where
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -129,7 +130,6 @@ impl S3Gateway {
         let mut req = req;
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
-        let key = crate::api::router::s3_access_key(&req);
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
         let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.plans.hosts().bucket_of(h).is_some());
         let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
@@ -138,7 +138,7 @@ impl S3Gateway {
             Ok(()) => {
                 let req = req.map(|b| s3s::Body::http_body(b));
                 // The span follows the call across its awaits (no guard held over them).
-                match self.call(req, key.as_deref()).instrument(span.clone()).await {
+                match self.call(req, key).instrument(span.clone()).await {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::error!(parent: &span, error = ?e, "s3s failed");
@@ -156,10 +156,10 @@ impl S3Gateway {
         if let Some(key) = key {
             // Only ids this node knows get a series of their own, so random ids cannot
             // grow the metrics without bound.
-            let label = if self.keys.knows(&key) { key.clone() } else { "unknown".to_owned() };
+            let label = if self.keys.knows(key) { key.to_owned() } else { "unknown".to_owned() };
             ::metrics::counter!("strata_s3_key_requests_total", "key" => label, "class" => status_class(status))
                 .increment(1);
-            resp.extensions_mut().insert(crate::access_log::KeyId(key));
+            resp.extensions_mut().insert(crate::access_log::KeyId(key.to_owned()));
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);
