@@ -16,6 +16,8 @@
 //! | [`access_log`] | the access log (combined or JSON lines)                          |
 //! | [`auth`]       | where the S3 keys and link-signing keys come from                |
 //! | [`health`]     | backend probes, sparkline series, the status snapshot            |
+//! | [`images`]     | image derivatives: options, signatures, the render pool, single  |
+//! |                | flight; kept in the hot tier through `tier`                      |
 //! | [`policy`]     | access rules, serving modes, signed links, login cookies         |
 //! | [`tier`]       | read and write paths, atomic publish, multipart, the hot tier,   |
 //! |                | replica failover on read; narrow operator doors                  |
@@ -50,6 +52,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod images;
 pub mod journal;
 pub mod logging;
 pub mod names;

@@ -7,6 +7,7 @@
 mod auth;
 mod backend;
 mod bucket;
+mod images;
 mod journal;
 mod tls;
 mod units;
@@ -15,6 +16,7 @@ mod web;
 pub use auth::AuthConfig;
 pub use backend::{AzblobBackend, BackendConfig, FsBackend, GcsBackend, S3Backend};
 pub use bucket::BucketConfig;
+pub use images::{Fit, Format, ImagesConfig, Preset};
 pub use journal::{ClusterConfig, FailoverConfig, JournalConfig, WriteMode};
 pub use tls::{CertPair, PlainMode, TlsConfig};
 pub use units::{ByteSize, HumanDuration};
@@ -97,6 +99,9 @@ pub struct Config {
     /// Access keys in the catalog: the seal key of their secrets, the reread interval.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[images]`: derivatives on the web front end.
+    #[serde(default)]
+    pub images: ImagesConfig,
     /// Buckets declared up front, each mapped to a backend. Buckets can also be created
     /// through the S3 API; those live on `default_backend`.
     #[serde(default)]
@@ -390,6 +395,7 @@ impl Config {
         self.web.validate(&self.buckets).map_err(|m| Error::new(ErrorKind::Config, format!("web.{m}")))?;
         self.tls.validate().map_err(|m| Error::new(ErrorKind::Config, format!("tls.{m}")))?;
         self.auth.validate().map_err(|m| Error::new(ErrorKind::Config, format!("auth.{m}")))?;
+        self.images.validate().map_err(|m| Error::new(ErrorKind::Config, format!("images.{m}")))?;
         if self.journal.max_size.0 < self.limits.max_object_size.0 {
             // Every write is staged in the journal first, so a smaller journal would turn
             // away the largest objects even with every store healthy.

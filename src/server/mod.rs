@@ -206,7 +206,11 @@ async fn start_inner(
         idle: config.limits.body_idle_timeout.0,
     };
     let gateway = S3Gateway::new(tier.clone(), &keys, &config.region, &opened.plans, (settings.retry_after, spool));
-    let web = Web::new(tier.clone(), policy, router.clone(), settings);
+    let images = match config.images.enabled {
+        true => Some(crate::images::Images::new(config.images.clone(), tier.clone())?),
+        false => None,
+    };
+    let web = Web::new(tier.clone(), policy, router.clone(), images, settings);
     let log = match &config.web.access_log {
         Some(path) => Some(AccessLog::open(path, config.web.access_log_format).await?),
         None => None,

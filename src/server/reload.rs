@@ -187,6 +187,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     top("cluster", &old.cluster, &new.cluster);
     top("tls", &old.tls, &new.tls);
     top("auth", &old.auth, &new.auth);
+    top("images", &old.images, &new.images);
     if old.credentials != new.credentials {
         out.push("credentials".to_owned());
     }

@@ -8,6 +8,7 @@
 //! every store during the request, before it is acknowledged. The serving mode called
 //! "direct" is the only other use of that word: `presign.rs` hands out its URLs.
 
+mod derived;
 mod failover;
 pub mod hot;
 mod import;

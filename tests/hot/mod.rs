@@ -2,7 +2,7 @@
 //! broken streams, invalidation on write, chunked range reads, operator controls and
 //! metrics. Cold reads are counted by a probe wrapped around the backend.
 
-mod probe;
+pub(crate) mod probe;
 
 use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY, Wrap};
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 type Slot = Arc<Mutex<Option<Arc<Probe>>>>;
 
-fn wrap_with(faults: impl Fn() -> Faults + Send + Sync + 'static) -> (Wrap, Slot) {
+pub(crate) fn wrap_with(faults: impl Fn() -> Faults + Send + Sync + 'static) -> (Wrap, Slot) {
     let slot: Slot = Arc::default();
     let s = slot.clone();
     let wrap: Wrap = Arc::new(move |inner| {

@@ -1,6 +1,6 @@
 //! Plain HTTP for browsers and CDNs: anonymous GET and HEAD of objects, in path style
 //! (`/bucket/key`), virtual-host style (`bucket.<domain>/key`) or on a custom domain mapped
-//! to one bucket; the password login page; signed links.
+//! to one bucket; the password login page; signed links; image derivatives (`?im=`).
 //!
 //! Requests signed for S3 never come here (they go to `api::s3`, which checks SigV4), nor
 //! do listings: a bucket is never listed anonymously. This module asks `policy` whether a
@@ -9,6 +9,7 @@
 //! directly; its errors become HTTP statuses through `api::reply`, never S3 codes.
 
 mod encode;
+mod image;
 mod login;
 mod serve;
 
@@ -60,15 +61,23 @@ pub struct Web {
     tier: Tier,
     policy: Policy,
     router: Router,
+    /// Derivatives (`?im=`), unless `images.enabled` is off.
+    images: Option<crate::images::Images>,
     /// Live: a reload swaps them ([`Web::reconfigure`]).
     s: Arc<arc_swap::ArcSwap<WebSettings>>,
 }
 
 impl Web {
     /// A front end reading through `tier` under `policy`; `router` names the object of a
-    /// login form's return address.
-    pub fn new(tier: Tier, policy: Policy, router: Router, s: WebSettings) -> Self {
-        Self { tier, policy, router, s: Arc::new(arc_swap::ArcSwap::from_pointee(s)) }
+    /// login form's return address; `images` makes derivatives.
+    pub fn new(
+        tier: Tier,
+        policy: Policy,
+        router: Router,
+        images: Option<crate::images::Images>,
+        s: WebSettings,
+    ) -> Self {
+        Self { tier, policy, router, images, s: Arc::new(arc_swap::ArcSwap::from_pointee(s)) }
     }
 
     /// The policy (the admin API changes it).

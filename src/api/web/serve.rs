@@ -23,13 +23,13 @@ use std::sync::Mutex;
 const PRIVATE: &str = "private, no-store";
 
 /// What the access check granted.
-struct Grant {
+pub(super) struct Grant {
     /// Cache-Control to send whatever the object says.
-    cache_control: Option<String>,
+    pub(super) cache_control: Option<String>,
     /// Cache-Control for objects that have none of their own.
-    fallback: Option<String>,
+    pub(super) fallback: Option<String>,
     /// The link's forced download name, if any.
-    download: Option<String>,
+    pub(super) download: Option<String>,
 }
 
 impl Web {
@@ -39,6 +39,13 @@ impl Web {
             Ok(g) => g,
             Err(denied) => return denied,
         };
+        if let Some(images) = &self.images {
+            match crate::images::options::Asked::from_query(req.uri().query().unwrap_or("")) {
+                Ok(None) => {}
+                Ok(Some(asked)) => return self.derivative(images, req, &target, &grant, asked).await,
+                Err(refusal) => return super::image::refused(&refusal),
+            }
+        }
         if self.policy.serve_mode(&target.bucket) == ServeMode::Redirect {
             let rec = match self.tier.head(&target.bucket, &target.key).await {
                 Ok(r) => r,
@@ -284,7 +291,7 @@ impl Plan {
     }
 }
 
-fn denied(reason: &'static str) {
+pub(super) fn denied(reason: &'static str) {
     ::metrics::counter!("strata_web_denied_total", "reason" => reason).increment(1);
 }
 

@@ -1,0 +1,225 @@
+//! Image derivatives made at the origin: thumbnails and web formats of an original,
+//! rendered on first request, cached in the hot tier beside the original, one render per
+//! derivative however many clients ask at once (`docs/design/images.md`).
+//!
+//! Owns the option grammar and its signature (`options.rs`), the render itself
+//! (`render.rs`), the render pool (`pool.rs`), single flight, and the index of derivative
+//! sizes that lets a hit skip the render. It reads originals and keeps derivatives only
+//! through `tier`. It must not decide who may read an original: the web front end checks
+//! the original's access rules before it asks for a derivative.
+
+pub mod options;
+mod pool;
+pub mod render;
+
+use crate::catalog::ObjectRecord;
+use crate::config::ImagesConfig;
+use crate::error::{Error, ErrorKind};
+use crate::tier::Tier;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use options::Resolved;
+use render::{Limits, RenderError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+/// Why a derivative could not be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageError {
+    /// The original is not a usable image (415 or 422).
+    Render(RenderError),
+    /// The original is larger than `images.max_source_bytes` (422).
+    SourceTooLarge(u64),
+    /// The render pool's queue is full (503).
+    Busy,
+    /// The render took longer than `images.render_timeout` (503).
+    Timeout,
+    /// Reading the original failed: its status comes from the tier's error kind.
+    Read(ErrorKind, String),
+}
+
+impl ImageError {
+    /// The label of `strata_image_rejections_total` for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Render(RenderError::NotAnImage(_)) => "not-an-image",
+            Self::Render(RenderError::Unreadable(_)) => "unreadable",
+            Self::Render(RenderError::TooLarge(_)) | Self::SourceTooLarge(_) => "too-large",
+            Self::Busy => "busy",
+            Self::Timeout => "timeout",
+            Self::Read(..) => "read-failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Render(e) => write!(f, "{e}"),
+            Self::SourceTooLarge(n) => write!(f, "the original has {n} bytes, more than images.max_source_bytes"),
+            Self::Busy => f.write_str("too many renders are waiting; try again"),
+            Self::Timeout => f.write_str("the render took too long; try again"),
+            Self::Read(_, m) => f.write_str(m),
+        }
+    }
+}
+
+/// A derivative ready to send.
+#[derive(Debug, Clone)]
+pub struct Derivative {
+    /// Its bytes.
+    pub bytes: Bytes,
+    /// It came from the hot tier (no render).
+    pub hit: bool,
+}
+
+/// One derivative of one version: bucket, key, ETag, mtime and tag, joined by NUL (which
+/// no key or ETag strata stores contains).
+type Name = String;
+
+type Flight = Arc<OnceCell<Result<Bytes, ImageError>>>;
+
+/// The derivative service.
+#[derive(Clone)]
+pub struct Images {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: ImagesConfig,
+    tier: Tier,
+    pool: pool::Pool,
+    /// Renders under way, by derivative: every request for one joins its flight.
+    flights: Mutex<HashMap<Name, Flight>>,
+    /// Sizes of derivatives kept in the hot tier (a hit needs the size to name them).
+    sizes: quick_cache::sync::Cache<Name, u64>,
+}
+
+impl Images {
+    /// The service for `cfg`, reading through `tier`; starts the render pool.
+    pub fn new(cfg: ImagesConfig, tier: Tier) -> crate::error::Result<Images> {
+        let threads = cfg.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let pool = pool::Pool::new(threads, cfg.queue).map_err(|e| Error::internal("starting the render pool", e))?;
+        let sizes = quick_cache::sync::Cache::new(cfg.index_entries.max(16));
+        Ok(Images { inner: Arc::new(Inner { cfg, tier, pool, flights: Mutex::default(), sizes }) })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ImagesConfig {
+        &self.inner.cfg
+    }
+
+    /// Derivative `r` of the version `rec` names: from the hot tier, or rendered once for
+    /// every request that asks meanwhile.
+    pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved) -> Result<Derivative, ImageError> {
+        let tag = r.tag();
+        let name = [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), &tag].join("\0");
+        if let Some(bytes) = self.cached(rec, &tag, &name).await {
+            ::metrics::counter!("strata_image_hits_total").increment(1);
+            saved(rec, bytes.len());
+            return Ok(Derivative { bytes, hit: true });
+        }
+        let flight = {
+            let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            f.entry(name.clone()).or_default().clone()
+        };
+        let out = flight.get_or_init(|| self.produce(rec, r, &tag, &name)).await.clone();
+        {
+            let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            if f.get(&name).is_some_and(|g| Arc::ptr_eq(g, &flight)) {
+                f.remove(&name);
+            }
+        }
+        let bytes = out?;
+        saved(rec, bytes.len());
+        Ok(Derivative { bytes, hit: false })
+    }
+
+    /// The derivative from the hot tier, if its size is known and it is all there.
+    async fn cached(&self, rec: &ObjectRecord, tag: &str, name: &Name) -> Option<Bytes> {
+        let len = self.inner.sizes.get(name)?;
+        self.inner.tier.derived(rec, tag, len).await
+    }
+
+    /// Reads the original, renders it on the pool, keeps the result: the flight's work.
+    async fn produce(&self, rec: &ObjectRecord, r: &Resolved, tag: &str, name: &Name) -> Result<Bytes, ImageError> {
+        // A request that joined just after the last flight ended finds the bytes kept.
+        if let Some(bytes) = self.cached(rec, tag, name).await {
+            return Ok(bytes);
+        }
+        let cfg = &self.inner.cfg;
+        let (now, src) = self.read_original(rec).await?;
+        let limits = Limits { max_source_pixels: cfg.max_source_pixels, max_output_side: cfg.max_output_side };
+        let started = Instant::now();
+        let deadline = started + cfg.render_timeout.0;
+        let job = {
+            let r = r.clone();
+            move || render::render(&src, &r, &limits)
+        };
+        let rx = self.inner.pool.submit(deadline, job).map_err(|_| ImageError::Busy)?;
+        let out = match tokio::time::timeout(cfg.render_timeout.0, rx).await {
+            Err(_) | Ok(Err(_)) | Ok(Ok(Err(pool::Lost::Late))) => return Err(ImageError::Timeout),
+            Ok(Ok(Err(pool::Lost::Panicked(m)))) => {
+                tracing::warn!(bucket = %rec.bucket, key = %rec.key, panic = %m, "a render panicked");
+                return Err(ImageError::Render(RenderError::Unreadable(format!("the image cannot be decoded: {m}"))));
+            }
+            Ok(Ok(Ok(out))) => out.map_err(ImageError::Render)?,
+        };
+        ::metrics::counter!("strata_image_renders_total").increment(1);
+        ::metrics::histogram!("strata_image_render_seconds").record(started.elapsed().as_secs_f64());
+        let bytes = Bytes::from(out.bytes);
+        if now.etag != rec.etag || now.last_modified_ms != rec.last_modified_ms {
+            // A write landed since the row was read: these bytes are of the newer version,
+            // served to this request, never kept under the older one's name.
+            return Ok(bytes);
+        }
+        match self.inner.tier.keep_derived(rec, tag, bytes.clone()).await {
+            Ok(()) if self.inner.tier.keeps_derived() => self.inner.sizes.insert(name.clone(), bytes.len() as u64),
+            Ok(()) => {}
+            // Not kept (the tier is full of pinned chunks, say): served all the same.
+            Err(e) => tracing::debug!(error = %e, "derivative not kept in the hot tier"),
+        }
+        Ok(bytes)
+    }
+
+    /// The whole original, at most `max_source_bytes`, with the row it read: `rec`'s, or a
+    /// newer one when a write landed meanwhile.
+    async fn read_original(&self, rec: &ObjectRecord) -> Result<(ObjectRecord, Bytes), ImageError> {
+        let max = self.inner.cfg.max_source_bytes.0;
+        if rec.size > max {
+            return Err(ImageError::SourceTooLarge(rec.size));
+        }
+        let read = |e: Error| ImageError::Read(e.kind(), e.to_string());
+        let (now, _, mut stream) = self
+            .inner
+            .tier
+            .get(&rec.bucket, &rec.key, |now| {
+                if now.size > max {
+                    return Err(Error::new(ErrorKind::InvalidInput, "the original grew past images.max_source_bytes"));
+                }
+                Ok(None)
+            })
+            .await
+            .map_err(read)?;
+        let mut buf = BytesMut::with_capacity(usize::try_from(now.size).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk.map_err(read)?);
+            if buf.len() as u64 > max {
+                return Err(ImageError::SourceTooLarge(buf.len() as u64));
+            }
+        }
+        Ok((now, buf.freeze()))
+    }
+
+    /// How long a client should wait before asking again after `Busy` or `Timeout`.
+    pub fn retry_after(&self) -> Duration {
+        self.inner.cfg.render_timeout.0.min(Duration::from_secs(5))
+    }
+}
+
+/// Counts the bytes a derivative saved against sending the original.
+fn saved(rec: &ObjectRecord, len: usize) {
+    ::metrics::counter!("strata_image_bytes_saved_total").increment(rec.size.saturating_sub(len as u64));
+}

@@ -1,0 +1,354 @@
+//! One render: the bytes of an original in, the bytes of a derivative out. Decode (JPEG
+//! scaled while decoding, PNG, GIF's first frame, WebP), check the limits before any
+//! pixel is decoded, resize with Lanczos3, apply the EXIF orientation, convert to sRGB,
+//! pad, encode (progressive JPEG, PNG, lossy WebP).
+//!
+//! Pure and blocking: it runs on the render pool's threads, never on the async runtime.
+//! It must not read objects or know URLs. Every way a file can be wrong is a
+//! [`RenderError`], never a panic (the pool catches one anyway, as a last resort).
+
+use super::options::Resolved;
+use crate::config::{Fit, Format};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat};
+use std::io::Cursor;
+
+/// The bounds of a render.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most pixels an original may have.
+    pub max_source_pixels: u64,
+    /// Longest side of an output.
+    pub max_output_side: u32,
+}
+
+/// Why an original cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenderError {
+    /// Not an image this build decodes (415).
+    NotAnImage(String),
+    /// An image, but truncated or damaged (422).
+    Unreadable(String),
+    /// Over a limit (422), with which.
+    TooLarge(String),
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAnImage(m) | Self::Unreadable(m) | Self::TooLarge(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A derivative.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The encoded bytes.
+    pub bytes: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// Pixels of a decoded image: RGB8 or RGBA8, row-major.
+struct Pixels {
+    data: Vec<u8>,
+    width: u32,
+    height: u32,
+    alpha: bool,
+}
+
+/// What decoding found besides the pixels.
+struct Decoded {
+    px: Pixels,
+    orientation: Orientation,
+    icc: Option<Vec<u8>>,
+    exif: Option<Vec<u8>>,
+}
+
+/// Renders `src` as `r` asks, within `limits`.
+pub fn render(src: &[u8], r: &Resolved, limits: &Limits) -> Result<Rendered, RenderError> {
+    let format = image::guess_format(src)
+        .map_err(|_| RenderError::NotAnImage("not an image strata decodes (JPEG, PNG, GIF, WebP)".into()))?;
+    let d = match format {
+        ImageFormat::Jpeg => decode_jpeg(src, r, limits)?,
+        ImageFormat::Png | ImageFormat::Gif | ImageFormat::WebP => decode_other(src, format, limits)?,
+        other => return Err(RenderError::NotAnImage(format!("{other:?} is not decoded by this build"))),
+    };
+    let swapped = swaps_axes(d.orientation);
+    // The geometry is planned in the orientation the viewer sees.
+    let (sw, sh) = if swapped { (d.px.height, d.px.width) } else { (d.px.width, d.px.height) };
+    let g = plan(sw, sh, r, limits.max_output_side);
+    let (rw, rh) = if swapped { (g.inner.1, g.inner.0) } else { g.inner };
+    let mut px = resize(d.px, rw, rh, g.crop)?;
+    if !r.keep_metadata
+        && let Some(icc) = &d.icc
+    {
+        to_srgb(&mut px, icc);
+    }
+    let px = orient(px, d.orientation);
+    let px = match g.canvas {
+        Some((cw, ch)) => pad(&px, cw, ch, r.format == Format::Jpeg),
+        None => px,
+    };
+    let meta = r.keep_metadata.then_some((d.icc.as_deref(), d.exif));
+    let bytes = encode(&px, r, meta)?;
+    Ok(Rendered { bytes, width: px.width, height: px.height })
+}
+
+/// Where the pixels go: the size they are resized to, whether the source is cropped to
+/// that aspect first (cover), and the canvas they are padded onto (contain).
+#[derive(Debug, PartialEq, Eq)]
+struct Geometry {
+    inner: (u32, u32),
+    crop: bool,
+    canvas: Option<(u32, u32)>,
+}
+
+/// The geometry of a `sw` × `sh` source for `r`. Never enlarges: a box bigger than the
+/// source shrinks, keeping its aspect ratio.
+fn plan(sw: u32, sh: u32, r: &Resolved, max: u32) -> Geometry {
+    let (swf, shf) = (f64::from(sw), f64::from(sh));
+    let px = |v: f64| (v.round() as u32).clamp(1, max);
+    let keep = |scale: f64| {
+        let s = scale.min(1.0);
+        (px(swf * s), px(shf * s))
+    };
+    let whole = f64::from(max) / swf.max(shf);
+    match (r.width, r.height) {
+        (None, None) => Geometry { inner: keep(whole), crop: false, canvas: None },
+        (Some(w), None) => Geometry { inner: keep(f64::from(w) / swf), crop: false, canvas: None },
+        (None, Some(h)) => Geometry { inner: keep(f64::from(h) / shf), crop: false, canvas: None },
+        (Some(w), Some(h)) => {
+            let (wf, hf) = (f64::from(w), f64::from(h));
+            match r.fit {
+                Fit::Inside => Geometry { inner: keep((wf / swf).min(hf / shf)), crop: false, canvas: None },
+                Fit::Contain => {
+                    Geometry { inner: keep((wf / swf).min(hf / shf)), crop: false, canvas: Some((w, h)) }
+                }
+                Fit::Fill => Geometry { inner: (w.min(sw), h.min(sh)), crop: false, canvas: None },
+                Fit::Cover => {
+                    let shrink = (swf / wf).min(shf / hf).min(1.0);
+                    Geometry { inner: (px(wf * shrink), px(hf * shrink)), crop: true, canvas: None }
+                }
+            }
+        }
+    }
+}
+
+fn swaps_axes(o: Orientation) -> bool {
+    matches!(o, Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH)
+}
+
+fn check_pixels(w: u32, h: u32, limits: &Limits) -> Result<(), RenderError> {
+    let n = u64::from(w) * u64::from(h);
+    if n == 0 {
+        return Err(RenderError::Unreadable("the image has no pixels".into()));
+    }
+    if n > limits.max_source_pixels {
+        return Err(RenderError::TooLarge(format!(
+            "the image has {n} pixels, more than images.max_source_pixels ({})",
+            limits.max_source_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// JPEG through `jpeg-decoder`, which decodes at 1/2, 1/4 or 1/8 scale when the output is
+/// that much smaller (libvips' shrink-on-load). CMYK and 16-bit files go through `image`.
+fn decode_jpeg(src: &[u8], r: &Resolved, limits: &Limits) -> Result<Decoded, RenderError> {
+    let unreadable = |e: jpeg_decoder::Error| RenderError::Unreadable(format!("damaged JPEG: {e}"));
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(src));
+    dec.read_info().map_err(unreadable)?;
+    let info = dec.info().ok_or_else(|| RenderError::Unreadable("damaged JPEG: no frame".into()))?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    check_pixels(w, h, limits)?;
+    if !matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) {
+        return decode_other(src, ImageFormat::Jpeg, limits);
+    }
+    // The orientation is only known after decoding, so ask for a size that covers the
+    // output either way round.
+    let g = plan(w, h, r, limits.max_output_side);
+    let want = g.inner.0.max(g.inner.1);
+    let (rw, rh) = if w >= h {
+        (want, (u64::from(want) * u64::from(h) / u64::from(w)).max(1) as u32)
+    } else {
+        ((u64::from(want) * u64::from(w) / u64::from(h)).max(1) as u32, want)
+    };
+    let rw = u16::try_from(rw.min(w)).unwrap_or(u16::MAX);
+    let rh = u16::try_from(rh.min(h)).unwrap_or(u16::MAX);
+    let (ow, oh) = dec.scale(rw, rh).map_err(unreadable)?;
+    dec.set_max_decoding_buffer_size(usize::try_from(limits.max_source_pixels.saturating_mul(3)).unwrap_or(usize::MAX));
+    let data = dec.decode().map_err(unreadable)?;
+    let data = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => data.iter().flat_map(|&v| [v, v, v]).collect(),
+        _ => data,
+    };
+    let (ow, oh) = (u32::from(ow), u32::from(oh));
+    if data.len() as u64 != u64::from(ow) * u64::from(oh) * 3 {
+        return Err(RenderError::Unreadable("damaged JPEG: short pixel data".into()));
+    }
+    let exif = dec.exif_data().map(<[u8]>::to_vec);
+    let orientation = exif.as_deref().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+    let icc = dec.icc_profile();
+    Ok(Decoded { px: Pixels { data, width: ow, height: oh, alpha: false }, orientation, icc, exif })
+}
+
+/// PNG, GIF (first frame), WebP, and the JPEGs `jpeg-decoder` does not take, through
+/// `image`, with its own allocation limit as a second guard.
+fn decode_other(src: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, RenderError> {
+    let unreadable = |e: image::ImageError| match e {
+        image::ImageError::Limits(l) => RenderError::TooLarge(format!("the image is over a limit: {l}")),
+        image::ImageError::Unsupported(u) => RenderError::NotAnImage(format!("unsupported image: {u}")),
+        e => RenderError::Unreadable(format!("damaged {format:?}: {e}")),
+    };
+    let mut reader = image::ImageReader::with_format(Cursor::new(src), format);
+    let mut l = image::Limits::default();
+    l.max_alloc = Some(limits.max_source_pixels.saturating_mul(8));
+    reader.limits(l);
+    let mut dec = reader.into_decoder().map_err(unreadable)?;
+    let (w, h) = dec.dimensions();
+    check_pixels(w, h, limits)?;
+    let orientation = dec.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = dec.icc_profile().ok().flatten();
+    let exif = dec.exif_metadata().ok().flatten();
+    let img = DynamicImage::from_decoder(dec).map_err(unreadable)?;
+    let alpha = img.color().has_alpha();
+    let (width, height) = (img.width(), img.height());
+    let data = if alpha { img.into_rgba8().into_raw() } else { img.into_rgb8().into_raw() };
+    Ok(Decoded { px: Pixels { data, width, height, alpha }, orientation, icc, exif })
+}
+
+/// Resizes to `w` × `h` with Lanczos3 (alpha premultiplied), cropping the source to that
+/// aspect ratio first (centred) when `crop`.
+fn resize(src: Pixels, w: u32, h: u32, crop: bool) -> Result<Pixels, RenderError> {
+    if src.width == w && src.height == h {
+        return Ok(src);
+    }
+    let ty = if src.alpha { PixelType::U8x4 } else { PixelType::U8x3 };
+    let from = Image::from_vec_u8(src.width, src.height, src.data, ty)
+        .map_err(|e| RenderError::Unreadable(format!("pixel buffer: {e}")))?;
+    let mut to = Image::new(w, h, ty);
+    let mut opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    if crop {
+        opts = opts.fit_into_destination(Some((0.5, 0.5)));
+    }
+    Resizer::new().resize(&from, &mut to, &opts).map_err(|e| RenderError::Unreadable(format!("resize: {e}")))?;
+    Ok(Pixels { data: to.into_vec(), width: w, height: h, alpha: src.alpha })
+}
+
+/// Converts pixels in the colour space of `icc` to sRGB. A profile that does not parse,
+/// or cannot be transformed, leaves the pixels as they are (browsers assume sRGB).
+fn to_srgb(px: &mut Pixels, icc: &[u8]) {
+    let Ok(profile) = moxcms::ColorProfile::new_from_slice(icc) else { return };
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let layout = if px.alpha { moxcms::Layout::Rgba } else { moxcms::Layout::Rgb };
+    let Ok(t) = profile.create_transform_8bit(layout, &srgb, layout, moxcms::TransformOptions::default()) else {
+        return;
+    };
+    let mut out = vec![0u8; px.data.len()];
+    if t.transform(&px.data, &mut out).is_ok() {
+        px.data = out;
+    }
+}
+
+/// Applies the EXIF orientation, so the output needs none.
+fn orient(px: Pixels, o: Orientation) -> Pixels {
+    if o == Orientation::NoTransforms {
+        return px;
+    }
+    let (w, h, alpha) = (px.width, px.height, px.alpha);
+    let img = if alpha {
+        image::RgbaImage::from_raw(w, h, px.data).map(DynamicImage::ImageRgba8)
+    } else {
+        image::RgbImage::from_raw(w, h, px.data).map(DynamicImage::ImageRgb8)
+    };
+    let Some(mut img) = img else { return Pixels { data: Vec::new(), width: 0, height: 0, alpha } };
+    img.apply_orientation(o);
+    let (width, height) = (img.width(), img.height());
+    let data = if alpha { img.into_rgba8().into_raw() } else { img.into_rgb8().into_raw() };
+    Pixels { data, width, height, alpha }
+}
+
+/// Centres `px` on a `cw` × `ch` canvas: white for JPEG, transparent otherwise.
+fn pad(px: &Pixels, cw: u32, ch: u32, opaque: bool) -> Pixels {
+    let alpha = !opaque;
+    let bpp = if alpha { 4 } else { 3 };
+    let fill: &[u8] = if alpha { &[0, 0, 0, 0] } else { &[255, 255, 255] };
+    let mut data: Vec<u8> = fill.iter().copied().cycle().take(cw as usize * ch as usize * bpp).collect();
+    let (x0, y0) = ((cw.saturating_sub(px.width)) / 2, (ch.saturating_sub(px.height)) / 2);
+    let sbpp = if px.alpha { 4 } else { 3 };
+    for y in 0..px.height.min(ch) {
+        for x in 0..px.width.min(cw) {
+            let s = (y as usize * px.width as usize + x as usize) * sbpp;
+            let d = ((y0 + y) as usize * cw as usize + (x0 + x) as usize) * bpp;
+            data[d..d + 3].copy_from_slice(&px.data[s..s + 3]);
+            if alpha {
+                data[d + 3] = if px.alpha { px.data[s + 3] } else { 255 };
+            }
+        }
+    }
+    Pixels { data, width: cw, height: ch, alpha }
+}
+
+/// Encodes `px` as `r.format`; `meta` is the ICC profile and EXIF to keep (JPEG only).
+fn encode(px: &Pixels, r: &Resolved, meta: Option<(Option<&[u8]>, Option<Vec<u8>>)>) -> Result<Vec<u8>, RenderError> {
+    let failed = |e: String| RenderError::Unreadable(format!("encoding failed: {e}"));
+    let mut out = Vec::new();
+    match r.format {
+        Format::Png => {
+            use image::ImageEncoder;
+            let ty = if px.alpha { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+            image::codecs::png::PngEncoder::new(&mut out)
+                .write_image(&px.data, px.width, px.height, ty)
+                .map_err(|e| failed(e.to_string()))?;
+        }
+        Format::Webp => {
+            let enc = if px.alpha {
+                webp::Encoder::from_rgba(&px.data, px.width, px.height)
+            } else {
+                webp::Encoder::from_rgb(&px.data, px.width, px.height)
+            };
+            let mem = enc.encode_simple(false, f32::from(r.quality)).map_err(|e| failed(format!("{e:?}")))?;
+            out.extend_from_slice(&mem);
+        }
+        _ => {
+            let rgb = if px.alpha { flatten(&px.data) } else { px.data.clone() };
+            let (w, h) = (u16::try_from(px.width), u16::try_from(px.height));
+            let (Ok(w), Ok(h)) = (w, h) else { return Err(failed("a JPEG side is at most 65535".into())) };
+            let mut enc = jpeg_encoder::Encoder::new(&mut out, r.quality);
+            enc.set_progressive(true);
+            if let Some((icc, exif)) = meta {
+                if let Some(icc) = icc {
+                    enc.add_icc_profile(icc).map_err(|e| failed(e.to_string()))?;
+                }
+                if let Some(mut exif) = exif {
+                    // The pixels are already turned; a kept orientation would turn them again.
+                    let _ = Orientation::remove_from_exif_chunk(&mut exif);
+                    enc.add_exif_metadata(&exif).map_err(|e| failed(e.to_string()))?;
+                }
+            }
+            enc.encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb).map_err(|e| failed(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// RGBA over white, as RGB.
+fn flatten(rgba: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgba.len() / 4 * 3);
+    for p in rgba.chunks_exact(4) {
+        let a = u16::from(p[3]);
+        for &c in &p[..3] {
+            out.push(((u16::from(c) * a + 255 * (255 - a)) / 255) as u8);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+use super::*;
+
+fn limits() -> Limits {
+    Limits { max_source_pixels: 100_000_000, max_output_side: 4096 }
+}
+
+fn ask(w: Option<u32>, h: Option<u32>, fit: Fit, format: Format) -> Resolved {
+    Resolved { width: w, height: h, fit, format, quality: 80, keep_metadata: false, varies: false }
+}
+
+/// A 640 × 480 gradient: red grows to the right, green downwards.
+fn gradient(w: u32, h: u32) -> Vec<u8> {
+    (0..h).flat_map(|y| (0..w).flat_map(move |x| [(x * 255 / w) as u8, (y * 255 / h) as u8, 64])).collect()
+}
+
+fn jpeg(w: u16, h: u16, exif: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+    if let Some(e) = exif {
+        enc.add_exif_metadata(e).unwrap();
+    }
+    enc.encode(&gradient(w.into(), h.into()), w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+    out
+}
+
+/// A little-endian TIFF block holding one tag: Orientation = `o`.
+fn exif_orientation(o: u16) -> Vec<u8> {
+    let mut t = b"II*\0".to_vec();
+    t.extend(8u32.to_le_bytes());
+    t.extend(1u16.to_le_bytes());
+    t.extend(0x0112u16.to_le_bytes());
+    t.extend(3u16.to_le_bytes());
+    t.extend(1u32.to_le_bytes());
+    t.extend(u32::from(o).to_le_bytes());
+    t.extend(0u32.to_le_bytes());
+    t
+}
+
+fn size_of(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(bytes).expect("the output decodes");
+    (img.width(), img.height())
+}
+
+#[test]
+fn each_fit_gives_its_documented_size() {
+    let src = jpeg(640, 480, None);
+    let r = |w, h, fit| size_of(&render(&src, &ask(w, h, fit, Format::Jpeg), &limits()).unwrap().bytes);
+    assert_eq!(r(Some(100), None, Fit::Inside), (100, 75));
+    assert_eq!(r(None, Some(60), Fit::Inside), (80, 60));
+    assert_eq!(r(Some(100), Some(100), Fit::Inside), (100, 75));
+    assert_eq!(r(Some(100), Some(100), Fit::Cover), (100, 100));
+    assert_eq!(r(Some(100), Some(100), Fit::Contain), (100, 100));
+    assert_eq!(r(Some(100), Some(50), Fit::Fill), (100, 50));
+    // Never enlarged: a bigger box shrinks to the source, keeping its aspect ratio.
+    assert_eq!(r(Some(2000), None, Fit::Inside), (640, 480));
+    assert_eq!(r(Some(1280), Some(1280), Fit::Cover), (480, 480));
+}
+
+#[test]
+fn cover_crops_the_centre_and_contain_pads() {
+    let src = jpeg(640, 480, None);
+    let png = render(&src, &ask(Some(100), Some(100), Fit::Contain, Format::Png), &limits()).unwrap();
+    let img = image::load_from_memory(&png.bytes).unwrap().into_rgba8();
+    assert_eq!(img.get_pixel(50, 2)[3], 0, "the band above the picture is transparent");
+    assert_eq!(img.get_pixel(50, 50)[3], 255);
+    let cover = render(&src, &ask(Some(100), Some(100), Fit::Cover, Format::Png), &limits()).unwrap();
+    let img = image::load_from_memory(&cover.bytes).unwrap().into_rgb8();
+    // The centre crop spans x from 80 to 560 of 640: red from about 32 to 223.
+    let (left, right) = (img.get_pixel(0, 50)[0], img.get_pixel(99, 50)[0]);
+    assert!((20..60).contains(&left) && (200..240).contains(&right), "{left} {right}");
+}
+
+#[test]
+fn exif_orientation_is_applied_and_stripped() {
+    // Orientation 6: the viewer sees the 640 × 480 pixels turned to 480 × 640.
+    let src = jpeg(640, 480, Some(&exif_orientation(6)));
+    let out = render(&src, &ask(Some(120), None, Fit::Inside, Format::Jpeg), &limits()).unwrap();
+    assert_eq!(size_of(&out.bytes), (120, 160));
+    assert!(!out.bytes.windows(6).any(|w| w == b"Exif\0\0"), "metadata is stripped by default");
+    let mut keep = ask(Some(120), None, Fit::Inside, Format::Jpeg);
+    keep.keep_metadata = true;
+    let kept = render(&src, &keep, &limits()).unwrap();
+    assert!(kept.bytes.windows(6).any(|w| w == b"Exif\0\0"), "meta keeps EXIF");
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(&kept.bytes));
+    dec.decode().unwrap();
+    let o = dec.exif_data().and_then(Orientation::from_exif_chunk);
+    assert_eq!(o, Some(Orientation::NoTransforms), "the kept orientation no longer turns the pixels");
+}
+
+#[test]
+fn formats_are_what_they_say() {
+    let src = jpeg(320, 240, None);
+    let jpg = render(&src, &ask(Some(64), None, Fit::Inside, Format::Jpeg), &limits()).unwrap().bytes;
+    assert!(jpg.windows(2).any(|w| w == [0xFF, 0xC2]), "progressive JPEG (SOF2)");
+    let webp = render(&src, &ask(Some(64), None, Fit::Inside, Format::Webp), &limits()).unwrap().bytes;
+    assert!(webp.starts_with(b"RIFF") && &webp[8..12] == b"WEBP");
+    assert_eq!(size_of(&webp), (64, 48));
+    let png = render(&src, &ask(Some(64), None, Fit::Inside, Format::Png), &limits()).unwrap().bytes;
+    assert!(png.starts_with(b"\x89PNG"));
+    // PNG, GIF and WebP sources decode too.
+    for f in [ImageFormat::Png, ImageFormat::Gif, ImageFormat::WebP] {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_raw(320, 240, gradient(320, 240)).unwrap());
+        let mut buf = Cursor::new(Vec::new());
+        let img = if f == ImageFormat::Gif { DynamicImage::ImageRgba8(img.to_rgba8()) } else { img };
+        img.write_to(&mut buf, f).unwrap();
+        let out = render(buf.get_ref(), &ask(Some(32), None, Fit::Inside, Format::Jpeg), &limits()).unwrap();
+        assert_eq!(size_of(&out.bytes), (32, 24), "{f:?}");
+    }
+}
+
+#[test]
+fn garbage_truncation_and_bombs_are_refused_with_a_reason() {
+    let r = ask(Some(64), None, Fit::Inside, Format::Jpeg);
+    assert!(matches!(render(b"hello, not an image", &r, &limits()), Err(RenderError::NotAnImage(_))));
+    let src = jpeg(320, 240, None);
+    for cut in [20, src.len() / 3, src.len() - 10] {
+        match render(&src[..cut], &r, &limits()) {
+            Err(RenderError::Unreadable(_)) => {}
+            // A JPEG cut late can still decode (the decoder fills the missing rows);
+            // what matters is that it never panics and never errs as anything else.
+            Ok(_) if cut > src.len() / 2 => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+    let small = Limits { max_source_pixels: 10_000, max_output_side: 4096 };
+    assert!(matches!(render(&src, &r, &small), Err(RenderError::TooLarge(_))));
+    assert!(matches!(render(&bomb_png(100_000, 100_000), &r, &limits()), Err(RenderError::TooLarge(_))));
+}
+
+/// A 1 × 1 PNG whose header claims `w` × `h` (its CRC fixed): a decompression bomb's
+/// header.
+pub(crate) fn bomb_png(w: u32, h: u32) -> Vec<u8> {
+    let mut buf = Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(image::RgbImage::new(1, 1)).write_to(&mut buf, ImageFormat::Png).unwrap();
+    let mut png = buf.into_inner();
+    // Signature (8), length (4), "IHDR" (4), then width and height.
+    png[16..20].copy_from_slice(&w.to_be_bytes());
+    png[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32fast::hash(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}

@@ -1,0 +1,73 @@
+//! Bytes derived from one version of an object (image derivatives), kept in the hot tier
+//! beside the original's chunks.
+//!
+//! A derivative is stored as a hot-tier object of the original's bucket and key whose
+//! version names the original's ETag and modification time plus the derivative's tag. So
+//! it is counted in the tier's bounds and evicted by its policy like any chunk, and the
+//! invalidation that drops an overwritten or deleted original's chunks before the write
+//! is acknowledged drops its derivatives with them. A node that reads a newer row asks
+//! for a newer version's derivative, so none is served stale on any node.
+//!
+//! This file knows nothing of images: what the bytes are, and who makes them, is
+//! `crate::images`'s.
+
+use super::Tier;
+use super::read::version_of;
+use crate::catalog::ObjectRecord;
+use crate::config::FillMode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tier::hot::{OpenFn, Version};
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The hot-tier version of derivative `tag` of `rec`, `len` bytes long.
+fn derived_version(rec: &ObjectRecord, tag: &str, len: u64) -> Version {
+    let mut v = version_of(rec);
+    v.etag = format!("{}|derived|{tag}", rec.etag);
+    v.size = len;
+    v
+}
+
+impl Tier {
+    /// Whether this node caches derivatives (it has a hot tier).
+    pub fn keeps_derived(&self) -> bool {
+        self.hot().is_some()
+    }
+
+    /// The bytes of derivative `tag` of `rec` (`len` long), when the hot tier holds them
+    /// all. `None` on any miss: the caller makes it again. Never starts a cold read.
+    pub async fn derived(&self, rec: &ObjectRecord, tag: &str, len: u64) -> Option<Bytes> {
+        let hot = self.hot()?;
+        let v = derived_version(rec, tag, len);
+        if len == 0 || !hot.holds(&v, 0..len) {
+            return None;
+        }
+        // Evicted between the check and the read: the fill asks this, and gets a miss.
+        let gone: OpenFn =
+            Arc::new(|_| async { Err(Error::new(ErrorKind::NotFound, "derivative evicted")) }.boxed());
+        let mut s = hot.read(v, 0..len, FillMode::Stream, gone).await.ok()?;
+        let mut out = BytesMut::with_capacity(usize::try_from(len).ok()?);
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk.ok()?);
+        }
+        (out.len() as u64 == len).then(|| out.freeze())
+    }
+
+    /// Keeps `bytes` as derivative `tag` of `rec` in the hot tier (nothing without one).
+    /// Idempotent: bytes already held are not written again.
+    pub async fn keep_derived(&self, rec: &ObjectRecord, tag: &str, bytes: Bytes) -> Result<()> {
+        let Some(hot) = self.hot() else { return Ok(()) };
+        let len = bytes.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let v = derived_version(rec, tag, len);
+        let open: OpenFn = Arc::new(move |r: Range<u64>| {
+            let part = bytes.slice(r.start as usize..r.end as usize);
+            async move { Ok(futures::stream::once(async move { Ok(part) }).boxed()) }.boxed()
+        });
+        hot.warm(v, 0..len, open).await.map(|_| ())
+    }
+}
