@@ -16,6 +16,7 @@ mod cluster;
 mod compat;
 mod harness;
 mod hot;
+mod images;
 mod journal;
 mod keys;
 mod layers;

@@ -19,6 +19,7 @@
 //! | POST   | /_strata/cache/unpin     | bucket, prefix    | `{"existed":bool}`      |
 //! | POST   | /_strata/cache/warm      | bucket, prefix    | JSON lines of progress  |
 //! | POST   | /_strata/migrate         | bucket            | JSON lines of progress  |
+//! | POST   | /_strata/images/warm     | bucket, prefix, presets, concurrency, after | JSON lines of progress, then the summary |
 //! | POST   | /_strata/cluster/leave   |                   | JSON lines (`entries` left), then `{"left": id}`; the server then stops |
 //! | POST   | /_strata/upgrade         |                   | 202 `{"successor": pid}`: the binary on disk starts and takes the sockets over (`docs/design/reload.md`) |
 //! | POST   | /_strata/reload          |                   | `{"generation", "changed"}`; 400 for an invalid config, 409 for a field that needs a restart (nothing changes) |
@@ -126,6 +127,37 @@ fn warm(tier: Tier, bucket: String, prefix: String) -> Response<Body> {
         .await?;
         // `owned_only`: with a shared hot tier this node filled only the chunks it owns.
         Ok(json!({ "done": true, "owned_only": tier.shares_hot(), "stats": tier.cache_stats() }))
+    })
+}
+
+/// `images/warm`: renders the derivatives of `presets` (comma-separated) for every image
+/// under `bucket`/`prefix`, streaming progress lines; the last is the summary.
+pub fn images_warm(images: Option<crate::images::Images>, query: &str) -> Response<Body> {
+    let arg = |k: &str| crate::http::query::value(query, k);
+    let Some(images) = images else {
+        return reply::json_from_error(&Error::new(
+            ErrorKind::Conflict,
+            "images are disabled (images.enabled = false)",
+        ));
+    };
+    let Some(bucket) = arg("bucket") else {
+        return reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "give bucket"));
+    };
+    let concurrency = match arg("concurrency").map(|c| c.parse::<usize>()) {
+        None => images.config().concurrency.unwrap_or(2).max(2),
+        Some(Ok(c)) if (1..=256).contains(&c) => c,
+        Some(_) => return reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "concurrency: 1 to 256")),
+    };
+    let plan = crate::images::WarmPlan {
+        bucket,
+        prefix: arg("prefix").unwrap_or_default(),
+        presets: arg("presets").unwrap_or_default().split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        concurrency,
+        after: arg("after").filter(|a| !a.is_empty()),
+    };
+    progress_job(move |mut report| async move {
+        let stats = images.warm(&plan, |s| report(json!(s))).await?;
+        Ok(json!({ "done": true, "stats": stats }))
     })
 }
 

@@ -216,8 +216,14 @@ impl Front {
         };
         let query = req.uri().query().unwrap_or("").to_owned();
         match endpoint {
-            E::Status => status::status_html(&self.health.snapshot(tier)),
-            E::StatusJson => status::status_json(&self.health.snapshot(tier)),
+            E::Status => {
+                let images = self.web.images().map(crate::images::Images::stats);
+                status::status_html(&self.health.snapshot(tier), images.as_ref())
+            }
+            E::StatusJson => {
+                let images = self.web.images().map(crate::images::Images::stats);
+                status::status_json(&self.health.snapshot(tier), images.as_ref())
+            }
             E::Journal | E::JournalRetry | E::ReadOnly | E::Scrub => journal::handle(tier, endpoint, &query).await,
             E::PeerStaged(id) => peer::staged(tier, &id, &query).await,
             E::PeerHot => peer::hot(tier, &query).await,
@@ -259,6 +265,7 @@ impl Front {
                 };
                 access::handle(&self.web, endpoint, &query, &body.to_bytes()).await
             }
+            E::ImagesWarm => admin::images_warm(self.web.images().cloned(), &query),
             E::Metrics | E::CacheStats | E::CacheEvict | E::CachePin | E::CacheUnpin | E::CacheWarm | E::Migrate => {
                 admin::handle(tier, endpoint, &query).await
             }

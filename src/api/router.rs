@@ -132,6 +132,9 @@ pub enum AdminEndpoint {
     Reload,
     /// `POST upgrade`: start the binary on disk as a successor that takes over.
     Upgrade,
+    /// `POST images/warm?bucket&prefix&presets&concurrency&after`: derivatives of presets
+    /// rendered ahead of requests (progress lines).
+    ImagesWarm,
     /// `GET keys[?id]`: the stored access keys, or one.
     KeyList,
     /// `POST keys` with a JSON `{name, expires_in, sources}`: a new key and its secret.
@@ -197,6 +200,7 @@ impl AdminEndpoint {
             "reload" if post => E::Reload,
             "upgrade" if post => E::Upgrade,
             "peer/hot" if get => E::PeerHot,
+            "images/warm" if post => E::ImagesWarm,
             "keys" if get => E::KeyList,
             "keys" if post => E::KeyCreate,
             "keys" if delete => E::KeyDelete,
@@ -218,7 +222,7 @@ impl AdminEndpoint {
             "metrics" | "status" | "status.json" | "cache/stats" | "cache/evict" | "cache/pin" | "cache/unpin"
             | "cache/warm" | "migrate" | "journal" | "journal/retry" | "read-only" | "scrub" | "access" | "sign"
             | "direct" | "cluster/leave" | "peer/hot" | "reload" | "upgrade" | "keys" | "keys/enable"
-            | "keys/disable" | "keys/rotate" | "keys/audit" | "grants" => {
+            | "keys/disable" | "keys/rotate" | "keys/audit" | "grants" | "images/warm" => {
                 return Err(Unrouted::MethodNotAllowed(method.clone()));
             }
             _ => return Err(Unrouted::NotFound(format!("no admin route {method} {ADMIN_PREFIX}{path}"))),

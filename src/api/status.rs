@@ -6,6 +6,7 @@
 //! thing it asks for itself is `/ready`'s catalog ping, which must be fresh.
 
 use crate::health::{Health, Snapshot};
+use crate::images::ImagesStats;
 use crate::tier::Tier;
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -55,14 +56,39 @@ pub fn metrics() -> Response<s3s::Body> {
     reply(StatusCode::OK, crate::telemetry::render(), "text/plain; version=0.0.4")
 }
 
-/// The snapshot as JSON (for `strata status`).
-pub fn status_json(s: &Snapshot) -> Response<s3s::Body> {
-    reply(StatusCode::OK, serde_json::to_string(s).unwrap_or_default(), "application/json")
+/// The snapshot as JSON (for `strata status`), with the derivative counters.
+pub fn status_json(s: &Snapshot, images: Option<&ImagesStats>) -> Response<s3s::Body> {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let (Some(o), Some(i)) = (v.as_object_mut(), images) {
+        o.insert("images".into(), serde_json::to_value(i).unwrap_or_default());
+    }
+    reply(StatusCode::OK, v.to_string(), "application/json")
 }
 
 /// The status page.
-pub fn status_html(s: &Snapshot) -> Response<s3s::Body> {
-    reply(StatusCode::OK, render(s), "text/html; charset=utf-8")
+pub fn status_html(s: &Snapshot, images: Option<&ImagesStats>) -> Response<s3s::Body> {
+    let mut page = render(s);
+    if let Some(i) = images {
+        let at = page.find("<h2>Most missed</h2>").unwrap_or(page.len());
+        page.insert_str(at, &images_section(i));
+    }
+    reply(StatusCode::OK, page, "text/html; charset=utf-8")
+}
+
+/// Derivatives since the start: renders, their mean time, hot-tier hits, bytes saved
+/// against the originals, refusals by reason.
+fn images_section(i: &ImagesStats) -> String {
+    let refused: Vec<String> = i.rejections.iter().map(|(r, n)| format!("{} {n}", esc(r))).collect();
+    format!(
+        "<h2>Image derivatives</h2><table id=\"images\"><tr><th>rendered</th><td class=\"num\">{} (mean {:.1} ms)</td></tr>\
+         <tr><th>from the hot tier</th><td class=\"num\">{}</td></tr><tr><th>saved against originals</th><td class=\"num\">{}</td></tr>\
+         <tr><th>refused</th><td>{}</td></tr></table>",
+        i.renders,
+        i.mean_render_ms,
+        i.hits,
+        bytes(i.bytes_saved),
+        if refused.is_empty() { "none".to_owned() } else { refused.join(", ") }
+    )
 }
 
 /// Escapes text for HTML content and quoted attributes, `'` included (`html-escape`).

@@ -1,5 +1,5 @@
 //! The command line: `strata serve`, `strata import`, `strata cache …`, `strata status`,
-//! `strata replicate …`, `strata cluster status`, `strata sign`, `strata access …` and the bulk transfers.
+//! `strata replicate …`, `strata cluster status`, `strata sign`, `strata access …`, `strata images …` and the bulk transfers.
 //!
 //! Owns argument parsing and what each command prints. The only module besides `main`
 //! that uses `anyhow`.
@@ -8,6 +8,7 @@ mod access;
 mod admin;
 mod cache;
 mod cluster;
+mod images;
 mod keys;
 mod replicate;
 mod status;
@@ -84,6 +85,9 @@ enum Command {
     /// Print a signed, expiring link to BUCKET/KEY (absolute under `web.base_url`, else a
     /// path).
     Sign(access::SignArgs),
+    /// Image derivatives: warm presets ahead of requests, sign option lists.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Show or change a running server's access rules and serving modes.
     #[command(subcommand)]
     Access(access::AccessCommand),
@@ -143,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Sign(a) => access::sign(&a),
         Command::Access(cmd) => access::run(cmd).await,
+        Command::Images(cmd) => images::run(cmd).await,
         Command::Key(cmd) => keys::run_key(cmd).await,
         Command::Grant(cmd) => keys::run_grant(cmd).await,
         Command::Migrate { target, bucket } => migrate(&target, &bucket).await,

@@ -3,14 +3,17 @@
 //! derivative however many clients ask at once (`docs/design/images.md`).
 //!
 //! Owns the option grammar and its signature (`options.rs`), the render itself
-//! (`render.rs`), the render pool (`pool.rs`), single flight, and the index of derivative
-//! sizes that lets a hit skip the render. It reads originals and keeps derivatives only
+//! (`render.rs`), the render pool (`pool.rs`), single flight, the index of derivative
+//! sizes that lets a hit skip the render, and warming ahead of requests (`warm.rs`). It reads originals and keeps derivatives only
 //! through `tier`. It must not decide who may read an original: the web front end checks
 //! the original's access rules before it asks for a derivative.
 
 pub mod options;
 mod pool;
 pub mod render;
+mod warm;
+
+pub use warm::{WarmPlan, WarmStats};
 
 use crate::catalog::ObjectRecord;
 use crate::config::ImagesConfig;
@@ -20,7 +23,9 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use options::Resolved;
 use render::{Limits, RenderError};
-use std::collections::HashMap;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -95,6 +100,32 @@ struct Inner {
     flights: Mutex<HashMap<Name, Flight>>,
     /// Sizes of derivatives kept in the hot tier (a hit needs the size to name them).
     sizes: quick_cache::sync::Cache<Name, u64>,
+    counts: Counts,
+}
+
+/// This process's counters, for the status page (the same as the metrics).
+#[derive(Default)]
+struct Counts {
+    renders: AtomicU64,
+    render_micros: AtomicU64,
+    hits: AtomicU64,
+    saved: AtomicU64,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// What the status page shows of derivatives since the process started.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ImagesStats {
+    /// Derivatives rendered.
+    pub renders: u64,
+    /// Mean render time, milliseconds.
+    pub mean_render_ms: f64,
+    /// Derivatives served from the hot tier.
+    pub hits: u64,
+    /// Bytes of originals not sent.
+    pub bytes_saved: u64,
+    /// Refused requests by reason.
+    pub rejections: BTreeMap<String, u64>,
 }
 
 impl Images {
@@ -103,12 +134,33 @@ impl Images {
         let threads = cfg.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let pool = pool::Pool::new(threads, cfg.queue).map_err(|e| Error::internal("starting the render pool", e))?;
         let sizes = quick_cache::sync::Cache::new(cfg.index_entries.max(16));
-        Ok(Images { inner: Arc::new(Inner { cfg, tier, pool, flights: Mutex::default(), sizes }) })
+        let counts = Counts::default();
+        Ok(Images { inner: Arc::new(Inner { cfg, tier, pool, flights: Mutex::default(), sizes, counts }) })
     }
 
     /// The settings.
     pub fn config(&self) -> &ImagesConfig {
         &self.inner.cfg
+    }
+
+    /// Counts a refused derivative request (`strata_image_rejections_total`).
+    pub fn reject(&self, reason: &'static str) {
+        ::metrics::counter!("strata_image_rejections_total", "reason" => reason).increment(1);
+        *self.inner.counts.rejections.lock().unwrap_or_else(|p| p.into_inner()).entry(reason).or_default() += 1;
+    }
+
+    /// The counters since the process started.
+    pub fn stats(&self) -> ImagesStats {
+        let c = &self.inner.counts;
+        let renders = c.renders.load(Relaxed);
+        let rejections = c.rejections.lock().unwrap_or_else(|p| p.into_inner());
+        ImagesStats {
+            renders,
+            mean_render_ms: c.render_micros.load(Relaxed) as f64 / 1000.0 / renders.max(1) as f64,
+            hits: c.hits.load(Relaxed),
+            bytes_saved: c.saved.load(Relaxed),
+            rejections: rejections.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
     }
 
     /// Derivative `r` of the version `rec` names: from the hot tier, or rendered once for
@@ -118,7 +170,8 @@ impl Images {
         let name = [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), &tag].join("\0");
         if let Some(bytes) = self.cached(rec, &tag, &name).await {
             ::metrics::counter!("strata_image_hits_total").increment(1);
-            saved(rec, bytes.len());
+            self.inner.counts.hits.fetch_add(1, Relaxed);
+            self.saved(rec, bytes.len());
             return Ok(Derivative { bytes, hit: true });
         }
         let flight = {
@@ -133,7 +186,7 @@ impl Images {
             }
         }
         let bytes = out?;
-        saved(rec, bytes.len());
+        self.saved(rec, bytes.len());
         Ok(Derivative { bytes, hit: false })
     }
 
@@ -167,8 +220,11 @@ impl Images {
             }
             Ok(Ok(Ok(out))) => out.map_err(ImageError::Render)?,
         };
+        let took = started.elapsed();
         ::metrics::counter!("strata_image_renders_total").increment(1);
-        ::metrics::histogram!("strata_image_render_seconds").record(started.elapsed().as_secs_f64());
+        ::metrics::histogram!("strata_image_render_seconds").record(took.as_secs_f64());
+        self.inner.counts.renders.fetch_add(1, Relaxed);
+        self.inner.counts.render_micros.fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Relaxed);
         let bytes = Bytes::from(out.bytes);
         if now.etag != rec.etag || now.last_modified_ms != rec.last_modified_ms {
             // A write landed since the row was read: these bytes are of the newer version,
@@ -219,7 +275,11 @@ impl Images {
     }
 }
 
-/// Counts the bytes a derivative saved against sending the original.
-fn saved(rec: &ObjectRecord, len: usize) {
-    ::metrics::counter!("strata_image_bytes_saved_total").increment(rec.size.saturating_sub(len as u64));
+impl Images {
+    /// Counts the bytes a derivative saved against sending the original.
+    fn saved(&self, rec: &ObjectRecord, len: usize) {
+        let n = rec.size.saturating_sub(len as u64);
+        ::metrics::counter!("strata_image_bytes_saved_total").increment(n);
+        self.inner.counts.saved.fetch_add(n, Relaxed);
+    }
 }

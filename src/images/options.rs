@@ -178,10 +178,16 @@ impl Options {
             } else if let Some(n) = word.strip_prefix('q') {
                 o.quality = Some(number(n, 1, 100).ok_or_else(|| Refusal::Invalid(format!("{word}: q is 1 to 100")))?);
                 4
-            } else if let Some((n, wide)) = word.strip_prefix('w').map(|n| (n, true)).or(word.strip_prefix('h').map(|n| (n, false))) {
+            } else if let Some((n, wide)) =
+                word.strip_prefix('w').map(|n| (n, true)).or(word.strip_prefix('h').map(|n| (n, false)))
+            {
                 let v = number(n, 1, max_side)
                     .ok_or_else(|| Refusal::Invalid(format!("{word}: a side is 1 to {max_side} pixels")))?;
-                if wide { o.width = Some(v) } else { o.height = Some(v) }
+                if wide {
+                    o.width = Some(v)
+                } else {
+                    o.height = Some(v)
+                }
                 usize::from(!wide)
             } else {
                 return bad(format!("{word:?}: not an option (w, h, fit, format, q, dpr, meta)"));
@@ -224,7 +230,8 @@ impl Options {
     /// The concrete derivative for a client whose `Accept` header is `accept`: pixel
     /// sizes after the DPR (capped at `max_side`), a concrete format and quality.
     pub fn resolve(&self, accept: Option<&str>, cfg: &ImagesConfig) -> Resolved {
-        let scale = |v: u32| (u64::from(v) * u64::from(self.dpr_tenths) / 10).clamp(1, u64::from(cfg.max_output_side)) as u32;
+        let scale =
+            |v: u32| (u64::from(v) * u64::from(self.dpr_tenths) / 10).clamp(1, u64::from(cfg.max_output_side)) as u32;
         let format = match self.format {
             Format::Auto if accepts(accept, "image/webp") => Format::Webp,
             Format::Auto | Format::Avif => Format::Jpeg,

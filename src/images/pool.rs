@@ -59,7 +59,8 @@ impl Pool {
                 return;
             }
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-                let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+                let msg =
+                    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
                 Lost::Panicked(msg.unwrap_or_else(|| "a render panicked".into()))
             });
             let _ = tx.send(out);

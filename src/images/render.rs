@@ -127,9 +127,7 @@ fn plan(sw: u32, sh: u32, r: &Resolved, max: u32) -> Geometry {
             let (wf, hf) = (f64::from(w), f64::from(h));
             match r.fit {
                 Fit::Inside => Geometry { inner: keep((wf / swf).min(hf / shf)), crop: false, canvas: None },
-                Fit::Contain => {
-                    Geometry { inner: keep((wf / swf).min(hf / shf)), crop: false, canvas: Some((w, h)) }
-                }
+                Fit::Contain => Geometry { inner: keep((wf / swf).min(hf / shf)), crop: false, canvas: Some((w, h)) },
                 Fit::Fill => Geometry { inner: (w.min(sw), h.min(sh)), crop: false, canvas: None },
                 Fit::Cover => {
                     let shrink = (swf / wf).min(shf / hf).min(1.0);
@@ -141,7 +139,10 @@ fn plan(sw: u32, sh: u32, r: &Resolved, max: u32) -> Geometry {
 }
 
 fn swaps_axes(o: Orientation) -> bool {
-    matches!(o, Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH)
+    matches!(
+        o,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    )
 }
 
 fn check_pixels(w: u32, h: u32, limits: &Limits) -> Result<(), RenderError> {
@@ -295,8 +296,11 @@ fn pad(px: &Pixels, cw: u32, ch: u32, opaque: bool) -> Pixels {
     Pixels { data, width: cw, height: ch, alpha }
 }
 
-/// Encodes `px` as `r.format`; `meta` is the ICC profile and EXIF to keep (JPEG only).
-fn encode(px: &Pixels, r: &Resolved, meta: Option<(Option<&[u8]>, Option<Vec<u8>>)>) -> Result<Vec<u8>, RenderError> {
+/// The metadata a `meta` render keeps: the ICC profile and the EXIF block.
+type Kept<'a> = (Option<&'a [u8]>, Option<Vec<u8>>);
+
+/// Encodes `px` as `r.format`; `meta` is the metadata to keep (JPEG only).
+fn encode(px: &Pixels, r: &Resolved, meta: Option<Kept<'_>>) -> Result<Vec<u8>, RenderError> {
     let failed = |e: String| RenderError::Unreadable(format!("encoding failed: {e}"));
     let mut out = Vec::new();
     match r.format {

@@ -162,7 +162,7 @@ const LIVE: [&str; 4] = ["journal.max_size", "journal.min_free", "hot.max_size",
 
 /// The fields whose change needs a restart, as `section.field`: everything but the
 /// buckets, the web settings other than the access log, new stores, read-only mode, the
-/// log filter and the journal's and hot tier's bounds.
+/// log filter and the journal's and hot tier's bounds (so `[images]` needs one).
 pub fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut top = |name: &str, a: &dyn Debug, b: &dyn Debug| {

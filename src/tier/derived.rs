@@ -45,8 +45,7 @@ impl Tier {
             return None;
         }
         // Evicted between the check and the read: the fill asks this, and gets a miss.
-        let gone: OpenFn =
-            Arc::new(|_| async { Err(Error::new(ErrorKind::NotFound, "derivative evicted")) }.boxed());
+        let gone: OpenFn = Arc::new(|_| async { Err(Error::new(ErrorKind::NotFound, "derivative evicted")) }.boxed());
         let mut s = hot.read(v, 0..len, FillMode::Stream, gone).await.ok()?;
         let mut out = BytesMut::with_capacity(usize::try_from(len).ok()?);
         while let Some(chunk) = s.next().await {

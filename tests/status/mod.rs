@@ -24,8 +24,9 @@ pub fn metric_sections() -> Vec<(String, Vec<String>)> {
 }
 
 /// Sections whose metrics exist only in some setups, each checked where it exists: TLS
-/// (`tls::metrics_section`) and the shared hot tier (`cluster::a_shared_hot_tier_…`).
-const ELSEWHERE: [&str; 2] = ["TLS", "Shared hot tier"];
+/// (`tls::metrics_section`), the shared hot tier (`cluster::a_shared_hot_tier_…`) and
+/// images (`images::…sizes_fits_and_formats_of_real_photographs`).
+const ELSEWHERE: [&str; 3] = ["TLS", "Shared hot tier", "Images"];
 
 /// The metrics of docs/metrics.md that every server has.
 fn documented_metrics() -> Vec<String> {

@@ -30,7 +30,7 @@ impl Web {
         let links = self.policy.links();
         let opts = match asked.authorize(images.config(), &links, (&target.bucket, &target.key), now) {
             Ok(o) => o,
-            Err(r) => return refused(&r),
+            Err(r) => return refused(images, &r),
         };
         let accept = req.headers().get(h::ACCEPT).and_then(|v| v.to_str().ok());
         let resolved = opts.resolve(accept, images.config());
@@ -76,7 +76,8 @@ fn head(status: StatusCode, rec: &ObjectRecord, r: &Resolved, etag: &str, grant:
     if r.varies {
         set(h::VARY, "Accept");
     }
-    let cc = grant.cache_control.clone().or_else(|| rec.headers.cache_control.clone()).or_else(|| grant.fallback.clone());
+    let cc =
+        grant.cache_control.clone().or_else(|| rec.headers.cache_control.clone()).or_else(|| grant.fallback.clone());
     if let Some(cc) = cc {
         set(h::CACHE_CONTROL, &cc);
     }
@@ -95,19 +96,19 @@ fn derived_etag(rec: &ObjectRecord, r: &Resolved) -> String {
 }
 
 /// The answer to a refused `im` request (400, 403, 410).
-pub(super) fn refused(r: &Refusal) -> Response<Body> {
+pub(super) fn refused(images: &Images, r: &Refusal) -> Response<Body> {
     match r {
         Refusal::Invalid(m) => {
-            reject("invalid");
+            images.reject("invalid");
             text(StatusCode::BAD_REQUEST, &format!("bad request: {m}"))
         }
         Refusal::Unsigned => {
-            reject("unsigned");
+            images.reject("unsigned");
             denied("bad-image-signature");
             text(StatusCode::FORBIDDEN, "forbidden: these image options need a valid signature (or use a preset)")
         }
         Refusal::Expired => {
-            reject("expired");
+            images.reject("expired");
             denied("expired-image-link");
             text(StatusCode::GONE, "gone: this image link has expired")
         }
@@ -116,7 +117,7 @@ pub(super) fn refused(r: &Refusal) -> Response<Body> {
 
 /// The answer when a derivative could not be made.
 fn failed(images: &Images, e: &ImageError) -> Response<Body> {
-    reject(e.reason());
+    images.reject(e.reason());
     let status = match e {
         ImageError::Render(RenderError::NotAnImage(_)) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ImageError::Render(_) | ImageError::SourceTooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -128,8 +129,4 @@ fn failed(images: &Images, e: &ImageError) -> Response<Body> {
         r.headers_mut().insert(h::RETRY_AFTER, HeaderValue::from(images.retry_after().as_secs().max(1)));
     }
     r
-}
-
-fn reject(reason: &'static str) {
-    ::metrics::counter!("strata_image_rejections_total", "reason" => reason).increment(1);
 }

@@ -95,6 +95,11 @@ impl Web {
         self.s.store(Arc::new(s));
     }
 
+    /// The derivative service, unless `images.enabled` is off.
+    pub fn images(&self) -> Option<&crate::images::Images> {
+        self.images.as_ref()
+    }
+
     /// The tier.
     pub fn tier(&self) -> &Tier {
         &self.tier

@@ -43,7 +43,7 @@ impl Web {
             match crate::images::options::Asked::from_query(req.uri().query().unwrap_or("")) {
                 Ok(None) => {}
                 Ok(Some(asked)) => return self.derivative(images, req, &target, &grant, asked).await,
-                Err(refusal) => return super::image::refused(&refusal),
+                Err(refusal) => return super::image::refused(images, &refusal),
             }
         }
         if self.policy.serve_mode(&target.bucket) == ServeMode::Redirect {

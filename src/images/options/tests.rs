@@ -3,7 +3,8 @@ use proptest::prelude::*;
 
 fn cfg() -> ImagesConfig {
     let mut c = ImagesConfig::default();
-    c.presets.insert("thumb".into(), Preset { width: Some(200), height: Some(200), fit: Fit::Cover, ..Default::default() });
+    c.presets
+        .insert("thumb".into(), Preset { width: Some(200), height: Some(200), fit: Fit::Cover, ..Default::default() });
     c
 }
 
