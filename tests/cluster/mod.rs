@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata::catalog::Catalog;
 
+mod images;
 mod keys;
 mod shared_hot;
 
@@ -64,11 +65,25 @@ impl Cluster {
         Self::start_opts(n, g, peer_copies, None).await
     }
 
+    /// `n` nodes with `extra` appended to their config (sections of its own).
+    async fn start_extra(n: usize, extra: &str) -> Cluster {
+        Self::start_full(n, crate::harness::garage_env(), (0, None), extra).await
+    }
+
     async fn start_opts(
         n: usize,
         g: crate::harness::GarageEnv,
         peer_copies: usize,
         shared_hot: Option<(&str, &str)>,
+    ) -> Cluster {
+        Self::start_full(n, g, (peer_copies, shared_hot), "").await
+    }
+
+    async fn start_full(
+        n: usize,
+        g: crate::harness::GarageEnv,
+        (peer_copies, shared_hot): (usize, Option<(&str, &str)>),
+        extra: &str,
     ) -> Cluster {
         use sqlx::Connection;
         let admin = std::env::var("STRATA_TEST_POSTGRES")
@@ -88,7 +103,7 @@ impl Cluster {
              [failover]\nlatency_budget = \"1s\"\ncooldown = \"500ms\"\n\
              [cluster]\nheartbeat = \"300ms\"\nlease = \"1500ms\"\ninvalidation_lag = \"200ms\"\nshared_hot = {}\n{}\n\
              [backends.garage]\ntype = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\nprefix = \"{prefix}\"\n\
-             access_key = \"{}\"\nsecret_key = \"{}\"\n{}",
+             access_key = \"{}\"\nsecret_key = \"{}\"\n{}\n{extra}",
             shared_hot.is_some(),
             shared_hot.map_or("", |s| s.1),
             g.endpoint,
