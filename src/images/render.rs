@@ -159,47 +159,82 @@ fn check_pixels(w: u32, h: u32, limits: &Limits) -> Result<(), RenderError> {
     Ok(())
 }
 
-/// JPEG through `jpeg-decoder`, which decodes at 1/2, 1/4 or 1/8 scale when the output is
-/// that much smaller (libvips' shrink-on-load). CMYK and 16-bit files go through `image`.
+/// JPEG through mozjpeg (libjpeg-turbo's decoder, built from source, no system library),
+/// asking for the smallest of 1/8, 1/4, 1/2 or full scale that still covers the output:
+/// the DCT-domain shrink-on-load libvips uses. CMYK and YCCK files go through `image`.
+/// libjpeg reports a fatal error by unwinding (mozjpeg's design); it is caught here and
+/// becomes the file's [`RenderError`].
 fn decode_jpeg(src: &[u8], r: &Resolved, limits: &Limits) -> Result<Decoded, RenderError> {
-    let unreadable = |e: jpeg_decoder::Error| RenderError::Unreadable(format!("damaged JPEG: {e}"));
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(src));
-    dec.read_info().map_err(unreadable)?;
-    let info = dec.info().ok_or_else(|| RenderError::Unreadable("damaged JPEG: no frame".into()))?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    check_pixels(w, h, limits)?;
-    if !matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) {
-        return decode_other(src, ImageFormat::Jpeg, limits);
+    match std::panic::catch_unwind(|| decode_jpeg_scaled(src, r, limits)) {
+        Ok(out) => out,
+        Err(p) => {
+            let msg = p.downcast_ref::<String>().cloned().unwrap_or_else(|| "libjpeg failed".into());
+            Err(RenderError::Unreadable(format!("damaged JPEG: {msg}")))
+        }
     }
-    // The orientation is only known after decoding, so ask for a size that covers the
-    // output either way round.
-    let g = plan(w, h, r, limits.max_output_side);
-    let want = g.inner.0.max(g.inner.1);
-    let (rw, rh) = if w >= h {
-        (want, (u64::from(want) * u64::from(h) / u64::from(w)).max(1) as u32)
-    } else {
-        ((u64::from(want) * u64::from(w) / u64::from(h)).max(1) as u32, want)
-    };
-    let rw = u16::try_from(rw.min(w)).unwrap_or(u16::MAX);
-    let rh = u16::try_from(rh.min(h)).unwrap_or(u16::MAX);
-    let (ow, oh) = dec.scale(rw, rh).map_err(unreadable)?;
-    dec.set_max_decoding_buffer_size(usize::try_from(limits.max_source_pixels.saturating_mul(3)).unwrap_or(usize::MAX));
-    let data = dec.decode().map_err(unreadable)?;
-    let data = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => data.iter().flat_map(|&v| [v, v, v]).collect(),
-        _ => data,
-    };
-    let (ow, oh) = (u32::from(ow), u32::from(oh));
-    if data.len() as u64 != u64::from(ow) * u64::from(oh) * 3 {
-        return Err(RenderError::Unreadable("damaged JPEG: short pixel data".into()));
-    }
-    let exif = dec.exif_data().map(<[u8]>::to_vec);
-    let orientation = exif.as_deref().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
-    let icc = dec.icc_profile();
-    Ok(Decoded { px: Pixels { data, width: ow, height: oh, alpha: false }, orientation, icc, exif })
 }
 
-/// PNG, GIF (first frame), WebP, and the JPEGs `jpeg-decoder` does not take, through
+fn decode_jpeg_scaled(src: &[u8], r: &Resolved, limits: &Limits) -> Result<Decoded, RenderError> {
+    let unreadable = |e: std::io::Error| RenderError::Unreadable(format!("damaged JPEG: {e}"));
+    if !ends_its_scan(src) {
+        // libjpeg would fill the missing rows with grey, as browsers show a partial
+        // download; a derivative that is cached and served for long must not be that.
+        return Err(RenderError::Unreadable("truncated JPEG: no end of image after its scan".into()));
+    }
+    let markers = [mozjpeg::Marker::APP(1), mozjpeg::Marker::APP(2)];
+    let mut dec = mozjpeg::Decompress::builder().with_markers(&markers).from_mem(src).map_err(unreadable)?;
+    let (w, h) = (u32::try_from(dec.width()).unwrap_or(u32::MAX), u32::try_from(dec.height()).unwrap_or(u32::MAX));
+    check_pixels(w, h, limits)?;
+    if matches!(dec.color_space(), mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK) {
+        return decode_other(src, ImageFormat::Jpeg, limits);
+    }
+    let (mut exif, mut icc_parts) = (None, Vec::new());
+    for m in dec.markers() {
+        if let Some(tiff) = m.data.strip_prefix(b"Exif\0\0") {
+            exif.get_or_insert_with(|| tiff.to_vec());
+        } else if let Some(part) = m.data.strip_prefix(b"ICC_PROFILE\0").filter(|p| p.len() > 2) {
+            icc_parts.push((part[0], part[2..].to_vec()));
+        }
+    }
+    icc_parts.sort_by_key(|(seq, _)| *seq);
+    let icc = (!icc_parts.is_empty()).then(|| icc_parts.into_iter().flat_map(|(_, d)| d).collect::<Vec<u8>>());
+    let orientation = exif.as_deref().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+    // The orientation may swap the axes: ask for a size that covers the output either
+    // way round.
+    let g = plan(w, h, r, limits.max_output_side);
+    let want = u64::from(g.inner.0.max(g.inner.1));
+    let (long, short) = (u64::from(w.max(h)), u64::from(w.min(h)));
+    let want_short = (want * short).div_ceil(long.max(1));
+    let covers = |n: u64| (long * n).div_ceil(8) >= want && (short * n).div_ceil(8) >= want_short;
+    let n = [1u8, 2, 4, 8].into_iter().find(|&n| covers(u64::from(n))).unwrap_or(8);
+    dec.scale(n);
+    let mut started = dec.rgb().map_err(unreadable)?;
+    let (ow, oh) = (started.width(), started.height());
+    let data: Vec<u8> = started.read_scanlines().map_err(unreadable)?;
+    let _ = started.finish();
+    if data.len() != ow * oh * 3 {
+        return Err(RenderError::Unreadable("damaged JPEG: short pixel data".into()));
+    }
+    let (width, height) = (u32::try_from(ow).unwrap_or(0), u32::try_from(oh).unwrap_or(0));
+    Ok(Decoded { px: Pixels { data, width, height, alpha: false }, orientation, icc, exif })
+}
+
+/// Whether `src` has an end-of-image marker after the start of its first scan. Markers
+/// before the scan are skipped by their lengths, so an EXIF thumbnail's own end marker
+/// does not count; inside entropy-coded data, 0xFF is never followed by 0xD9.
+fn ends_its_scan(src: &[u8]) -> bool {
+    let mut at = 2;
+    while at + 4 <= src.len() && src[at] == 0xFF {
+        let marker = src[at + 1];
+        if marker == 0xDA {
+            return src[at..].windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        at += 2 + usize::from(u16::from_be_bytes([src[at + 2], src[at + 3]]));
+    }
+    false
+}
+
+/// PNG, GIF (first frame), WebP, and CMYK JPEGs, through
 /// `image`, with its own allocation limit as a second guard.
 fn decode_other(src: &[u8], format: ImageFormat, limits: &Limits) -> Result<Decoded, RenderError> {
     let unreadable = |e: image::ImageError| match e {

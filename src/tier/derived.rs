@@ -41,13 +41,21 @@ impl Tier {
     pub async fn derived(&self, rec: &ObjectRecord, tag: &str, len: u64) -> Option<Bytes> {
         let hot = self.hot()?;
         let v = derived_version(rec, tag, len);
+        if let Some(bytes) = hot.whole_in_memory(&v) {
+            return Some(bytes);
+        }
         if len == 0 || !hot.holds(&v, 0..len) {
             return None;
         }
         // Evicted between the check and the read: the fill asks this, and gets a miss.
         let gone: OpenFn = Arc::new(|_| async { Err(Error::new(ErrorKind::NotFound, "derivative evicted")) }.boxed());
         let mut s = hot.read(v, 0..len, FillMode::Stream, gone).await.ok()?;
+        let first = s.next().await?.ok()?;
+        if first.len() as u64 == len {
+            return Some(first); // one piece: no copy
+        }
         let mut out = BytesMut::with_capacity(usize::try_from(len).ok()?);
+        out.extend_from_slice(&first);
         while let Some(chunk) = s.next().await {
             out.extend_from_slice(&chunk.ok()?);
         }

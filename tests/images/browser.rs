@@ -4,9 +4,9 @@
 
 use super::{sample, signed, start};
 use crate::harness::Cold;
+use crate::web::browser::{chromium, page_report};
 use crate::web::{put_typed, set_rule};
-use serde_json::{Value, json};
-use std::time::Duration;
+use serde_json::json;
 
 const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>srcset</title></head><body>
 <img id="thumb" srcset="/site/coffee.png?im=thumb 1x">
@@ -26,10 +26,6 @@ setTimeout(() => fetch('/site/report?r=' + encodeURIComponent(JSON.stringify({ti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn srcset_derivatives_load_in_chromium_at_their_sizes() {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("headless Chromium is needed: scripts/test installs Debian's chromium package");
     let h = start(Cold::Fs, "[web]\naccess_log = \"access.log\"\naccess_log_format = \"json\"\n").await;
     h.bucket("site").await;
     set_rule(&h, "site", "", json!({ "access": "public-read" })).await;
@@ -38,35 +34,8 @@ async fn srcset_derivatives_load_in_chromium_at_their_sizes() {
         .replace("SMALL", &signed("site", "coffee.png", "w100,png", None))
         .replace("LARGE", &signed("site", "coffee.png", "w300,dpr2,jpeg", None));
     put_typed(&h, "site", "index.html", page.as_bytes(), Some("text/html"), None).await;
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{}/site/index.html", h.addr))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = h.cfg.web.access_log.clone().unwrap();
-    let mut lines: Vec<Value> = Vec::new();
-    let mut report = None;
-    for _ in 0..600 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        report = lines.iter().find_map(|l| l["uri"].as_str()?.strip_prefix("/site/report?r=").map(str::to_owned));
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = report.unwrap_or_else(|| panic!("the page never reported; {} log lines", lines.len()));
-    let report = percent_encoding::percent_decode_str(&report).decode_utf8_lossy().into_owned();
-    let r: Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    let url = format!("http://{}/site/index.html", h.addr);
+    let (r, lines) = page_report(&h, chromium(), &url, "/site/report?r=", &[]).await;
     assert_eq!(r["thumb"], json!([200, 200]), "{r}");
     assert_eq!(r["small"], json!([100, 67]), "{r}");
     assert_eq!(r["large"], json!([600, 400]), "{r}");

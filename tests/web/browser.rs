@@ -6,7 +6,7 @@
 //! line, and the 206 answers for the audio, from the access log.
 
 use super::{http, put_typed, set_rule, sign, start};
-use crate::harness::Cold;
+use crate::harness::{Cold, Harness};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -119,10 +119,7 @@ document.body.appendChild(g);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signed_image_gallery_login_and_audio_seek_in_chromium() {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("headless Chromium is needed: scripts/test installs Debian's chromium package");
+    let chromium = chromium();
     let h = start(Cold::Fs, "access_log = \"access.log\"\naccess_log_format = \"json\"\n").await;
     h.bucket("site").await;
     set_rule(&h, "site", "", json!({ "access": "public-read" })).await;
@@ -141,35 +138,9 @@ async fn signed_image_gallery_login_and_audio_seek_in_chromium() {
     put_typed(&h, "site", "index.html", page.as_bytes(), Some("text/html"), None).await;
     assert_eq!(http(&h).get(format!("http://{}/site/private/photo.png", h.addr)).send().await.unwrap().status(), 403);
 
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{}/site/index.html", h.addr))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let log = h.cfg.web.access_log.clone().unwrap();
-    let mut report = None;
-    let mut lines: Vec<Value> = Vec::new();
-    for _ in 0..600 {
-        lines = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        report = lines.iter().find_map(|l| l["uri"].as_str()?.strip_prefix("/site/report?r=").map(str::to_owned));
-        if report.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let report = report.unwrap_or_else(|| panic!("the page never reported; {} log lines", lines.len()));
-    let report = percent_encoding::percent_decode_str(&report).decode_utf8_lossy().into_owned();
-    let r: Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    let url = format!("http://{}/site/index.html", h.addr);
+    let (r, lines) =
+        page_report(&h, chromium, &url, "/site/report?r=", &["--autoplay-policy=no-user-gesture-required"]).await;
     println!("report: {r}");
     for l in lines.iter().filter(|l| l["uri"].as_str().is_some_and(|u| u.contains("gallery") || u.contains("login"))) {
         println!("{l}");
@@ -188,4 +159,55 @@ async fn signed_image_gallery_login_and_audio_seek_in_chromium() {
     let bytes: u64 =
         lines.iter().filter(|l| l["uri"] == "/site/media/tone.wav").filter_map(|l| l["bytes"].as_u64()).sum();
     println!("audio: {ranged} ranged responses, {bytes} of {} bytes sent", tone.len());
+}
+
+/// Loads `url` in headless `chromium` (with `flags`) and waits up to 60 s for the page's
+/// report: a request whose URI starts with `prefix` and ends in JSON, read from `h`'s JSON
+/// access log. Returns the report and every access-log line.
+pub(crate) async fn page_report(
+    h: &Harness,
+    chromium: &str,
+    url: &str,
+    prefix: &str,
+    flags: &[&str],
+) -> (Value, Vec<Value>) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = h.cfg.web.access_log.clone().expect("the page reports through the access log");
+    let mut report = None;
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in 0..600 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        report = lines.iter().find_map(|l| l["uri"].as_str()?.strip_prefix(prefix).map(str::to_owned));
+        if report.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let report = report.unwrap_or_else(|| panic!("the page never reported; {} log lines", lines.len()));
+    let report = percent_encoding::percent_decode_str(&report).decode_utf8_lossy().into_owned();
+    let r: Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    (r, lines)
+}
+
+/// The first headless Chromium on the PATH.
+pub(crate) fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed: scripts/test installs Debian's chromium package")
 }

@@ -218,6 +218,19 @@ impl Hot {
         read::warm(self.inner.clone(), v, range, open).await
     }
 
+    /// The whole of `v`, a version of one chunk, when the memory tier holds it: the shared
+    /// bytes, no file opened and nothing copied (small derivatives are served so). Counted
+    /// as a hit.
+    pub fn whole_in_memory(&self, v: &Version) -> Option<bytes::Bytes> {
+        if v.size == 0 || v.size > self.inner.s.chunk_size.min(mem::ITEM_MAX) {
+            return None;
+        }
+        let data = self.inner.mem().get((v.hash(), 0)).filter(|d| d.len() as u64 == v.size)?;
+        self.inner.counters.hits.fetch_add(1, Relaxed);
+        self.inner.counters.bytes_hot.fetch_add(v.size, Relaxed);
+        Some(data)
+    }
+
     /// Whether every chunk of `range` of `v` is hot or being filled right now (a request
     /// would not start a fill): the access log's HIT. A hint, not a promise.
     pub fn holds(&self, v: &Version, range: Range<u64>) -> bool {
