@@ -380,3 +380,31 @@ async fn warm_renders_presets_ahead_and_a_rerun_renders_nothing() {
     let (ok, _, err) = cli(&h, &["sign", "pics/album/coffee.png", "w64,sepia"]);
     assert!(!ok && err.contains("sepia"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_render_queue_answers_503_with_retry_after() {
+    // One render thread and one place in its queue: a burst of distinct derivatives of a
+    // large photograph overflows it.
+    let h = start(Cold::Fs, "[images]\nconcurrency = 1\nqueue = 1\n").await;
+    h.bucket("pics").await;
+    set_rule(&h, "pics", "", json!({ "access": "public-read" })).await;
+    put_typed(&h, "pics", "big.jpg", &large_jpeg("astronaut.png", 6000, 4000, None), None, None).await;
+    let client = http(&h);
+    let asks = (0..12).map(|i| {
+        let (c, url) = (
+            client.clone(),
+            format!("http://{}{}", h.addr, signed("pics", "big.jpg", &format!("w{},png", 100 + i), None)),
+        );
+        tokio::spawn(async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.headers().get("retry-after").is_some())
+        })
+    });
+    let answers: Vec<(u16, bool)> = futures::future::join_all(asks).await.into_iter().map(Result::unwrap).collect();
+    assert!(answers.iter().all(|a| *a == (200, false) || *a == (503, true)), "{answers:?}");
+    assert!(answers.iter().any(|a| a.0 == 503), "the burst overflowed the queue: {answers:?}");
+    assert!(answers.iter().any(|a| a.0 == 200), "{answers:?}");
+    // Once the burst is over, the same derivatives render.
+    let g = fetch(&h, &signed("pics", "big.jpg", "w111,png", None), &[]).await;
+    assert_eq!((g.status, g.size()), (StatusCode::OK, (111, 74)));
+}
