@@ -144,7 +144,7 @@ pub fn images_warm(images: Option<crate::images::Images>, query: &str) -> Respon
         return reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "give bucket"));
     };
     let concurrency = match arg("concurrency").map(|c| c.parse::<usize>()) {
-        None => images.config().concurrency.unwrap_or(2).max(2),
+        None => images.threads().max(2),
         Some(Ok(c)) if (1..=256).contains(&c) => c,
         Some(_) => return reply::json_from_error(&Error::new(ErrorKind::InvalidInput, "concurrency: 1 to 256")),
     };

@@ -67,12 +67,7 @@ pub fn status_json(s: &Snapshot, images: Option<&ImagesStats>) -> Response<s3s::
 
 /// The status page.
 pub fn status_html(s: &Snapshot, images: Option<&ImagesStats>) -> Response<s3s::Body> {
-    let mut page = render(s);
-    if let Some(i) = images {
-        let at = page.find("<h2>Most missed</h2>").unwrap_or(page.len());
-        page.insert_str(at, &images_section(i));
-    }
-    reply(StatusCode::OK, page, "text/html; charset=utf-8")
+    reply(StatusCode::OK, render(s, images), "text/html; charset=utf-8")
 }
 
 /// Derivatives since the start: renders, their mean time, hot-tier hits, bytes saved
@@ -140,7 +135,7 @@ td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}th{backgroun
 .up{color:#15803d}.degraded{color:#b45309}.down{color:#b91c1c;font-weight:bold}.num{font-variant-numeric:tabular-nums}\
 .spark{vertical-align:middle}h2{margin-top:1.5em}";
 
-fn render(s: &Snapshot) -> String {
+fn render(s: &Snapshot, images: Option<&ImagesStats>) -> String {
     let mut h = String::new();
     let catalog =
         if s.catalog_ok { "ok".to_owned() } else { format!("DOWN: {}", s.catalog_error.as_deref().unwrap_or("")) };
@@ -192,6 +187,9 @@ fn render(s: &Snapshot) -> String {
     }
     journal_section(&mut h, s.journal.as_ref());
     certificates_section(&mut h, &s.certificates, crate::clock::now_secs());
+    if let Some(i) = images {
+        h.push_str(&images_section(i));
+    }
     h.push_str("<h2>Most missed</h2><table id=\"missed\"><tr><th>bucket</th><th>key</th><th>misses</th></tr>");
     for m in &s.top_missed {
         let _ =
@@ -313,7 +311,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let html = render(&s);
+        let html = render(&s, None);
         assert!(html.contains("s3&lt;main&gt;") && !html.contains("s3<main>"));
         assert!(html.contains("<polyline"));
         assert!(!html.contains("http://") && !html.contains("https://"), "no outside assets");

@@ -4,8 +4,8 @@
 //!
 //! Owns the option grammar and its signature (`options.rs`), the render itself
 //! (`render.rs`), the render pool (`pool.rs`), single flight, the index of derivative
-//! sizes that lets a hit skip the render, and warming ahead of requests (`warm.rs`). It reads originals and keeps derivatives only
-//! through `tier`. It must not decide who may read an original: the web front end checks
+//! sizes that lets a hit skip the render, and warming ahead of requests (`warm.rs`). It
+//! reads originals and keeps derivatives only through `tier`. It must not decide who may read an original: the web front end checks
 //! the original's access rules before it asks for a derivative.
 
 pub mod options;
@@ -96,6 +96,8 @@ struct Inner {
     cfg: ImagesConfig,
     tier: Tier,
     pool: pool::Pool,
+    /// Threads of the pool.
+    threads: usize,
     /// Renders under way, by derivative: every request for one joins its flight.
     flights: Mutex<HashMap<Name, Flight>>,
     /// Sizes of derivatives kept in the hot tier (a hit needs the size to name them).
@@ -135,12 +137,18 @@ impl Images {
         let pool = pool::Pool::new(threads, cfg.queue).map_err(|e| Error::internal("starting the render pool", e))?;
         let sizes = quick_cache::sync::Cache::new(cfg.index_entries.max(16));
         let counts = Counts::default();
-        Ok(Images { inner: Arc::new(Inner { cfg, tier, pool, flights: Mutex::default(), sizes, counts }) })
+        let inner = Inner { cfg, tier, pool, threads, flights: Mutex::default(), sizes, counts };
+        Ok(Images { inner: Arc::new(inner) })
     }
 
     /// The settings.
     pub fn config(&self) -> &ImagesConfig {
         &self.inner.cfg
+    }
+
+    /// Renders that run at once (the pool's threads).
+    pub fn threads(&self) -> usize {
+        self.inner.threads
     }
 
     /// Counts a refused derivative request (`strata_image_rejections_total`).
@@ -163,12 +171,11 @@ impl Images {
         }
     }
 
-    /// Derivative `r` of the version `rec` names: from the hot tier, or rendered once for
-    /// every request that asks meanwhile.
-    pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved) -> Result<Derivative, ImageError> {
-        let tag = r.tag();
-        let name = [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), &tag].join("\0");
-        if let Some(bytes) = self.cached(rec, &tag, &name).await {
+    /// Derivative `r` (whose [`Resolved::tag`] is `tag`) of the version `rec` names: from
+    /// the hot tier, or rendered once for every request that asks meanwhile.
+    pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved, tag: &str) -> Result<Derivative, ImageError> {
+        let name = [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), tag].join("\0");
+        if let Some(bytes) = self.cached(rec, tag, &name).await {
             ::metrics::counter!("strata_image_hits_total").increment(1);
             self.inner.counts.hits.fetch_add(1, Relaxed);
             self.saved(rec, bytes.len());
@@ -178,7 +185,7 @@ impl Images {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             f.entry(name.clone()).or_default().clone()
         };
-        let out = flight.get_or_init(|| self.produce(rec, r, &tag, &name)).await.clone();
+        let out = flight.get_or_init(|| self.produce(rec, r, tag, &name)).await.clone();
         {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             if f.get(&name).is_some_and(|g| Arc::ptr_eq(g, &flight)) {
@@ -232,8 +239,8 @@ impl Images {
             return Ok(bytes);
         }
         match self.inner.tier.keep_derived(rec, tag, bytes.clone()).await {
-            Ok(()) if self.inner.tier.keeps_derived() => self.inner.sizes.insert(name.clone(), bytes.len() as u64),
-            Ok(()) => {}
+            Ok(true) => self.inner.sizes.insert(name.clone(), bytes.len() as u64),
+            Ok(false) => {}
             // Not kept (the tier is full of pinned chunks, say): served all the same.
             Err(e) => tracing::debug!(error = %e, "derivative not kept in the hot tier"),
         }

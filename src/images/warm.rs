@@ -120,9 +120,9 @@ impl Images {
         rec: &ObjectRecord,
         r: &super::options::Resolved,
     ) -> Result<super::Derivative, ImageError> {
-        let mut wait = Duration::from_millis(50);
+        let (tag, mut wait) = (r.tag(), Duration::from_millis(50));
         loop {
-            match self.derivative(rec, r).await {
+            match self.derivative(rec, r, &tag).await {
                 Err(ImageError::Busy) if wait < Duration::from_secs(5) => {
                     tokio::time::sleep(wait).await;
                     wait *= 2;

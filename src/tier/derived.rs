@@ -31,11 +31,6 @@ fn derived_version(rec: &ObjectRecord, tag: &str, len: u64) -> Version {
 }
 
 impl Tier {
-    /// Whether this node caches derivatives (it has a hot tier).
-    pub fn keeps_derived(&self) -> bool {
-        self.hot().is_some()
-    }
-
     /// The bytes of derivative `tag` of `rec` (`len` long), when the hot tier holds them
     /// all. `None` on any miss: the caller makes it again. Never starts a cold read.
     pub async fn derived(&self, rec: &ObjectRecord, tag: &str, len: u64) -> Option<Bytes> {
@@ -62,19 +57,19 @@ impl Tier {
         (out.len() as u64 == len).then(|| out.freeze())
     }
 
-    /// Keeps `bytes` as derivative `tag` of `rec` in the hot tier (nothing without one).
-    /// Idempotent: bytes already held are not written again.
-    pub async fn keep_derived(&self, rec: &ObjectRecord, tag: &str, bytes: Bytes) -> Result<()> {
-        let Some(hot) = self.hot() else { return Ok(()) };
+    /// Keeps `bytes` as derivative `tag` of `rec` in the hot tier; `false` when there is
+    /// none to keep them in. Idempotent: bytes already held are not written again.
+    pub async fn keep_derived(&self, rec: &ObjectRecord, tag: &str, bytes: Bytes) -> Result<bool> {
+        let Some(hot) = self.hot() else { return Ok(false) };
         let len = bytes.len() as u64;
         if len == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let v = derived_version(rec, tag, len);
         let open: OpenFn = Arc::new(move |r: Range<u64>| {
             let part = bytes.slice(r.start as usize..r.end as usize);
             async move { Ok(futures::stream::once(async move { Ok(part) }).boxed()) }.boxed()
         });
-        hot.warm(v, 0..len, open).await.map(|_| ())
+        hot.warm(v, 0..len, open).await.map(|_| true)
     }
 }

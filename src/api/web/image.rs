@@ -38,14 +38,15 @@ impl Web {
             Ok(r) => r,
             Err(e) => return from_error(&e),
         };
-        let etag = derived_etag(&rec, &resolved);
+        let tag = resolved.tag();
+        let etag = derived_etag(&rec, &tag);
         let v = Validators { etag: &etag, last_modified_ms: rec.last_modified_ms };
         match conditional::evaluate(req.headers(), &v) {
             Outcome::NotModified => return head(StatusCode::NOT_MODIFIED, &rec, &resolved, &etag, grant),
             Outcome::Failed => return head(StatusCode::PRECONDITION_FAILED, &rec, &resolved, &etag, grant),
             Outcome::Proceed => {}
         }
-        let d = match images.derivative(&rec, &resolved).await {
+        let d = match images.derivative(&rec, &resolved, &tag).await {
             Ok(d) => d,
             Err(e) => return failed(images, &e),
         };
@@ -90,8 +91,8 @@ fn head(status: StatusCode, rec: &ObjectRecord, r: &Resolved, etag: &str, grant:
 
 /// A strong validator of one derivative of one version: the original's ETag and a digest
 /// of the derivative's tag.
-fn derived_etag(rec: &ObjectRecord, r: &Resolved) -> String {
-    let d = sha2::Sha256::digest(r.tag().as_bytes());
+fn derived_etag(rec: &ObjectRecord, tag: &str) -> String {
+    let d = sha2::Sha256::digest(tag.as_bytes());
     format!("\"{}-im{}\"", rec.etag, hex::encode(&d[..6]))
 }
 
