@@ -383,6 +383,40 @@ impl Catalog {
         Ok(())
     }
 
+    /// A store took a write again after failing: every pending entry of `node` for `store`
+    /// that waits out a backoff becomes due now, so a backlog drains when its store
+    /// returns instead of when each entry's own (up to `retry_max`) delay ends. Returns how
+    /// many changed.
+    pub async fn journal_store_back(&self, node: &str, store: &str, now_ms: i64) -> Result<u64> {
+        let res = sqlx::query(
+            "UPDATE journal SET next_ms = $3 WHERE node = $1 AND store = $2 AND state = 'pending' AND next_ms > $3",
+        )
+        .bind(node)
+        .bind(store)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("journal store back"))?;
+        Ok(res.rows_affected())
+    }
+
+    /// Makes one waiting entry per store of `node` due now (the oldest: first in line for
+    /// its key), so a store that has come back is noticed by a single attempt; see
+    /// [`Catalog::journal_store_back`] for what a success then does. Returns how many
+    /// changed.
+    pub async fn journal_probe(&self, node: &str, now_ms: i64) -> Result<u64> {
+        let res = sqlx::query(
+            "UPDATE journal SET next_ms = $2 WHERE seq IN (SELECT MIN(seq) FROM journal \
+             WHERE node = $1 AND state = 'pending' AND next_ms > $2 GROUP BY store)",
+        )
+        .bind(node)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("journal probe"))?;
+        Ok(res.rows_affected())
+    }
+
     /// At start: entries of `node` left `uploading` by a crash go back to `pending`; with
     /// `stuck`, stuck entries are retried too. Returns how many changed.
     pub async fn journal_recover(&self, node: &str, stuck: bool) -> Result<u64> {

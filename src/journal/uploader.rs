@@ -36,7 +36,11 @@ pub struct Uploader {
     pub uploads: usize,
     /// This node's part in a cluster; `None` drains only its own entries.
     pub cluster: Option<ClusterRole>,
+    /// How often one waiting entry per store is tried early, to notice a store that has
+    /// come back (see [`Uploader::probe`]).
+    pub probe_every: Duration,
     gauges_at: Option<Instant>,
+    probed_at: Option<Instant>,
 }
 
 /// What lets an uploader act for the cluster (`docs/design/cluster.md`, "Node loss").
@@ -57,7 +61,19 @@ impl Uploader {
     /// A drainer for `journal`, writing where `plans` say.
     pub fn new(journal: Journal, catalog: Catalog, backends: Backends, plans: Plans) -> Self {
         let retry = (Duration::from_secs(1), Duration::from_secs(300));
-        Self { journal, catalog, backends, plans, retry, uploads: 4, cluster: None, gauges_at: None }
+        let probe_every = Duration::from_secs(5);
+        Self {
+            journal,
+            catalog,
+            backends,
+            plans,
+            retry,
+            uploads: 4,
+            cluster: None,
+            probe_every,
+            gauges_at: None,
+            probed_at: None,
+        }
     }
 
     /// Applies every entry that is due now, this node's and those it takes over from dead
@@ -137,6 +153,14 @@ impl Uploader {
 
     async fn finish(&self, e: &JournalEntry) -> Result<()> {
         ::metrics::counter!("strata_journal_uploads_total", "result" => "ok").increment(1);
+        if e.attempts > 0 {
+            // The store failed this entry before and takes it now: it is back, so its
+            // other waiting entries need not sit out their backoff.
+            let n = self.catalog.journal_store_back(e.node.as_str(), &e.store, crate::clock::now_ms()).await?;
+            if n > 0 {
+                tracing::info!(store = %e.store, entries = n, "journal: a store took a write again; its backlog is due now");
+            }
+        }
         if self.catalog.journal_done(e).await?
             && let Some(s) = &e.staging
         {
@@ -225,6 +249,20 @@ impl Uploader {
         Ok(())
     }
 
+    /// Every `probe_every`, makes one waiting entry per store due now. A store that was
+    /// down leaves its entries backed off by up to `retry_max` (five minutes by default);
+    /// without a probe the backlog would wait that long after the store returns. One
+    /// attempt per store and interval costs a failing store almost nothing, and the first
+    /// success makes the rest due ([`Uploader::finish`]).
+    async fn probe(&mut self) -> Result<()> {
+        if self.probed_at.is_some_and(|t| t.elapsed() < self.probe_every) {
+            return Ok(());
+        }
+        self.probed_at = Some(Instant::now());
+        self.catalog.journal_probe(self.journal.node(), crate::clock::now_ms()).await?;
+        Ok(())
+    }
+
     async fn publish_gauges(&mut self) -> Result<()> {
         if self.gauges_at.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
             return Ok(());
@@ -263,6 +301,7 @@ impl Worker for Uploader {
     }
 
     async fn tick(&mut self) -> Result<()> {
+        self.probe().await?;
         self.drain_once().await?;
         self.publish_gauges().await
     }

@@ -350,3 +350,39 @@ async fn a_torn_segment_tail_loses_no_acknowledged_write() {
     assert_eq!(h.keys("tear").await.len(), bodies.len(), "no object but the acknowledged ones");
     assert_staging_empty(&h);
 }
+
+/// Issue 17: a backlog drains soon after its store returns, not when each entry's backoff
+/// ends. Entries here back off for at least 45 s after their first failure (the drain
+/// below waits 30 s): only the uploader's probe (one entry per store tried every 5 s) and
+/// the pull-forward on its success can drain them in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_drains_when_its_store_returns_not_when_its_backoff_ends() {
+    let power = Arc::new(Power::default());
+    let toml = "[journal]\nretry_min = \"60s\"\nretry_max = \"300s\"\nstore_timeout = \"2s\"\n\
+                [failover]\nlatency_budget = \"500ms\"\ncooldown = \"200ms\"\n\
+                [buckets.slow]\nbackend = \"local\"\nwrite_mode = \"back\"\n";
+    let opts = Opts { toml: toml.to_owned(), wrap: Some(switch::wrap(power.clone())) };
+    let h = Harness::start_opts(Cold::Fs, opts).await;
+    power.set_down(true);
+    for i in 0..10 {
+        h.put("slow", &format!("k{i}"), format!("written while the store was off {i}").as_bytes()).await;
+    }
+    let catalog = h.running.as_ref().unwrap().catalog().clone();
+    // Every entry has failed at least once, so each waits out its backoff.
+    for _ in 0..100 {
+        let lag = catalog.journal_lag().await.unwrap();
+        if lag.iter().any(|l| l.entries == 10 && l.last_error.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lag = catalog.journal_lag().await.unwrap();
+    assert!(lag.iter().any(|l| l.entries == 10 && l.last_error.is_some()), "the entries failed: {lag:?}");
+    power.set_down(false);
+    h.drained().await;
+    for i in 0..10 {
+        let want = format!("written while the store was off {i}");
+        assert_eq!(h.cold_read("slow", &format!("k{i}")).await, want.as_bytes());
+    }
+}
