@@ -12,8 +12,8 @@
 
 use super::{BucketRecord, ObjectRecord};
 use quick_cache::sync::Cache;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a row is trusted without asking the database.
@@ -35,7 +35,9 @@ pub struct RowCache {
     /// inserts under it, and every write's update takes it, so a stale fill can never
     /// land after the write it raced. Lookups do not take it.
     order: Mutex<()>,
-    objects: Cache<(String, String), Slot<ObjectRecord>>,
+    /// Shared rows: a hit hands out the row without copying it (the hot-hit path reads
+    /// one per request).
+    objects: Cache<(String, String), Slot<Arc<ObjectRecord>>>,
     buckets: Cache<String, Slot<BucketRecord>>,
     /// Held while a row is read to fill the cache (striped by row): the other readers of
     /// that row wait and then find it cached. Without it, every reader of a popular row
@@ -58,6 +60,17 @@ impl Default for RowCache {
 
 fn fresh<T>(slot: Option<Slot<T>>) -> Option<Option<T>> {
     slot.filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v)
+}
+
+/// An object row's cache key, borrowed: a lookup allocates nothing. It hashes as the
+/// owned `(String, String)` does (a tuple hashes its fields in order, as does this).
+#[derive(Hash)]
+struct RowKey<'a>(&'a str, &'a str);
+
+impl quick_cache::Equivalent<(String, String)> for RowKey<'_> {
+    fn equivalent(&self, k: &(String, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
 }
 
 impl RowCache {
@@ -83,12 +96,12 @@ impl RowCache {
     }
 
     /// A cached object row: `Some(None)` when the cache knows there is none.
-    pub fn object(&self, bucket: &str, key: &str) -> Option<Option<ObjectRecord>> {
-        fresh(self.objects.get(&(bucket.to_owned(), key.to_owned())))
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Option<Arc<ObjectRecord>>> {
+        fresh(self.objects.get(&RowKey(bucket, key)))
     }
 
     /// Caches what a read found, unless a write began since `generation`.
-    pub fn fill_object(&self, generation: u64, bucket: &str, key: &str, row: Option<ObjectRecord>) {
+    pub fn fill_object(&self, generation: u64, bucket: &str, key: &str, row: Option<Arc<ObjectRecord>>) {
         let _order = self.ordered();
         if self.generation() == generation {
             self.objects.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
@@ -98,13 +111,13 @@ impl RowCache {
     /// After a write of `bucket`/`key`: its new row (or none).
     pub fn set_object(&self, bucket: &str, key: &str, row: Option<ObjectRecord>) {
         let _order = self.ordered();
-        self.objects.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row));
+        self.objects.insert((bucket.to_owned(), key.to_owned()), (Instant::now(), row.map(Arc::new)));
     }
 
     /// Forgets an object row (a write whose outcome is not known here).
     pub fn forget_object(&self, bucket: &str, key: &str) {
         let _order = self.ordered();
-        self.objects.remove(&(bucket.to_owned(), key.to_owned()));
+        self.objects.remove(&RowKey(bucket, key));
     }
 
     /// A cached bucket row.
@@ -195,7 +208,12 @@ impl super::Catalog {
 
     /// The row of `bucket`/`key`, if any.
     pub async fn get_object(&self, bucket: &str, key: &str) -> crate::error::Result<Option<ObjectRecord>> {
-        let Some(c) = &self.cache else { return self.db_get_object(bucket, key).await };
+        Ok(self.get_object_shared(bucket, key).await?.map(Arc::unwrap_or_clone))
+    }
+
+    /// [`Catalog::get_object`], the row shared with the cache instead of copied.
+    pub async fn get_object_shared(&self, bucket: &str, key: &str) -> crate::error::Result<Option<Arc<ObjectRecord>>> {
+        let Some(c) = &self.cache else { return Ok(self.db_get_object(bucket, key).await?.map(Arc::new)) };
         if let Some(hit) = c.object(bucket, key) {
             return Ok(hit);
         }
@@ -204,7 +222,7 @@ impl super::Catalog {
             return Ok(hit);
         }
         let g = c.generation();
-        let row = self.db_get_object(bucket, key).await?;
+        let row = self.db_get_object(bucket, key).await?.map(Arc::new);
         c.fill_object(g, bucket, key, row.clone());
         Ok(row)
     }
@@ -246,7 +264,7 @@ impl super::Catalog {
     pub async fn get_object_fresh(&self, bucket: &str, key: &str) -> crate::error::Result<Option<ObjectRecord>> {
         let row = self.db_get_object(bucket, key).await?;
         if let Some(c) = &self.cache
-            && c.object(bucket, key).is_some_and(|cached| cached != row)
+            && c.object(bucket, key).is_some_and(|cached| cached.as_deref() != row.as_ref())
         {
             // The cache is behind the database (another node's change on its way through
             // the feed): forget it now, and keep reads that raced this one from caching.
@@ -276,11 +294,11 @@ mod tests {
         let g = c.generation();
         c.begin_write();
         c.set_object("b", "k", None);
-        c.fill_object(g, "b", "k", Some(sample()));
+        c.fill_object(g, "b", "k", Some(Arc::new(sample())));
         assert_eq!(c.object("b", "k"), Some(None), "the stale read must not replace the write");
         let g = c.generation();
-        c.fill_object(g, "b", "k2", Some(sample()));
-        assert_eq!(c.object("b", "k2"), Some(Some(sample())));
+        c.fill_object(g, "b", "k2", Some(Arc::new(sample())));
+        assert_eq!(c.object("b", "k2"), Some(Some(Arc::new(sample()))));
         c.forget_bucket("b");
         assert_eq!(c.object("b", "k2"), None);
     }
@@ -288,7 +306,7 @@ mod tests {
     /// Concurrent misses of one row wait for the first reader's fill.
     #[tokio::test]
     async fn one_fill_per_row_at_a_time() {
-        let c = std::sync::Arc::new(RowCache::default());
+        let c = Arc::new(RowCache::default());
         let first = c.filling(&("b", "k")).await;
         let waiter = {
             let c = c.clone();
@@ -299,9 +317,9 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "the second reader waits for the first");
-        c.fill_object(c.generation(), "b", "k", Some(sample()));
+        c.fill_object(c.generation(), "b", "k", Some(Arc::new(sample())));
         drop(first);
-        assert_eq!(waiter.await.unwrap(), Some(Some(sample())), "and then finds the row cached");
+        assert_eq!(waiter.await.unwrap(), Some(Some(Arc::new(sample()))), "and then finds the row cached");
     }
 
     fn sample() -> ObjectRecord {

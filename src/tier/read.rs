@@ -178,6 +178,38 @@ impl Tier {
         Ok(fresh)
     }
 
+    /// The whole of a small object that the memory tier holds: the hot-hit fast path
+    /// (`api::web`'s ready answers). No stream, no copy of the row or the bytes. `accept`
+    /// sees the current row first and says whether (and with what) the caller can answer
+    /// from it; only then are the bytes taken and counted as a hit. `None` whenever the
+    /// full path ([`Tier::get`]) must decide: the bucket skips the hot tier, chunks are
+    /// owned across nodes (`cluster.shared_hot`), objects are revalidated against their
+    /// store, the version is still staged, `accept` declines, or the bytes are not in
+    /// memory. The row comes from the same cache as [`Tier::get`]'s, so both paths see a
+    /// write at the same moment.
+    pub async fn get_small_hot<T>(
+        &self,
+        bucket: &str,
+        key: &str,
+        accept: impl FnOnce(&ObjectRecord) -> Option<T>,
+    ) -> Result<Option<(T, bytes::Bytes)>> {
+        if self.inner.shared_hot || self.inner.revalidate_after.is_some() {
+            return Ok(None);
+        }
+        let Some(hot) = self.hot() else { return Ok(None) };
+        // Configured plans only (no catalog read): a bucket without one uses the hot tier,
+        // as `Tier::plan` would say.
+        if self.inner.plans.configured(bucket).is_some_and(|p| p.hot.is_none()) {
+            return Ok(None);
+        }
+        let Some(rec) = self.inner.catalog.get_object_shared(bucket, key).await? else { return Ok(None) };
+        if rec.staging.is_some() || !hot.fits_in_memory(rec.size) {
+            return Ok(None);
+        }
+        let Some(t) = accept(&rec) else { return Ok(None) };
+        Ok(hot.whole_in_memory(&version_of(&rec)).map(|data| (t, data)))
+    }
+
     /// Drops hot copies of `bucket`/`key` other than `keep` (called before a write is
     /// acknowledged).
     pub(super) fn invalidate_hot(&self, bucket: &str, key: &str, keep: Option<&ObjectRecord>) {

@@ -21,6 +21,7 @@ use strata::catalog::Catalog;
 mod images;
 mod keys;
 mod shared_hot;
+mod web;
 
 /// The seal key every node of these tests shares (32 bytes, base64).
 const SEAL_KEY: &str = "c3RyYXRhLXRlc3Qtc2VhbC1rZXktMzItYnl0ZXMhISE=";

@@ -4,6 +4,7 @@
 
 pub(crate) mod browser;
 mod password;
+mod ready;
 
 use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY};
 use aws_sdk_s3::primitives::ByteStream;

@@ -11,6 +11,7 @@
 mod encode;
 mod image;
 mod login;
+mod ready;
 mod serve;
 
 use super::reply::{self, Body};
@@ -63,6 +64,8 @@ pub struct Web {
     router: Router,
     /// Derivatives (`?im=`), unless `images.enabled` is off.
     images: Option<crate::images::Images>,
+    /// Response heads of the hot-hit fast path (`ready.rs`).
+    heads: Arc<ready::Heads>,
     /// Live: a reload swaps them ([`Web::reconfigure`]).
     s: Arc<arc_swap::ArcSwap<WebSettings>>,
 }
@@ -77,7 +80,8 @@ impl Web {
         images: Option<crate::images::Images>,
         s: WebSettings,
     ) -> Self {
-        Self { tier, policy, router, images, s: Arc::new(arc_swap::ArcSwap::from_pointee(s)) }
+        let heads = Arc::default();
+        Self { tier, policy, router, images, heads, s: Arc::new(arc_swap::ArcSwap::from_pointee(s)) }
     }
 
     /// The policy (the admin API changes it).
@@ -93,6 +97,8 @@ impl Web {
     /// Takes the settings of a reloaded config (requests under way keep theirs).
     pub fn reconfigure(&self, s: WebSettings) {
         self.s.store(Arc::new(s));
+        // A ready head may carry what the old settings decided (`Vary`, say).
+        self.heads.clear();
     }
 
     /// The derivative service, unless `images.enabled` is off.

@@ -39,6 +39,9 @@ impl Web {
             Ok(g) => g,
             Err(denied) => return denied,
         };
+        if let Some(ready) = self.ready(req, &target, &grant).await {
+            return ready;
+        }
         if let Some(images) = &self.images {
             match crate::images::options::Asked::from_query(req.uri().query().unwrap_or("")) {
                 Ok(None) => {}
@@ -188,18 +191,19 @@ impl Web {
 
 /// The answer worked out for one version of an object: outcome of the preconditions,
 /// the range and the coding.
-struct Plan {
+pub(super) struct Plan {
     etag: String,
     ctype: String,
     outcome: crate::error::Result<()>,
     status: StatusCode,
     range: Option<std::ops::Range<u64>>,
     coding: Option<Coding>,
-    vary: bool,
+    /// Whether the type is one that gets compressed (`Vary: Accept-Encoding`).
+    pub(super) vary: bool,
 }
 
 impl Plan {
-    fn new(web: &Web, headers: &HeaderMap, rec: &ObjectRecord) -> Plan {
+    pub(super) fn new(web: &Web, headers: &HeaderMap, rec: &ObjectRecord) -> Plan {
         let ctype = encode::content_type(rec.headers.content_type.as_deref(), &rec.key);
         let vary = web.s.load().compress && encode::compressible(&ctype) && rec.headers.content_encoding.is_none();
         let wanted = range::parse(headers.get(h::RANGE).and_then(|v| v.to_str().ok()), rec.size);
@@ -239,7 +243,7 @@ impl Plan {
     }
 
     /// The response head (with an empty body) for `rec`.
-    fn head(&self, rec: &ObjectRecord) -> Response<Body> {
+    pub(super) fn head(&self, rec: &ObjectRecord) -> Response<Body> {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = self.status;
         let hs = r.headers_mut();
@@ -297,7 +301,7 @@ pub(super) fn denied(reason: &'static str) {
 
 /// Headers every answer about an object gets: Cache-Control, a forced download name,
 /// `X-Cache` and nosniff.
-fn finish(r: &mut Response<Body>, rec: &ObjectRecord, grant: &Grant, t: &Target) {
+pub(super) fn finish(r: &mut Response<Body>, rec: &ObjectRecord, grant: &Grant, t: &Target) {
     let status = r.extensions().get::<CacheStatus>().copied();
     let hs = r.headers_mut();
     if !hs.contains_key(h::CACHE_CONTROL) {

@@ -91,6 +91,24 @@ impl Version {
     }
 }
 
+/// Metric handles of the hit path, resolved once: a lookup by name and label on every
+/// hit showed in the hit path's profile (issue 22). Resolved at the first hit, which comes
+/// after the server installed its recorder.
+pub(crate) struct HitMetrics {
+    /// `strata_hot_hits_total`.
+    pub hits: ::metrics::Counter,
+    /// `strata_hot_bytes_total{source="hot"}`.
+    pub bytes_hot: ::metrics::Counter,
+}
+
+pub(crate) fn hit_metrics() -> &'static HitMetrics {
+    static M: std::sync::OnceLock<HitMetrics> = std::sync::OnceLock::new();
+    M.get_or_init(|| HitMetrics {
+        hits: ::metrics::counter!("strata_hot_hits_total"),
+        bytes_hot: ::metrics::counter!("strata_hot_bytes_total", "source" => "hot"),
+    })
+}
+
 /// Counters for `strata cache stats` and the status page.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct HotStats {
@@ -120,6 +138,9 @@ pub struct HotStats {
     pub pins: Vec<String>,
     /// Bytes of small chunks held in memory.
     pub memory_bytes: u64,
+    /// Of `hits`, the reads of a whole small object served from memory without a stream
+    /// (the web front end's ready answers and derivatives).
+    pub whole_hits: u64,
 }
 
 #[derive(Default)]
@@ -130,6 +151,7 @@ struct Counters {
     bytes_hot: AtomicU64,
     bytes_cold: AtomicU64,
     corrupt: AtomicU64,
+    whole_hits: AtomicU64,
 }
 
 /// The hot tier of one process.
@@ -218,16 +240,25 @@ impl Hot {
         read::warm(self.inner.clone(), v, range, open).await
     }
 
+    /// Whether an object of `size` bytes is one chunk the memory tier can hold whole.
+    pub fn fits_in_memory(&self, size: u64) -> bool {
+        size > 0 && size <= self.inner.s.chunk_size.min(mem::ITEM_MAX)
+    }
+
     /// The whole of `v`, a version of one chunk, when the memory tier holds it: the shared
     /// bytes, no file opened and nothing copied (small derivatives are served so). Counted
     /// as a hit.
     pub fn whole_in_memory(&self, v: &Version) -> Option<bytes::Bytes> {
-        if v.size == 0 || v.size > self.inner.s.chunk_size.min(mem::ITEM_MAX) {
+        if !self.fits_in_memory(v.size) {
             return None;
         }
         let data = self.inner.mem().get((v.hash(), 0)).filter(|d| d.len() as u64 == v.size)?;
         self.inner.counters.hits.fetch_add(1, Relaxed);
+        self.inner.counters.whole_hits.fetch_add(1, Relaxed);
         self.inner.counters.bytes_hot.fetch_add(v.size, Relaxed);
+        let m = hit_metrics();
+        m.hits.increment(1);
+        m.bytes_hot.increment(v.size);
         Some(data)
     }
 
@@ -317,6 +348,7 @@ impl Hot {
             corrupt: c.corrupt.load(Relaxed),
             pins: pins.iter().map(|(b, p)| format!("{b}/{p}")).collect(),
             memory_bytes: self.inner.mem().used(),
+            whole_hits: c.whole_hits.load(Relaxed),
         }
     }
 

@@ -250,7 +250,7 @@ impl ReadState {
 
     fn count_hit(&self) {
         self.hot.counters.hits.fetch_add(1, Relaxed);
-        ::metrics::counter!("strata_hot_hits_total").increment(1);
+        super::hit_metrics().hits.increment(1);
     }
 
     fn corrupt(&self, k: ChunkKey, id: u64) {
@@ -273,7 +273,7 @@ impl ReadState {
             Source::Mem { data } => {
                 let piece = data.slice(off as usize..stop as usize);
                 counters.bytes_hot.fetch_add(piece.len() as u64, Relaxed);
-                ::metrics::counter!("strata_hot_bytes_total", "source" => "hot").increment(piece.len() as u64);
+                super::hit_metrics().bytes_hot.increment(piece.len() as u64);
                 Ok(Some(piece))
             }
             Source::Hot { file, hdr, hdr_len, head } => {
@@ -299,7 +299,7 @@ impl ReadState {
                 }
                 let piece = data.slice((off - bstart) as usize..(stop.min(bstart + blen) - bstart) as usize);
                 counters.bytes_hot.fetch_add(piece.len() as u64, Relaxed);
-                ::metrics::counter!("strata_hot_bytes_total", "source" => "hot").increment(piece.len() as u64);
+                super::hit_metrics().bytes_hot.increment(piece.len() as u64);
                 Ok(Some(piece))
             }
             Source::Fill { fill, rx } => {

@@ -1,0 +1,127 @@
+//! Ready answers: the hot-hit fast path of the web front end (issue 22,
+//! `docs/design/hot-hits.md`). A plain GET of a whole small object that the memory tier
+//! holds is answered from the shared bytes and a response head built once per version,
+//! with no stream, no copy of the row and no header formatting per request.
+//!
+//! The fast path decides nothing on its own. The access check has already run
+//! (`serve.rs`), the row is the one the full path would read (the same cache), and a head
+//! is built by the full path's own code (`Plan::head` and `finish`), so both answer with
+//! the same headers. Whatever the fast path does not handle (a query, a range, a
+//! conditional, a coding that depends on `Accept-Encoding`, a redirect, a miss) falls
+//! through to the full path. It must not read stores or the catalog itself.
+
+use super::serve::{Grant, Plan, finish};
+use super::{Body, Web};
+use crate::access_log::CacheStatus;
+use crate::api::router::Target;
+use crate::catalog::ObjectRecord;
+use crate::config::ServeMode;
+use http::header as h;
+use http::{HeaderMap, Method, Request, Response};
+use std::sync::Arc;
+
+/// Heads kept (one per object version served so). About 1 KiB each.
+const MAX_HEADS: usize = 10_000;
+
+/// Request headers that make an answer depend on more than the object.
+const DECLINE: [h::HeaderName; 6] =
+    [h::RANGE, h::IF_MATCH, h::IF_NONE_MATCH, h::IF_MODIFIED_SINCE, h::IF_UNMODIFIED_SINCE, h::IF_RANGE];
+
+/// A response head worked out for one version of an object under one Cache-Control.
+struct Head {
+    etag: String,
+    last_modified_ms: i64,
+    cache_control: Option<String>,
+    /// `None`: this version's answer depends on the request (a negotiated coding), so it
+    /// always takes the full path.
+    headers: Option<HeaderMap>,
+}
+
+impl Head {
+    fn fits(&self, rec: &ObjectRecord, cache_control: Option<&str>) -> bool {
+        self.etag == rec.etag
+            && self.last_modified_ms == rec.last_modified_ms
+            && self.cache_control.as_deref() == cache_control
+    }
+}
+
+/// The heads of the ready answers, by object.
+pub(super) struct Heads(quick_cache::sync::Cache<(String, String), Arc<Head>>);
+
+impl Heads {
+    /// Forgets every head (the web settings changed).
+    pub(super) fn clear(&self) {
+        self.0.clear();
+    }
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::new(MAX_HEADS))
+    }
+}
+
+/// A borrowed `(bucket, key)`: a lookup allocates nothing. It hashes as the owned tuple.
+#[derive(Hash)]
+struct ObjectRef<'a>(&'a str, &'a str);
+
+impl quick_cache::Equivalent<(String, String)> for ObjectRef<'_> {
+    fn equivalent(&self, k: &(String, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
+}
+
+impl Web {
+    /// The ready answer to `req`, when the fast path applies; `None` sends it down the
+    /// full path (which also answers every error).
+    pub(super) async fn ready<B>(&self, req: &Request<B>, t: &Target, grant: &Grant) -> Option<Response<Body>> {
+        if req.method() != Method::GET
+            || req.uri().query().is_some()
+            || grant.download.is_some()
+            || DECLINE.iter().any(|n| req.headers().contains_key(n))
+            || self.policy.serve_mode(&t.bucket) != ServeMode::Proxy
+        {
+            return None;
+        }
+        let found = self.tier.get_small_hot(&t.bucket, &t.key, |rec| self.head(rec, grant, t)).await;
+        let (headers, data) = found.ok()??;
+        let mut r = Response::new(Body::from(data));
+        *r.headers_mut() = headers;
+        r.extensions_mut().insert(CacheStatus::Hit);
+        Some(r)
+    }
+
+    /// The ready head of `rec` under `grant` (kept per version), or `None` when its answer
+    /// depends on the request.
+    fn head(&self, rec: &ObjectRecord, grant: &Grant, t: &Target) -> Option<HeaderMap> {
+        let cc = grant.cache_control.as_deref().or(rec.headers.cache_control.as_deref()).or(grant.fallback.as_deref());
+        let head = match self.heads.0.get(&ObjectRef(&t.bucket, &t.key)) {
+            Some(head) if head.fits(rec, cc) => head,
+            _ => {
+                let head = Arc::new(self.head_of(rec, cc, grant, t));
+                self.heads.0.insert((t.bucket.clone(), t.key.clone()), head.clone());
+                head
+            }
+        };
+        head.headers.clone()
+    }
+
+    /// Works out the head of a whole-object 200 for `rec` with the full path's code.
+    fn head_of(&self, rec: &ObjectRecord, cache_control: Option<&str>, grant: &Grant, t: &Target) -> Head {
+        let plan = Plan::new(self, &HeaderMap::new(), rec);
+        // A compressible body large enough to be compressed has one answer per coding.
+        let negotiated = plan.vary && rec.size >= super::encode::MIN_COMPRESS;
+        let headers = (!negotiated).then(|| {
+            let mut r = plan.head(rec);
+            r.extensions_mut().insert(CacheStatus::Hit);
+            finish(&mut r, rec, grant, t);
+            std::mem::take(r.headers_mut())
+        });
+        Head {
+            etag: rec.etag.clone(),
+            last_modified_ms: rec.last_modified_ms,
+            cache_control: cache_control.map(str::to_owned),
+            headers,
+        }
+    }
+}

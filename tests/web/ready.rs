@@ -1,0 +1,102 @@
+//! Issue 22: the hot-hit fast path (ready answers, `src/api/web/ready.rs`). A GET of a
+//! small public object that the memory tier holds is answered without a stream; the
+//! answer must be the full path's, byte for byte and header for header, and never stale.
+
+use super::{hdr, http, put_typed, set_rule, start};
+use crate::harness::{Cold, Harness};
+use serde_json::json;
+
+/// The headers of an answer that do not change between two answers of one version.
+fn head_of(r: &reqwest::Response) -> Vec<(String, String)> {
+    let mut v: Vec<_> = r
+        .headers()
+        .iter()
+        .filter(|(n, _)| *n != "date" && *n != "x-cache")
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn whole_hits(h: &Harness) -> u64 {
+    h.hot_stats().whole_hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ready_hit_answers_as_the_full_path_and_is_never_stale() {
+    let h = start(Cold::Fs, "").await;
+    let c = http(&h);
+    h.bucket("pics").await;
+    set_rule(&h, "pics", "", json!({ "access": "public-read" })).await;
+    let photo: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+    put_typed(&h, "pics", "a.jpg", &photo, Some("image/jpeg"), None).await;
+    let url = format!("http://{}/pics/a.jpg", h.addr);
+
+    let miss = c.get(&url).send().await.unwrap();
+    assert_eq!(hdr(&miss, "x-cache"), "MISS");
+    let full_head = head_of(&miss);
+    assert_eq!(miss.bytes().await.unwrap().as_ref(), &photo[..]);
+
+    // The first hit reads the hot file and brings the chunk into memory (a one-hit
+    // object never takes memory); from then on the answers are ready.
+    let before = whole_hits(&h);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!((hdr(&r, "x-cache"), head_of(&r)), ("HIT", full_head.clone()));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
+    assert_eq!(whole_hits(&h), before, "a hit from the hot file is not a ready answer");
+    for _ in 0..5 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!((r.status().as_u16(), hdr(&r, "x-cache")), (200, "HIT"));
+        assert_eq!(head_of(&r), full_head, "a ready answer has the full path's headers");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
+    }
+    assert_eq!(whole_hits(&h) - before, 5, "the five hits were ready answers");
+
+    // What the fast path leaves to the full path still works, and is not counted.
+    let before = whole_hits(&h);
+    let r = c.get(&url).header("range", "bytes=10-19").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[10..20]);
+    let etag = full_head.iter().find(|(n, _)| n == "etag").unwrap().1.clone();
+    let r = c.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let r = c.head(&url).send().await.unwrap();
+    assert_eq!(hdr(&r, "content-length"), "20000");
+    assert_eq!(whole_hits(&h), before, "ranges, conditionals and HEAD take the full path");
+
+    // An overwrite is served at once, with its own validators.
+    let newer: Vec<u8> = photo.iter().rev().copied().collect();
+    put_typed(&h, "pics", "a.jpg", &newer, Some("image/jpeg"), None).await;
+    for _ in 0..3 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_ne!(hdr(&r, "etag"), etag, "no stale validator");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &newer[..], "no stale bytes");
+    }
+
+    // A rule's Cache-Control applies from the next answer on.
+    set_rule(&h, "pics", "", json!({ "access": "public-read", "cache_control": "public, max-age=5" })).await;
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!((hdr(&r, "x-cache"), hdr(&r, "cache-control")), ("HIT", "public, max-age=5"));
+
+    // Access is checked on every request, ready or not.
+    set_rule(&h, "pics", "", json!({ "access": "private" })).await;
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 403);
+    set_rule(&h, "pics", "", json!({ "access": "public-read" })).await;
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+
+    h.client.delete_object().bucket("pics").key("a.jpg").send().await.unwrap();
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 404, "a deleted object is gone at once");
+
+    // A body whose answer depends on Accept-Encoding is never answered ready.
+    let css = "a { color: red }\n".repeat(400);
+    put_typed(&h, "pics", "s.css", css.as_bytes(), Some("text/css"), None).await;
+    let url = format!("http://{}/pics/s.css", h.addr);
+    c.get(&url).send().await.unwrap().bytes().await.unwrap();
+    let before = whole_hits(&h);
+    let r = c.get(&url).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!((hdr(&r, "content-encoding"), hdr(&r, "vary")), ("gzip", "Accept-Encoding"));
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(hdr(&r, "content-encoding"), "");
+    assert_eq!(r.text().await.unwrap(), css);
+    assert_eq!(whole_hits(&h), before, "negotiated answers take the full path");
+}
