@@ -161,9 +161,11 @@ impl Front {
         let resp = match (braked, route) {
             (Some(("s3", wait)), _) => self.gateway.slow_down(wait),
             (Some((_, wait)), _) => too_many(wait),
+            // The S3 and operator futures are large (kilobytes of state); boxed, they do not
+            // make every web hit's future as large, which hyper moves more than once.
             (None, Route::Web(call)) => self.web.handle(req, call).await,
-            (None, Route::S3) => self.gateway.handle(req, key.as_deref()).await,
-            (None, route) => self.operator(req, route).await,
+            (None, Route::S3) => Box::pin(self.gateway.handle(req, key.as_deref())).await,
+            (None, route) => Box::pin(self.operator(req, route)).await,
         };
         if let Some(api) = api
             && resp.extensions().get::<Failed>().is_some()

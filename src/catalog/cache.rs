@@ -217,6 +217,17 @@ impl super::Catalog {
         if let Some(hit) = c.object(bucket, key) {
             return Ok(hit);
         }
+        // Boxed: a database read's state is large, and a cached row should not carry it.
+        Box::pin(self.fill_object(c, bucket, key)).await
+    }
+
+    /// Reads a row into the cache (one reader per row at a time).
+    async fn fill_object(
+        &self,
+        c: &RowCache,
+        bucket: &str,
+        key: &str,
+    ) -> crate::error::Result<Option<Arc<ObjectRecord>>> {
         let _fill = c.filling(&(bucket, key)).await;
         if let Some(hit) = c.object(bucket, key) {
             return Ok(hit);

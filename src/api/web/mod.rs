@@ -118,7 +118,7 @@ impl Web {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let mut resp = match call {
-            WebCall::Login => self.login(req).await,
+            WebCall::Login => Box::pin(self.login(req)).await,
             WebCall::Object(Ok(target)) => self.serve(&req, target).await,
             WebCall::Object(Err(e)) => from_error(&e),
         };

@@ -42,6 +42,13 @@ impl Web {
         if let Some(ready) = self.ready(req, &target, &grant).await {
             return ready;
         }
+        // Boxed: the full path's state is large, and a hot hit should not carry it.
+        Box::pin(self.full(req, target, grant)).await
+    }
+
+    /// Everything a ready answer does not cover: derivatives, redirects, HEAD, ranges,
+    /// conditionals, misses and every error.
+    async fn full<B>(&self, req: &Request<B>, target: Target, grant: Grant) -> Response<Body> {
         if let Some(images) = &self.images {
             match crate::images::options::Asked::from_query(req.uri().query().unwrap_or("")) {
                 Ok(None) => {}
