@@ -1,12 +1,13 @@
-//! A short-lived in-process cache of bucket and object rows.
+//! An in-process cache of bucket and object rows.
 //!
 //! Every write through this [`Catalog`](super::Catalog) updates the cache, and a
 //! generation counter keeps a read that raced a write from caching what it read, so this
-//! process always reads its own writes. With SQLite, strata is the only writer apart from
-//! `strata import` runs, whose writes show after at most the TTL. With PostgreSQL, other
-//! nodes write too: the change feed (`feed.rs`) forgets the rows they changed within
-//! `cluster.invalidation_lag`, and the TTL bounds what a feed that cannot reach the
-//! database would miss. Reads whose answer must be the committed row (the uploader's
+//! process always reads its own writes. Other writers (other nodes on PostgreSQL,
+//! `strata import` on a SQLite file) reach it through the change feed (`feed.rs`), which
+//! forgets the rows they changed within `cluster.invalidation_lag`. A row is trusted for
+//! [`TTL`]; while the feed polls successfully, for up to [`FED_TTL`] (issue 22: a hot set
+//! wider than what SQLite rereads in a TTL made every hit a query). Should the feed stop,
+//! rows fall back to the TTL within one TTL. Reads whose answer must be the committed row (the uploader's
 //! version check, a read's check after the store answered) use
 //! [`Catalog::get_object_fresh`](super::Catalog::get_object_fresh).
 
@@ -16,8 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a row is trusted without asking the database.
+/// How long a row is trusted without asking the database, and without the change feed.
 pub const TTL: Duration = Duration::from_secs(2);
+/// How long a row is trusted while the change feed polls successfully. Shorter than the
+/// time the feed keeps changes (two minutes), so a feed that recovers after a pause finds
+/// every change of a row it still trusts.
+pub const FED_TTL: Duration = Duration::from_secs(60);
 /// Object rows kept; past it `quick_cache` evicts (S3-FIFO), so a scan does not flush
 /// the rows that are read again and again.
 const MAX_ROWS: usize = 200_000;
@@ -31,6 +36,9 @@ type Slot<T> = (Instant, Option<T>);
 /// Cached rows (a `None` row records that there is none).
 pub struct RowCache {
     generation: AtomicU64,
+    /// When the change feed last polled successfully (ms after `born`; 0: never).
+    fed_at: AtomicU64,
+    born: Instant,
     /// Orders a read's fill against a write's update: a fill checks the generation and
     /// inserts under it, and every write's update takes it, so a stale fill can never
     /// land after the write it raced. Lookups do not take it.
@@ -50,16 +58,14 @@ impl Default for RowCache {
     fn default() -> Self {
         Self {
             generation: AtomicU64::new(0),
+            fed_at: AtomicU64::new(0),
+            born: Instant::now(),
             order: Mutex::new(()),
             objects: Cache::new(MAX_ROWS),
             buckets: Cache::new(MAX_BUCKETS),
             fills: (0..FILL_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
-}
-
-fn fresh<T>(slot: Option<Slot<T>>) -> Option<Option<T>> {
-    slot.filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v)
 }
 
 /// An object row's cache key, borrowed: a lookup allocates nothing. It hashes as the
@@ -74,6 +80,26 @@ impl quick_cache::Equivalent<(String, String)> for RowKey<'_> {
 }
 
 impl RowCache {
+    /// The change feed polled successfully, in a poll that began at `began`: every change
+    /// committed before then has been forgotten here.
+    pub fn fed(&self, began: Instant) {
+        let ms = u64::try_from(began.saturating_duration_since(self.born).as_millis()).unwrap_or(u64::MAX);
+        self.fed_at.store(ms.max(1), SeqCst);
+    }
+
+    /// Whether the feed polled successfully within the last TTL.
+    fn feed_alive(&self) -> bool {
+        let at = self.fed_at.load(SeqCst);
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        at > 0 && now.saturating_sub(at) < TTL.as_millis() as u64
+    }
+
+    fn fresh<T>(&self, slot: Option<Slot<T>>) -> Option<Option<T>> {
+        let (at, v) = slot?;
+        let age = at.elapsed();
+        (age < TTL || (age < FED_TTL && self.feed_alive())).then_some(v)
+    }
+
     /// The generation to pass to `fill_*` after a database read.
     pub fn generation(&self) -> u64 {
         self.generation.load(SeqCst)
@@ -97,7 +123,7 @@ impl RowCache {
 
     /// A cached object row: `Some(None)` when the cache knows there is none.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Option<Arc<ObjectRecord>>> {
-        fresh(self.objects.get(&RowKey(bucket, key)))
+        self.fresh(self.objects.get(&RowKey(bucket, key)))
     }
 
     /// Caches what a read found, unless a write began since `generation`.
@@ -122,7 +148,7 @@ impl RowCache {
 
     /// A cached bucket row.
     pub fn bucket(&self, name: &str) -> Option<Option<BucketRecord>> {
-        fresh(self.buckets.get(name))
+        self.fresh(self.buckets.get(name))
     }
 
     /// Caches a bucket read, unless a write began since `generation`.
@@ -255,7 +281,15 @@ impl super::Catalog {
         r
     }
 
-    /// Forgets the cached rows another node changed (`None` key: the bucket's row, and
+    /// The change feed read the whole log in a poll that began at `began` (see
+    /// [`RowCache::fed`]).
+    pub fn feed_polled(&self, began: Instant) {
+        if let Some(c) = &self.cache {
+            c.fed(began);
+        }
+    }
+
+    /// Forgets the cached rows another writer changed (`None` key: the bucket's row, and
     /// every object row of that bucket). Reads racing this do not cache what they read.
     pub fn forget_cached(&self, changed: &[(String, Option<String>)]) {
         let Some(c) = &self.cache else { return };
@@ -298,6 +332,29 @@ impl super::Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 22: a row outlives the TTL only while the change feed polls, and never
+    /// outlives `FED_TTL`.
+    #[test]
+    fn rows_outlive_the_ttl_only_while_the_feed_polls() {
+        let Some(born) = Instant::now().checked_sub(Duration::from_secs(100)) else { return };
+        let c = RowCache { born, ..RowCache::default() };
+        let put = |age: u64| {
+            let at = Instant::now().checked_sub(Duration::from_secs(age)).unwrap_or(born);
+            c.objects.insert(("b".into(), "k".into()), (at, Some(Arc::new(sample()))));
+        };
+        put(0);
+        assert!(c.object("b", "k").is_some(), "young rows are trusted without a feed");
+        put(5);
+        assert_eq!(c.object("b", "k"), None, "past the TTL, without a feed");
+        c.fed(Instant::now());
+        assert!(c.object("b", "k").is_some(), "past the TTL, while the feed polls");
+        put(70);
+        assert_eq!(c.object("b", "k"), None, "never past FED_TTL");
+        put(5);
+        c.fed(born + Duration::from_secs(90));
+        assert_eq!(c.object("b", "k"), None, "a feed silent for longer than the TTL is not trusted");
+    }
 
     #[test]
     fn a_read_that_raced_a_write_is_not_cached() {

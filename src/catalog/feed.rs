@@ -1,8 +1,10 @@
-//! The change feed of a shared (PostgreSQL) catalog: how a change made on one node reaches
-//! the row caches of the others within `cluster.invalidation_lag`.
+//! The change feed of a catalog: how a change made on one node (or, on a SQLite file, by
+//! another process such as `strata import`) reaches the row caches of the others within
+//! `cluster.invalidation_lag`, and what lets those caches keep rows past their TTL.
 //!
 //! Every change of an object or bucket row adds a row to `changes` in its own transaction
-//! (triggers, migration 0007) and a NOTIFY on `strata_changes`. The [`ChangeFeed`] worker
+//! (triggers: PostgreSQL's migration 0007, SQLite's 0010) and, on PostgreSQL, a NOTIFY on
+//! `strata_changes`. The [`ChangeFeed`] worker
 //! polls the log (the truth) and listens for the NOTIFY (a hint, so a missed one costs at
 //! most one poll), and forgets every cached row named there. Sequence numbers are handed
 //! out before commit, so a change may become visible after a later one: numbers skipped
@@ -42,6 +44,7 @@ impl ChangeFeed {
             .await
             .map_err(db_err("change feed"))?;
         let last = col(&row, "last")?;
+        let catalog_is_shared = catalog.is_shared();
         let mut feed = ChangeFeed {
             catalog,
             url: url.to_owned(),
@@ -51,7 +54,10 @@ impl ChangeFeed {
             listener: None,
             pruned: Instant::now(),
         };
-        feed.listen().await;
+        // SQLite has no NOTIFY: its feed polls only.
+        if catalog_is_shared {
+            feed.listen().await;
+        }
         Ok(feed)
     }
 
@@ -70,6 +76,7 @@ impl ChangeFeed {
     /// Reads the changes after the last one seen, and the gaps; forgets their rows.
     /// Returns how many it read.
     pub async fn poll(&mut self) -> Result<usize> {
+        let began = Instant::now();
         let gaps: Vec<String> = self.gaps.keys().map(i64::to_string).collect();
         let also = if gaps.is_empty() { String::new() } else { format!(" OR seq IN ({})", gaps.join(",")) };
         let rows = sqlx::query(&format!(
@@ -99,6 +106,10 @@ impl ChangeFeed {
             self.gaps.pop_first();
         }
         self.catalog.forget_cached(&changed);
+        // Only a complete read of the log lets the cache trust its rows longer.
+        if rows.len() < BATCH as usize {
+            self.catalog.feed_polled(began);
+        }
         Ok(rows.len())
     }
 

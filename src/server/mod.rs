@@ -261,7 +261,7 @@ async fn start_inner(
 }
 
 /// Starts the background workers in the order ARCHITECTURE.md gives (health, metrics
-/// upkeep, catalog change feed (PostgreSQL), cluster heartbeat, uploader, scrub, policy
+/// upkeep, catalog change feed, cluster heartbeat, uploader, scrub, policy
 /// refresh), after the journal's replay; returns them and
 /// the access policy the refresh keeps current.
 async fn start_workers(
@@ -274,12 +274,12 @@ async fn start_workers(
     let mut workers = Supervisor::default();
     workers.spawn(HealthWorker::new(tier.clone(), opened.backends.clone(), health));
     workers.spawn(crate::telemetry::Upkeep);
-    if opened.catalog.is_shared() {
-        let url = config.catalog.as_deref().unwrap_or_default();
-        workers.spawn(
-            crate::catalog::ChangeFeed::start(opened.catalog.clone(), url, config.cluster.invalidation_lag.0).await?,
-        );
-    }
+    // On SQLite too: writes by another process (`strata import`) reach the row cache
+    // through it, and while it polls the cache keeps rows past their TTL.
+    let url = config.catalog.as_deref().unwrap_or_default();
+    workers.spawn(
+        crate::catalog::ChangeFeed::start(opened.catalog.clone(), url, config.cluster.invalidation_lag.0).await?,
+    );
     let t = tier.clone();
     let load: crate::cluster::HotBytes = Arc::new(move || t.cache_stats().map_or(0, |s| s.used_bytes));
     let heartbeat =
