@@ -56,8 +56,33 @@ pub fn store_path(prefix: &str, key: &str) -> String {
     format!("{prefix}{key}")
 }
 
+/// An object's bucket and key, borrowed: looks up a cache keyed by the owned
+/// `(String, String)` without allocating. It hashes as the owned pair does (a tuple hashes
+/// its fields in order, and so does this).
+#[derive(Hash)]
+pub struct ObjectRef<'a>(pub &'a str, pub &'a str);
+
+impl quick_cache::Equivalent<(String, String)> for ObjectRef<'_> {
+    fn equivalent(&self, k: &(String, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A borrowed (bucket, key) finds exactly its owned pair: the caches that look rows
+    /// up this way are only right if it hashes and compares as the owned pair does.
+    #[test]
+    fn a_borrowed_object_ref_finds_its_owned_pair_only() {
+        let c = quick_cache::sync::Cache::<(String, String), u8>::new(10);
+        c.insert(("b".into(), "k/x".into()), 1);
+        c.insert(("bk".into(), "/x".into()), 2);
+        assert_eq!(c.get(&ObjectRef("b", "k/x")), Some(1));
+        assert_eq!(c.get(&ObjectRef("bk", "/x")), Some(2));
+        assert_eq!(c.get(&ObjectRef("b", "k")), None);
+        assert_eq!(c.get(&ObjectRef("b", "k/x/")), None);
+    }
+
     use super::*;
 
     #[test]

@@ -12,6 +12,7 @@
 //! [`Catalog::get_object_fresh`](super::Catalog::get_object_fresh).
 
 use super::{BucketRecord, ObjectRecord};
+use crate::names::ObjectRef;
 use quick_cache::sync::Cache;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -68,17 +69,6 @@ impl Default for RowCache {
     }
 }
 
-/// An object row's cache key, borrowed: a lookup allocates nothing. It hashes as the
-/// owned `(String, String)` does (a tuple hashes its fields in order, as does this).
-#[derive(Hash)]
-struct RowKey<'a>(&'a str, &'a str);
-
-impl quick_cache::Equivalent<(String, String)> for RowKey<'_> {
-    fn equivalent(&self, k: &(String, String)) -> bool {
-        self.0 == k.0 && self.1 == k.1
-    }
-}
-
 impl RowCache {
     /// The change feed polled successfully, in a poll that began at `began`: every change
     /// committed before then has been forgotten here.
@@ -123,7 +113,7 @@ impl RowCache {
 
     /// A cached object row: `Some(None)` when the cache knows there is none.
     pub fn object(&self, bucket: &str, key: &str) -> Option<Option<Arc<ObjectRecord>>> {
-        self.fresh(self.objects.get(&RowKey(bucket, key)))
+        self.fresh(self.objects.get(&ObjectRef(bucket, key)))
     }
 
     /// Caches what a read found, unless a write began since `generation`.
@@ -143,7 +133,7 @@ impl RowCache {
     /// Forgets an object row (a write whose outcome is not known here).
     pub fn forget_object(&self, bucket: &str, key: &str) {
         let _order = self.ordered();
-        self.objects.remove(&RowKey(bucket, key));
+        self.objects.remove(&ObjectRef(bucket, key));
     }
 
     /// A cached bucket row.

@@ -16,6 +16,7 @@ use crate::access_log::CacheStatus;
 use crate::api::router::Target;
 use crate::catalog::ObjectRecord;
 use crate::config::ServeMode;
+use crate::names::ObjectRef;
 use http::header as h;
 use http::{HeaderMap, Method, Request, Response};
 use std::sync::Arc;
@@ -58,16 +59,6 @@ impl Heads {
 impl Default for Heads {
     fn default() -> Self {
         Self(quick_cache::sync::Cache::new(MAX_HEADS))
-    }
-}
-
-/// A borrowed `(bucket, key)`: a lookup allocates nothing. It hashes as the owned tuple.
-#[derive(Hash)]
-struct ObjectRef<'a>(&'a str, &'a str);
-
-impl quick_cache::Equivalent<(String, String)> for ObjectRef<'_> {
-    fn equivalent(&self, k: &(String, String)) -> bool {
-        self.0 == k.0 && self.1 == k.1
     }
 }
 
