@@ -181,7 +181,8 @@ impl Tier {
     /// The whole of a small object that the memory tier holds: the hot-hit fast path
     /// (`api::web`'s ready answers). No stream, no copy of the row or the bytes. `accept`
     /// sees the current row first and says whether (and with what) the caller can answer
-    /// from it; only then are the bytes taken and counted as a hit. `None` whenever the
+    /// from it, and whether it needs the bytes (a 304 does not); only then are the bytes
+    /// taken and counted as a hit. `None` whenever the
     /// full path ([`Tier::get`]) must decide: the bucket skips the hot tier, chunks are
     /// owned across nodes (`cluster.shared_hot`), objects are revalidated against their
     /// store, the version is still staged, `accept` declines, or the bytes are not in
@@ -191,8 +192,8 @@ impl Tier {
         &self,
         bucket: &str,
         key: &str,
-        accept: impl FnOnce(&ObjectRecord) -> Option<T>,
-    ) -> Result<Option<(T, bytes::Bytes)>> {
+        accept: impl FnOnce(&ObjectRecord) -> Option<(T, bool)>,
+    ) -> Result<Option<(T, Option<bytes::Bytes>)>> {
         if self.inner.shared_hot || self.inner.revalidate_after.is_some() {
             return Ok(None);
         }
@@ -206,8 +207,11 @@ impl Tier {
         if rec.staging.is_some() || !hot.fits_in_memory(rec.size) {
             return Ok(None);
         }
-        let Some(t) = accept(&rec) else { return Ok(None) };
-        Ok(hot.whole_in_memory(&version_of(&rec)).map(|data| (t, data)))
+        match accept(&rec) {
+            None => Ok(None),
+            Some((t, false)) => Ok(Some((t, None))),
+            Some((t, true)) => Ok(hot.whole_in_memory(&version_of(&rec)).map(|data| (t, Some(data)))),
+        }
     }
 
     /// Drops hot copies of `bucket`/`key` other than `keep` (called before a write is

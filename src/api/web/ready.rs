@@ -6,9 +6,11 @@
 //! The fast path decides nothing on its own. The access check has already run
 //! (`serve.rs`), the row is the one the full path would read (the same cache), and a head
 //! is built by the full path's own code (`Plan::head` and `finish`), so both answer with
-//! the same headers. Whatever the fast path does not handle (a query, a range, a
-//! conditional, a coding that depends on `Accept-Encoding`, a redirect, a miss) falls
-//! through to the full path. It must not read stores or the catalog itself.
+//! the same headers. An `If-None-Match` revalidation (what CDNs and browsers send) gets
+//! its 304 here too, from the row alone, as the full path gives it. Whatever the fast
+//! path does not handle (a query, a range, another conditional, a coding that depends on
+//! `Accept-Encoding`, a redirect, a miss) falls through to the full path. It must not
+//! read stores or the catalog itself.
 
 use super::serve::{Grant, Plan, finish};
 use super::{Body, Web};
@@ -16,26 +18,29 @@ use crate::access_log::CacheStatus;
 use crate::api::router::Target;
 use crate::catalog::ObjectRecord;
 use crate::config::ServeMode;
+use crate::http::conditional::{self, Outcome, Validators};
 use crate::names::ObjectRef;
 use http::header as h;
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use std::sync::Arc;
 
 /// Heads kept (one per object version served so). About 1 KiB each.
 const MAX_HEADS: usize = 10_000;
 
-/// Request headers that make an answer depend on more than the object.
-const DECLINE: [h::HeaderName; 6] =
-    [h::RANGE, h::IF_MATCH, h::IF_NONE_MATCH, h::IF_MODIFIED_SINCE, h::IF_UNMODIFIED_SINCE, h::IF_RANGE];
+/// Request headers that send a request down the full path (`If-None-Match` is answered
+/// here).
+const DECLINE: [h::HeaderName; 5] = [h::RANGE, h::IF_MATCH, h::IF_MODIFIED_SINCE, h::IF_UNMODIFIED_SINCE, h::IF_RANGE];
 
 /// A response head worked out for one version of an object under one Cache-Control.
 struct Head {
     etag: String,
+    /// The ETag as sent, quoted.
+    quoted: String,
     last_modified_ms: i64,
     cache_control: Option<String>,
-    /// `None`: this version's answer depends on the request (a negotiated coding), so it
-    /// always takes the full path.
-    headers: Option<HeaderMap>,
+    /// The heads of the 200 and of the 304; `None`: this version's answer depends on the
+    /// request (a negotiated coding), so it always takes the full path.
+    headers: Option<(HeaderMap, HeaderMap)>,
 }
 
 impl Head {
@@ -74,31 +79,54 @@ impl Web {
         {
             return None;
         }
-        let found = self.tier.get_small_hot(&t.bucket, &t.key, |rec| self.head(rec, grant, t)).await;
-        let (headers, data) = found.ok()??;
-        let mut r = Response::new(Body::from(data));
+        let revalidation = req.headers().contains_key(h::IF_NONE_MATCH);
+        let answer = |rec: &ObjectRecord| {
+            let head = self.head(rec, grant, t);
+            let (ok, not_modified) = head.headers.as_ref()?;
+            if !revalidation {
+                return Some((ok.clone(), true));
+            }
+            let v = Validators { etag: &head.quoted, last_modified_ms: head.last_modified_ms };
+            match conditional::evaluate(req.headers(), &v) {
+                Outcome::NotModified => Some((not_modified.clone(), false)),
+                Outcome::Proceed => Some((ok.clone(), true)),
+                Outcome::Failed => None,
+            }
+        };
+        let (headers, data) = self.tier.get_small_hot(&t.bucket, &t.key, answer).await.ok()??;
+        let mut r = match data {
+            Some(data) => {
+                let mut r = Response::new(Body::from(data));
+                r.extensions_mut().insert(CacheStatus::Hit);
+                r
+            }
+            None => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            }
+        };
         *r.headers_mut() = headers;
-        r.extensions_mut().insert(CacheStatus::Hit);
         Some(r)
     }
 
-    /// The ready head of `rec` under `grant` (kept per version), or `None` when its answer
-    /// depends on the request.
-    fn head(&self, rec: &ObjectRecord, grant: &Grant, t: &Target) -> Option<HeaderMap> {
+    /// The ready heads of `rec` under `grant`, kept per version.
+    fn head(&self, rec: &ObjectRecord, grant: &Grant, t: &Target) -> Arc<Head> {
         let cc = grant.cache_control.as_deref().or(rec.headers.cache_control.as_deref()).or(grant.fallback.as_deref());
-        let head = match self.heads.0.get(&ObjectRef(&t.bucket, &t.key)) {
+        match self.heads.0.get(&ObjectRef(&t.bucket, &t.key)) {
             Some(head) if head.fits(rec, cc) => head,
             _ => {
                 let head = Arc::new(self.head_of(rec, cc, grant, t));
                 self.heads.0.insert((t.bucket.clone(), t.key.clone()), head.clone());
                 head
             }
-        };
-        head.headers.clone()
+        }
     }
 
-    /// Works out the head of a whole-object 200 for `rec` with the full path's code.
+    /// Works out the heads of a whole-object 200 and of a 304 for `rec` with the full
+    /// path's code: the plans of a plain GET and of one that revalidates this version.
     fn head_of(&self, rec: &ObjectRecord, cache_control: Option<&str>, grant: &Grant, t: &Target) -> Head {
+        let quoted = format!("\"{}\"", rec.etag);
         let plan = Plan::new(self, &HeaderMap::new(), rec);
         // A compressible body large enough to be compressed has one answer per coding.
         let negotiated = plan.vary && rec.size >= super::encode::MIN_COMPRESS;
@@ -106,9 +134,17 @@ impl Web {
             let mut r = plan.head(rec);
             r.extensions_mut().insert(CacheStatus::Hit);
             finish(&mut r, rec, grant, t);
-            std::mem::take(r.headers_mut())
+            let mut revalidating = HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&quoted) {
+                revalidating.insert(h::IF_NONE_MATCH, v);
+            }
+            // As the full path answers a 304: no `X-Cache` (nothing was read).
+            let mut not_modified = Plan::new(self, &revalidating, rec).head(rec);
+            finish(&mut not_modified, rec, grant, t);
+            (std::mem::take(r.headers_mut()), std::mem::take(not_modified.headers_mut()))
         });
         Head {
+            quoted,
             etag: rec.etag.clone(),
             last_modified_ms: rec.last_modified_ms,
             cache_control: cache_control.map(str::to_owned),
