@@ -7,8 +7,8 @@
 //! forgets the rows they changed within `cluster.invalidation_lag`. A row is trusted for
 //! [`TTL`]; while the feed polls successfully, for up to [`FED_TTL`] (issue 22: a hot set
 //! wider than what SQLite rereads in a TTL made every hit a query). Should the feed stop,
-//! rows fall back to the TTL within one TTL. Reads whose answer must be the committed row (the uploader's
-//! version check, a read's check after the store answered) use
+//! rows fall back to the TTL within one TTL. Reads whose answer must be the committed row
+//! (the uploader's version check, a read's check after the store answered) use
 //! [`Catalog::get_object_fresh`](super::Catalog::get_object_fresh).
 
 use super::{BucketRecord, ObjectRecord};

@@ -4,9 +4,9 @@
 //!
 //! Every change of an object or bucket row adds a row to `changes` in its own transaction
 //! (triggers: PostgreSQL's migration 0007, SQLite's 0010) and, on PostgreSQL, a NOTIFY on
-//! `strata_changes`. The [`ChangeFeed`] worker
-//! polls the log (the truth) and listens for the NOTIFY (a hint, so a missed one costs at
-//! most one poll), and forgets every cached row named there. Sequence numbers are handed
+//! `strata_changes`. The [`ChangeFeed`] worker polls the log (the truth) and listens for
+//! the NOTIFY (a hint, so a missed one costs at most one poll), and forgets every cached
+//! row named there. Sequence numbers are handed
 //! out before commit, so a change may become visible after a later one: numbers skipped
 //! over are kept as gaps and looked for again until they appear or are older than
 //! [`GAP_WAIT`] (their transaction rolled back). It must not cache rows itself.

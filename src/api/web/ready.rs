@@ -34,8 +34,6 @@ const DECLINE: [h::HeaderName; 5] = [h::RANGE, h::IF_MATCH, h::IF_MODIFIED_SINCE
 /// A response head worked out for one version of an object under one Cache-Control.
 struct Head {
     etag: String,
-    /// The ETag as sent, quoted.
-    quoted: String,
     last_modified_ms: i64,
     cache_control: Option<String>,
     /// The heads of the 200 and of the 304; `None`: this version's answer depends on the
@@ -86,7 +84,9 @@ impl Web {
             if !revalidation {
                 return Some((ok.clone(), true));
             }
-            let v = Validators { etag: &head.quoted, last_modified_ms: head.last_modified_ms };
+            // The ETag as the 200 sends it (quoted), so the comparison is the full path's.
+            let etag = ok.get(h::ETAG)?.to_str().ok()?;
+            let v = Validators { etag, last_modified_ms: head.last_modified_ms };
             match conditional::evaluate(req.headers(), &v) {
                 Outcome::NotModified => Some((not_modified.clone(), false)),
                 Outcome::Proceed => Some((ok.clone(), true)),
@@ -126,7 +126,6 @@ impl Web {
     /// Works out the heads of a whole-object 200 and of a 304 for `rec` with the full
     /// path's code: the plans of a plain GET and of one that revalidates this version.
     fn head_of(&self, rec: &ObjectRecord, cache_control: Option<&str>, grant: &Grant, t: &Target) -> Head {
-        let quoted = format!("\"{}\"", rec.etag);
         let plan = Plan::new(self, &HeaderMap::new(), rec);
         // A compressible body large enough to be compressed has one answer per coding.
         let negotiated = plan.vary && rec.size >= super::encode::MIN_COMPRESS;
@@ -135,8 +134,8 @@ impl Web {
             r.extensions_mut().insert(CacheStatus::Hit);
             finish(&mut r, rec, grant, t);
             let mut revalidating = HeaderMap::new();
-            if let Ok(v) = http::HeaderValue::from_str(&quoted) {
-                revalidating.insert(h::IF_NONE_MATCH, v);
+            if let Some(etag) = r.headers().get(h::ETAG) {
+                revalidating.insert(h::IF_NONE_MATCH, etag.clone());
             }
             // As the full path answers a 304: no `X-Cache` (nothing was read).
             let mut not_modified = Plan::new(self, &revalidating, rec).head(rec);
@@ -144,7 +143,6 @@ impl Web {
             (std::mem::take(r.headers_mut()), std::mem::take(not_modified.headers_mut()))
         });
         Head {
-            quoted,
             etag: rec.etag.clone(),
             last_modified_ms: rec.last_modified_ms,
             cache_control: cache_control.map(str::to_owned),
