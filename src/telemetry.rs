@@ -79,9 +79,66 @@ pub fn recent_errors() -> Vec<ErrorEntry> {
 
 /// Counts one API request and its latency (to the response head).
 pub fn record_request(op: &'static str, status: u16, started: std::time::Instant) {
-    let status = status.to_string();
-    ::metrics::counter!("strata_requests_total", "op" => op, "status" => status).increment(1);
-    ::metrics::histogram!("strata_request_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    labelled(
+        &REQUESTS,
+        (op, status),
+        |(op, status)| {
+            let counter = ::metrics::counter!("strata_requests_total", "op" => op, "status" => status.to_string());
+            (counter, ::metrics::histogram!("strata_request_seconds", "op" => op))
+        },
+        |(counter, histogram)| {
+            counter.increment(1);
+            histogram.record(seconds);
+        },
+    );
+}
+
+/// Counts one S3 request of access key `key` (a label it may have: a known id or
+/// `unknown`) in status class `class` (`2xx` …).
+pub fn record_key_request(key: &str, class: &'static str) {
+    let known = KEY_REQUESTS.get_or_init(Default::default);
+    let found = |m: &std::collections::HashMap<String, Vec<(&'static str, ::metrics::Counter)>>| {
+        m.get(key)?.iter().find(|(c, _)| *c == class).map(|(_, counter)| counter.increment(1))
+    };
+    if found(&known.read().unwrap_or_else(|p| p.into_inner())).is_some() {
+        return;
+    }
+    let counter = ::metrics::counter!("strata_s3_key_requests_total", "key" => key.to_owned(), "class" => class);
+    counter.increment(1);
+    let mut w = known.write().unwrap_or_else(|p| p.into_inner());
+    if w.len() >= MAX_LABEL_SETS {
+        w.clear();
+    }
+    w.entry(key.to_owned()).or_default().push((class, counter));
+}
+
+/// Handles of labelled series, resolved once per label set: a lookup by name and labels
+/// costs an allocation per label and a registry search, on every request.
+type Handles<K, H> = OnceLock<std::sync::RwLock<std::collections::HashMap<K, H>>>;
+
+static REQUESTS: Handles<(&'static str, u16), (::metrics::Counter, ::metrics::Histogram)> = OnceLock::new();
+static KEY_REQUESTS: Handles<String, Vec<(&'static str, ::metrics::Counter)>> = OnceLock::new();
+
+/// Most label sets kept (status codes and key ids are few; this bounds a surprise).
+const MAX_LABEL_SETS: usize = 4096;
+
+/// `use_` on the handles of `labels` in `known`, made by `make` the first time.
+fn labelled<K, H>(known: &Handles<K, H>, labels: K, make: impl FnOnce(K) -> H, use_: impl FnOnce(&H))
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let known = known.get_or_init(Default::default);
+    if let Some(h) = known.read().unwrap_or_else(|p| p.into_inner()).get(&labels) {
+        return use_(h);
+    }
+    let h = make(labels.clone());
+    use_(&h);
+    let mut w = known.write().unwrap_or_else(|p| p.into_inner());
+    if w.len() >= MAX_LABEL_SETS {
+        w.clear();
+    }
+    w.insert(labels, h);
 }
 
 /// Creates every unlabelled series at zero, and the per-backend ones for `backends`, so

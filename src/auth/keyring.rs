@@ -258,8 +258,9 @@ impl Keyring {
     }
 
     /// `f` of key `id`, its current secret and its previous one while its grace period
-    /// lasts; `None` when the key is unknown, disabled or expired.
-    fn with_loaded<T>(&self, id: &str, f: impl FnOnce(&Arc<Principal>, &str, Option<&str>) -> T) -> Option<T> {
+    /// lasts, from what is loaded, copying no secret (the ready path's signature check);
+    /// `None` when the key is unknown, disabled or expired.
+    pub fn with_loaded<T>(&self, id: &str, f: impl FnOnce(&Arc<Principal>, &str, Option<&str>) -> T) -> Option<T> {
         if self.inner.root.access_key == id {
             return Some(f(&self.inner.root_principal, &self.inner.root.secret_key, None));
         }

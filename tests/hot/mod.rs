@@ -3,6 +3,7 @@
 //! metrics. Cold reads are counted by a probe wrapped around the backend.
 
 pub(crate) mod probe;
+mod signed;
 
 use crate::harness::{ACCESS_KEY, Cold, Harness, Opts, SECRET_KEY, Wrap};
 use aws_sdk_s3::primitives::ByteStream;

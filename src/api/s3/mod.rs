@@ -16,9 +16,12 @@ mod object;
 mod ops;
 mod precheck;
 mod range;
+mod ready;
 mod rotation;
+mod sigv4;
 mod spool;
 
+pub use ready::Whole;
 pub use spool::Spool;
 
 use crate::auth::Keyring;
@@ -30,6 +33,7 @@ use s3s::dto::*;
 use s3s::host::{S3Host, VirtualHost};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3, S3Request, S3Response, S3Result};
+use std::sync::Arc;
 use tracing::Instrument;
 
 /// The S3 operation handlers.
@@ -89,6 +93,8 @@ pub struct S3Gateway {
     region: String,
     retry_after: u32,
     spool: Spool,
+    /// Signed GETs of small hot objects, answered without s3s (`ready.rs`).
+    ready: Arc<ready::Answers>,
 }
 
 impl S3Gateway {
@@ -114,8 +120,9 @@ impl S3Gateway {
         };
         let (service, probe, checked_range) =
             (builder(true, false), builder(true, true), range::Retry(builder(false, false)));
+        let ready = Arc::new(ready::Answers::new(tier, keys.clone(), plans.clone(), region.to_owned()));
         let (plans, keys, region) = (plans.clone(), keys.clone(), region.to_owned());
-        Self { service, checked_range, probe, keys, plans, region, retry_after, spool }
+        Self { service, checked_range, probe, keys, plans, region, retry_after, spool, ready }
     }
 
     /// Serves one request, which names access key `key` (`router::s3_access_key`). Never
@@ -125,27 +132,20 @@ impl S3Gateway {
         B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let request_id = new_request_id();
         let started = std::time::Instant::now();
         let mut req = req;
         merge_repeated(req.headers_mut(), &http::header::CONTENT_ENCODING);
         let op = ops::op_name(req.method(), req.uri().path(), req.uri().query().unwrap_or(""), req.headers());
         let span = tracing::info_span!("s3", id = %request_id, method = %req.method(), path = %req.uri().path());
-        let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.plans.hosts().bucket_of(h).is_some());
-        let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
-        let mut resp = match checked {
-            Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
-            Ok(()) => {
-                let req = req.map(|b| s3s::Body::http_body(b));
-                // The span follows the call across its awaits (no guard held over them).
-                match self.call(req, key).instrument(span.clone()).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(parent: &span, error = ?e, "s3s failed");
-                        plain_500()
-                    }
-                }
+        let mut resp = match self.ready.answer(&req).await {
+            ready::Ready::Answer(r) => r,
+            ready::Ready::Learn(bucket, object, checksums) => {
+                let r = self.full(req, key, &span).await;
+                self.ready.learn((bucket, object, checksums), &r);
+                r
             }
+            ready::Ready::Full => self.full(req, key, &span).await,
         };
         crate::api::reply::with_retry_after(&mut resp, self.retry_after);
         with_request_id(&mut resp, &request_id);
@@ -156,9 +156,10 @@ impl S3Gateway {
         if let Some(key) = key {
             // Only ids this node knows get a series of their own, so random ids cannot
             // grow the metrics without bound.
-            let label = if self.keys.knows(key) { key.to_owned() } else { "unknown".to_owned() };
-            ::metrics::counter!("strata_s3_key_requests_total", "key" => label, "class" => status_class(status))
-                .increment(1);
+            crate::telemetry::record_key_request(
+                if self.keys.knows(key) { key } else { "unknown" },
+                status_class(status),
+            );
             resp.extensions_mut().insert(crate::access_log::KeyId(key.to_owned()));
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -167,13 +168,37 @@ impl S3Gateway {
         resp
     }
 
+    /// The full path: the region and head checks, then s3s.
+    async fn full<B>(&self, req: Request<B>, key: Option<&str>, span: &tracing::Span) -> Response<s3s::Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let host_bucket = crate::http::request_host(&req).is_some_and(|h| self.plans.hosts().bucket_of(h).is_some());
+        let checked = self.check_region(&req).and_then(|()| precheck::head(&req, host_bucket));
+        match checked {
+            Err(e) => e.to_http_response().unwrap_or_else(|_| plain_500()),
+            Ok(()) => {
+                let req = req.map(|b| s3s::Body::http_body(b));
+                // The span follows the call across its awaits (no guard held over them).
+                match self.call(req, key).instrument(span.clone()).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(parent: span, error = ?e, "s3s failed");
+                        plain_500()
+                    }
+                }
+            }
+        }
+    }
+
     /// The answer to a signed request from an address braked for failed authentication:
     /// 503 `SlowDown` with `Retry-After`, which S3 clients back off on.
     pub fn slow_down(&self, wait: u64) -> Response<s3s::Body> {
         let e = s3s::s3_error!(SlowDown, "too many failed authentications from your address");
         let mut r = e.to_http_response().unwrap_or_else(|_| plain_500());
         r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(wait));
-        with_request_id(&mut r, &uuid::Uuid::new_v4().simple().to_string());
+        with_request_id(&mut r, &new_request_id());
         r
     }
 
@@ -301,6 +326,12 @@ fn mark_auth_failure(resp: &mut Response<s3s::Body>) {
     if failed {
         resp.extensions_mut().insert(crate::throttle::Failed);
     }
+}
+
+/// A request id: 32 hex digits from the thread's CSPRNG (a UUID v4 asked the kernel for
+/// its bytes, a system call on every request).
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn status_class(status: u16) -> &'static str {

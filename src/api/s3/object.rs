@@ -102,7 +102,13 @@ impl StrataS3 {
             ..Default::default()
         };
         set_checksums!(out, sums, typed);
-        Ok(S3Response::new(out))
+        let mut resp = S3Response::new(out);
+        if served.is_none() && part.is_none() {
+            // The version this whole answer is of: the ready path keeps its head (`ready.rs`).
+            let whole = super::Whole { etag: rec.etag.clone(), last_modified_ms: rec.last_modified_ms };
+            resp.extensions.insert(whole);
+        }
+        Ok(resp)
     }
 
     pub(super) async fn do_head_object(

@@ -1,0 +1,233 @@
+//! Ready answers for signed GETs: the S3 side of the hot-hit fast path (issue 22,
+//! `docs/design/hot-hits.md`). A GetObject of a whole small object that the memory tier
+//! holds, signed with SigV4 in its header or a presigned URL, is answered from the shared
+//! bytes and a response head kept per version, without s3s.
+//!
+//! The fast path only ever answers a request that the full path would answer with the same
+//! 200: the signature is checked as s3s checks it (`sigv4.rs`, with the signing key of a
+//! secret and day kept), the key's grants and source networks as `grants.rs` checks them,
+//! and the head is the one the full path sent for this very version (learnt from its
+//! answer, which GetObject marks with [`Whole`]). Anything it does not recognise (another
+//! header that may change the answer, a query, a signature it cannot check, a key in no
+//! loaded state, a version without a head, bytes not in memory) goes down the full path,
+//! which also answers every error. It must not read stores or the catalog itself.
+
+use super::sigv4::{self, Signed};
+use crate::auth::Keyring;
+use crate::auth::rights::{Need, Right};
+use crate::plan::Plans;
+use crate::tier::Tier;
+use http::{HeaderMap, Method, Request, Response};
+use ring::hmac;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Heads kept (one per object version served so). About 1 KiB each.
+const MAX_HEADS: usize = 10_000;
+
+/// Signing keys kept before the cache starts afresh (one per key, day and region in use).
+const MAX_SIGNING_KEYS: usize = 10_000;
+
+/// The version a whole-object GetObject answer of the full path served, in the answer's
+/// extensions: what a head learnt from that answer belongs to.
+#[derive(Debug, Clone)]
+pub struct Whole {
+    /// The version's ETag (unquoted).
+    pub etag: String,
+    /// Its modification time.
+    pub last_modified_ms: i64,
+}
+
+/// The full path's answer heads for one version of one object: without and with
+/// `x-amz-checksum-mode: ENABLED` (which current SDKs send on every GetObject).
+struct Head {
+    etag: String,
+    last_modified_ms: i64,
+    headers: [Option<HeaderMap>; 2],
+}
+
+/// A signing key and what it was derived from.
+struct Signing {
+    secret: String,
+    day: String,
+    region: String,
+    key: hmac::Key,
+}
+
+/// What the fast path made of a request.
+pub(super) enum Ready {
+    /// The answer.
+    Answer(Response<s3s::Body>),
+    /// Not answered here, though the request qualifies: the full path's answer may teach
+    /// the head of this (bucket, key) under this checksum mode.
+    Learn(String, String, bool),
+    /// Not for the fast path.
+    Full,
+}
+
+/// The fast path's state: heads and signing keys.
+pub(super) struct Answers {
+    heads: quick_cache::sync::Cache<(String, String), Arc<Head>>,
+    signing: Mutex<HashMap<String, Vec<Signing>>>,
+    tier: Tier,
+    keys: Keyring,
+    plans: Plans,
+    region: String,
+}
+
+impl Answers {
+    pub(super) fn new(tier: Tier, keys: Keyring, plans: Plans, region: String) -> Self {
+        let signing = Mutex::new(HashMap::new());
+        Self { heads: quick_cache::sync::Cache::new(MAX_HEADS), signing, tier, keys, plans, region }
+    }
+
+    /// The ready answer to `req`, or why there is none.
+    pub(super) async fn answer<B>(&self, req: &Request<B>) -> Ready {
+        let Some(checksums) = plain_headers(req.headers()) else { return Ready::Full };
+        let Some((bucket, key)) = self.authorised(req) else { return Ready::Full };
+        let mut learn = false;
+        let fits = |rec: &crate::catalog::ObjectRecord| {
+            let head = self.heads.get(&crate::names::ObjectRef(&bucket, &key));
+            let fitting = head.as_ref().filter(|h| h.etag == rec.etag && h.last_modified_ms == rec.last_modified_ms);
+            match fitting.and_then(|h| h.headers[usize::from(checksums)].as_ref()) {
+                Some(headers) => Some((headers.clone(), true)),
+                None => {
+                    learn = true;
+                    None
+                }
+            }
+        };
+        let found = self.tier.get_small_hot(&bucket, &key, fits).await;
+        match found {
+            Ok(Some((headers, Some(data)))) => {
+                let mut r = Response::new(s3s::Body::from(data));
+                *r.headers_mut() = headers;
+                Ready::Answer(r)
+            }
+            _ if learn => Ready::Learn(bucket.into_owned(), key.into_owned(), checksums),
+            _ => Ready::Full,
+        }
+    }
+
+    /// Keeps the head of `resp`, the full path's answer to a request for `bucket`/`key`
+    /// (with checksum mode `checksums`) that [`Answers::answer`] let through, when it is a
+    /// whole object's 200.
+    pub(super) fn learn(&self, (bucket, key, checksums): (String, String, bool), resp: &Response<s3s::Body>) {
+        let Some(whole) = resp.extensions().get::<Whole>() else { return };
+        if resp.status() != http::StatusCode::OK {
+            return;
+        }
+        let mut headers = resp.headers().clone();
+        for per_request in ["x-amz-request-id", "x-amz-id-2", "date", "connection"] {
+            headers.remove(per_request);
+        }
+        let names = (bucket, key);
+        let kept =
+            self.heads.get(&names).filter(|h| h.etag == whole.etag && h.last_modified_ms == whole.last_modified_ms);
+        let mut both = kept.map_or([None, None], |h| h.headers.clone());
+        both[usize::from(checksums)] = Some(headers);
+        let head = Head { etag: whole.etag.clone(), last_modified_ms: whole.last_modified_ms, headers: both };
+        self.heads.insert(names, Arc::new(head));
+    }
+
+    /// The (bucket, key) of `req` when it is a plain GetObject signed by a key that may
+    /// read it, checked; `None` sends it down the full path.
+    fn authorised<'r, B>(&self, req: &'r Request<B>) -> Option<(std::borrow::Cow<'r, str>, std::borrow::Cow<'r, str>)> {
+        if req.method() != Method::GET {
+            return None;
+        }
+        let sig = sigv4::parse(req)?;
+        if sig.region != self.region || !sig.timely(crate::clock::now_ms() / 1000) {
+            return None;
+        }
+        let path = sigv4::decoded_path(req.uri().path())?;
+        let (bucket, key) = self.names(req, &path)?;
+        let peer = req.extensions().get::<crate::http::Peer>().map(|p| p.0.ip());
+        let to_sign = sig.string_to_sign(req, &path)?;
+        let ok = self.keys.with_loaded(sig.key_id, |who, current, previous| {
+            let may =
+                who.allows(Need::Object(Right::Read, &bucket, &key)) && peer.is_none_or(|ip| who.reaches_from(ip));
+            may && [Some(current), previous]
+                .into_iter()
+                .flatten()
+                .any(|s| sig.matches(&self.signing_key(&sig, s), &to_sign))
+        });
+        ok?.then_some((bucket, key))
+    }
+
+    /// The bucket and key a GET of decoded path `path` names (virtual host or path style).
+    fn names<'p, B>(
+        &self,
+        req: &Request<B>,
+        path: &std::borrow::Cow<'p, str>,
+    ) -> Option<(std::borrow::Cow<'p, str>, std::borrow::Cow<'p, str>)> {
+        use std::borrow::Cow;
+        let rest = path.strip_prefix('/')?;
+        let hosts = self.plans.hosts();
+        let host_bucket =
+            if hosts.is_empty() { None } else { crate::http::request_host(req).and_then(|h| hosts.bucket_of(h)) };
+        let (bucket, key): (Cow<'p, str>, Cow<'p, str>) = match (host_bucket, path) {
+            (Some(b), _) => (Cow::Owned(b), Cow::Owned(rest.to_owned())),
+            (None, Cow::Borrowed(p)) => {
+                let (b, k) = (*p).strip_prefix('/')?.split_once('/')?;
+                (Cow::Borrowed(b), Cow::Borrowed(k))
+            }
+            (None, Cow::Owned(_)) => {
+                let (b, k) = rest.split_once('/')?;
+                (Cow::Owned(b.to_owned()), Cow::Owned(k.to_owned()))
+            }
+        };
+        (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+    }
+
+    /// The signing key of `secret` for the day and region of `sig`, kept once derived.
+    fn signing_key(&self, sig: &Signed<'_>, secret: &str) -> hmac::Key {
+        let mut cache = self.signing.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = cache.get(sig.key_id).and_then(|v| {
+            v.iter().find(|s| s.secret == secret && s.day == sig.day && s.region == sig.region).map(|s| s.key.clone())
+        });
+        if let Some(k) = kept {
+            return k;
+        }
+        let key = sigv4::signing_key(secret, sig.day, sig.region);
+        if cache.len() >= MAX_SIGNING_KEYS {
+            cache.clear();
+        }
+        let entries = cache.entry(sig.key_id.to_owned()).or_default();
+        // Another day's keys are not needed again; two secrets are valid at most (a
+        // rotation's grace period), so a third entry is a secret no longer in use.
+        entries.retain(|s| s.day == sig.day && s.region == sig.region);
+        if entries.len() >= 2 {
+            entries.remove(0);
+        }
+        entries.push(Signing {
+            secret: secret.to_owned(),
+            day: sig.day.to_owned(),
+            region: sig.region.to_owned(),
+            key: key.clone(),
+        });
+        key
+    }
+}
+
+/// Whether a GET's headers leave the answer the whole object (no range, no conditional,
+/// no customer key, no body, nor any other `x-amz-` header than the signature's, the
+/// SDKs' own and the checksum mode), and then whether they ask for its checksums.
+fn plain_headers(headers: &HeaderMap) -> Option<bool> {
+    let mut checksums = false;
+    for (name, value) in headers {
+        let n = name.as_str();
+        let ok = match n {
+            "x-amz-date" | "x-amz-content-sha256" | "x-amz-user-agent" => true,
+            "x-amz-checksum-mode" if value.as_bytes() == b"ENABLED" && !checksums => {
+                checksums = true;
+                true
+            }
+            "range" | "expect" | "transfer-encoding" => false,
+            "content-length" => value.as_bytes() == b"0",
+            _ => !n.starts_with("x-amz-") && !n.starts_with("if-"),
+        };
+        ok.then_some(())?;
+    }
+    Some(checksums)
+}
