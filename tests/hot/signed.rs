@@ -1,6 +1,6 @@
 //! Issue 22: ready answers for signed GETs (`src/api/s3/ready.rs`). A GetObject of a small
-//! object that the memory tier holds, signed in its header (the SDK) or in a presigned URL,
-//! is answered without s3s; the answer must be the full path's, header for header, and a
+//! object that the memory tier holds, signed in its header (the SDK) or in a presigned URL
+//! (SigV4 or SigV2), is answered without s3s; the answer must be the full path's, header for header, and a
 //! request the full path would refuse must still be refused.
 
 use super::body;
@@ -25,6 +25,18 @@ fn head_of(r: &reqwest::Response) -> Vec<(String, String)> {
 async fn presigned(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
     let cfg = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
     c.get_object().bucket(bucket).key(key).presigned(cfg).await.unwrap().uri().to_owned()
+}
+
+/// A SigV2-presigned GET of `path` (as sent), valid for five minutes, signed with `secret`.
+fn sigv2_url(h: &Harness, path: &str, secret: &str) -> String {
+    use base64::Engine;
+    let expires = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 300;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    let tag = ring::hmac::sign(&key, format!("GET\n\n\n{expires}\n{path}").as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    let sig = sig.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
+    let id = crate::harness::ACCESS_KEY;
+    format!("http://{}{path}?AWSAccessKeyId={id}&Expires={expires}&Signature={sig}", h.addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -54,7 +66,20 @@ async fn a_signed_hit_answers_as_the_full_path_and_checks_every_signature() {
         assert_eq!(head_of(&r), full_head, "a ready answer has the full path's headers");
         assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
     }
-    assert_eq!(whole(&h) - before, 6, "the six hits were ready answers");
+    // SigV2-presigned (aws cli v1's and boto3's default), as ready.
+    let v2 = sigv2_url(&h, "/pics/a%20b/%C3%A9.jpg", crate::harness::SECRET_KEY);
+    for _ in 0..2 {
+        let r = http.get(&v2).send().await.unwrap();
+        assert_eq!(head_of(&r), full_head);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
+    }
+    assert_eq!(whole(&h) - before, 8, "the eight hits were ready answers");
+    let before = whole(&h);
+    let forged = sigv2_url(&h, "/pics/a%20b/%C3%A9.jpg", "not the secret");
+    assert_eq!(http.get(&forged).send().await.unwrap().status(), 403);
+    let later = v2.replace("Expires=", "Expires=1");
+    assert_eq!(http.get(&later).send().await.unwrap().status(), 403, "a SigV2 expiry is signed");
+    assert_eq!(whole(&h), before, "no refused request was answered ready");
 
     // Ranges and conditionals take the full path and read no bytes from memory.
     let before = whole(&h);

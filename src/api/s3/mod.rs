@@ -18,6 +18,7 @@ mod precheck;
 mod range;
 mod ready;
 mod rotation;
+mod sigv2;
 mod sigv4;
 mod spool;
 

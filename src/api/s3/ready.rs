@@ -1,17 +1,18 @@
 //! Ready answers for signed GETs: the S3 side of the hot-hit fast path (issue 22,
 //! `docs/design/hot-hits.md`). A GetObject of a whole small object that the memory tier
-//! holds, signed with SigV4 in its header or a presigned URL, is answered from the shared
-//! bytes and a response head kept per version, without s3s.
+//! holds, signed with SigV4 in its header or a presigned URL, or presigned with SigV2, is
+//! answered from the shared bytes and a response head kept per version, without s3s.
 //!
 //! The fast path only ever answers a request that the full path would answer with the same
 //! 200: the signature is checked as s3s checks it (`sigv4.rs`, with the signing key of a
-//! secret and day kept), the key's grants and source networks as `grants.rs` checks them,
+//! secret and day kept; `sigv2.rs`), the key's grants and source networks as `grants.rs` checks them,
 //! and the head is the one the full path sent for this very version (learnt from its
 //! answer, which GetObject marks with [`Whole`]). Anything it does not recognise (another
 //! header that may change the answer, a query, a signature it cannot check, a key in no
 //! loaded state, a version without a head, bytes not in memory) goes down the full path,
 //! which also answers every error. It must not read stores or the catalog itself.
 
+use super::sigv2;
 use super::sigv4::{self, Signed};
 use crate::auth::Keyring;
 use crate::auth::rights::{Need, Right};
@@ -19,6 +20,7 @@ use crate::plan::Plans;
 use crate::tier::Tier;
 use http::{HeaderMap, Method, Request, Response};
 use ring::hmac;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -53,6 +55,9 @@ struct Signing {
     region: String,
     key: hmac::Key,
 }
+
+/// Whether a secret signed the request under way.
+type SecretCheck<'a> = Box<dyn Fn(&str) -> bool + 'a>;
 
 /// What the fast path made of a request.
 pub(super) enum Ready {
@@ -132,42 +137,51 @@ impl Answers {
 
     /// The (bucket, key) of `req` when it is a plain GetObject signed by a key that may
     /// read it, checked; `None` sends it down the full path.
-    fn authorised<'r, B>(&self, req: &'r Request<B>) -> Option<(std::borrow::Cow<'r, str>, std::borrow::Cow<'r, str>)> {
+    fn authorised<'r, B>(&self, req: &'r Request<B>) -> Option<(Cow<'r, str>, Cow<'r, str>)> {
         if req.method() != Method::GET {
             return None;
         }
-        let sig = sigv4::parse(req)?;
-        if sig.region != self.region || !sig.timely(crate::clock::now_ms() / 1000) {
-            return None;
-        }
+        let now = crate::clock::now_ms() / 1000;
         let path = sigv4::decoded_path(req.uri().path())?;
-        let (bucket, key) = self.names(req, &path)?;
+        let (bucket, key, host_bucket) = self.names(req, &path)?;
+        // The string to sign, and how a secret is checked against it.
+        let (key_id, check): (&str, SecretCheck<'_>) = match sigv4::parse(req) {
+            Some(sig) => {
+                (sig.region == self.region && sig.timely(now)).then_some(())?;
+                let to_sign = sig.string_to_sign(req, &path)?;
+                let id = sig.key_id;
+                (id, Box::new(move |secret| sig.matches(&self.signing_key(&sig, secret), &to_sign)))
+            }
+            None => {
+                let sig = sigv2::parse(req)?;
+                sig.timely(now).then_some(())?;
+                let to_sign = sig.string_to_sign(req, host_bucket.as_deref());
+                let id = sig.key_id;
+                (id, Box::new(move |secret| sig.matches(secret, &to_sign)))
+            }
+        };
         let peer = req.extensions().get::<crate::http::Peer>().map(|p| p.0.ip());
-        let to_sign = sig.string_to_sign(req, &path)?;
-        let ok = self.keys.with_loaded(sig.key_id, |who, current, previous| {
+        let ok = self.keys.with_loaded(key_id, |who, current, previous| {
             let may =
                 who.allows(Need::Object(Right::Read, &bucket, &key)) && peer.is_none_or(|ip| who.reaches_from(ip));
-            may && [Some(current), previous]
-                .into_iter()
-                .flatten()
-                .any(|s| sig.matches(&self.signing_key(&sig, s), &to_sign))
+            may && [Some(current), previous].into_iter().flatten().any(&check)
         });
         ok?.then_some((bucket, key))
     }
 
-    /// The bucket and key a GET of decoded path `path` names (virtual host or path style).
+    /// The bucket and key a GET of decoded path `path` names, and the bucket its host
+    /// names (virtual-host style), if any.
     fn names<'p, B>(
         &self,
         req: &Request<B>,
-        path: &std::borrow::Cow<'p, str>,
-    ) -> Option<(std::borrow::Cow<'p, str>, std::borrow::Cow<'p, str>)> {
-        use std::borrow::Cow;
+        path: &Cow<'p, str>,
+    ) -> Option<(Cow<'p, str>, Cow<'p, str>, Option<String>)> {
         let rest = path.strip_prefix('/')?;
         let hosts = self.plans.hosts();
         let host_bucket =
             if hosts.is_empty() { None } else { crate::http::request_host(req).and_then(|h| hosts.bucket_of(h)) };
-        let (bucket, key): (Cow<'p, str>, Cow<'p, str>) = match (host_bucket, path) {
-            (Some(b), _) => (Cow::Owned(b), Cow::Owned(rest.to_owned())),
+        let (bucket, key): (Cow<'p, str>, Cow<'p, str>) = match (&host_bucket, path) {
+            (Some(b), _) => (Cow::Owned(b.clone()), Cow::Owned(rest.to_owned())),
             (None, Cow::Borrowed(p)) => {
                 let (b, k) = (*p).strip_prefix('/')?.split_once('/')?;
                 (Cow::Borrowed(b), Cow::Borrowed(k))
@@ -177,7 +191,7 @@ impl Answers {
                 (Cow::Owned(b.to_owned()), Cow::Owned(k.to_owned()))
             }
         };
-        (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+        (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key, host_bucket))
     }
 
     /// The signing key of `secret` for the day and region of `sig`, kept once derived.
