@@ -179,20 +179,21 @@ impl Tier {
     }
 
     /// The whole of a small object that the memory tier holds: the hot-hit fast path
-    /// (`api::web`'s ready answers). No stream, no copy of the row or the bytes. `accept`
-    /// sees the current row first and says whether (and with what) the caller can answer
-    /// from it, and whether it needs the bytes (a 304 does not); only then are the bytes
-    /// taken and counted as a hit. `None` whenever the
-    /// full path ([`Tier::get`]) must decide: the bucket skips the hot tier, chunks are
-    /// owned across nodes (`cluster.shared_hot`), objects are revalidated against their
-    /// store, the version is still staged, `accept` declines, or the bytes are not in
-    /// memory. The row comes from the same cache as [`Tier::get`]'s, so both paths see a
-    /// write at the same moment.
+    /// (the ready answers of `api::web` and `api::s3`). No stream, no copy of the row or
+    /// the bytes. `accept` sees the current row first and says whether (and with what)
+    /// the caller can answer from it, and whether it needs the bytes: `Some(vh)`, the
+    /// [`Version::hash`] of the row's version (`version_of(rec).hash()`, which a caller
+    /// keeps per version), or `None` (a 304 needs none). Only then are the bytes taken and
+    /// counted as a hit. `None` whenever the full path ([`Tier::get`]) must decide: the
+    /// bucket skips the hot tier, chunks are owned across nodes (`cluster.shared_hot`),
+    /// objects are revalidated against their store, the version is still staged, `accept`
+    /// declines, or the bytes are not in memory. The row comes from the same cache as
+    /// [`Tier::get`]'s, so both paths see a write at the same moment.
     pub async fn get_small_hot<T>(
         &self,
         bucket: &str,
         key: &str,
-        accept: impl FnOnce(&ObjectRecord) -> Option<(T, bool)>,
+        accept: impl FnOnce(&ObjectRecord) -> Option<(T, Option<u128>)>,
     ) -> Result<Option<(T, Option<bytes::Bytes>)>> {
         if self.inner.shared_hot || self.inner.revalidate_after.is_some() {
             return Ok(None);
@@ -209,8 +210,8 @@ impl Tier {
         }
         match accept(&rec) {
             None => Ok(None),
-            Some((t, false)) => Ok(Some((t, None))),
-            Some((t, true)) => Ok(hot.whole_in_memory(&version_of(&rec)).map(|data| (t, Some(data)))),
+            Some((t, None)) => Ok(Some((t, None))),
+            Some((t, Some(vh))) => Ok(hot.whole_in_memory_hashed(vh, rec.size).map(|data| (t, Some(data)))),
         }
     }
 

@@ -105,8 +105,7 @@ impl StrataS3 {
         let mut resp = S3Response::new(out);
         if served.is_none() && part.is_none() {
             // The version this whole answer is of: the ready path keeps its head (`ready.rs`).
-            let whole = super::Whole { etag: rec.etag.clone(), last_modified_ms: rec.last_modified_ms };
-            resp.extensions.insert(whole);
+            resp.extensions.insert(super::Whole::of(&rec));
         }
         Ok(resp)
     }

@@ -34,10 +34,18 @@ const MAX_SIGNING_KEYS: usize = 10_000;
 /// extensions: what a head learnt from that answer belongs to.
 #[derive(Debug, Clone)]
 pub struct Whole {
-    /// The version's ETag (unquoted).
-    pub etag: String,
-    /// Its modification time.
-    pub last_modified_ms: i64,
+    etag: String,
+    last_modified_ms: i64,
+    size: u64,
+    vh: u128,
+}
+
+impl Whole {
+    /// The version of `rec`.
+    pub fn of(rec: &crate::catalog::ObjectRecord) -> Self {
+        let vh = crate::tier::version_of(rec).hash();
+        Self { etag: rec.etag.clone(), last_modified_ms: rec.last_modified_ms, size: rec.size, vh }
+    }
 }
 
 /// The full path's answer heads for one version of one object: without and with
@@ -45,7 +53,16 @@ pub struct Whole {
 struct Head {
     etag: String,
     last_modified_ms: i64,
+    size: u64,
+    /// The version's hash (`Version::hash`), the memory tier's name for its bytes.
+    vh: u128,
     headers: [Option<HeaderMap>; 2],
+}
+
+impl Head {
+    fn fits(&self, rec: &crate::catalog::ObjectRecord) -> bool {
+        self.etag == rec.etag && self.last_modified_ms == rec.last_modified_ms && self.size == rec.size
+    }
 }
 
 /// A signing key and what it was derived from.
@@ -93,9 +110,9 @@ impl Answers {
         let mut learn = false;
         let fits = |rec: &crate::catalog::ObjectRecord| {
             let head = self.heads.get(&crate::names::ObjectRef(&bucket, &key));
-            let fitting = head.as_ref().filter(|h| h.etag == rec.etag && h.last_modified_ms == rec.last_modified_ms);
-            match fitting.and_then(|h| h.headers[usize::from(checksums)].as_ref()) {
-                Some(headers) => Some((headers.clone(), true)),
+            let fitting = head.as_ref().filter(|h| h.fits(rec));
+            match fitting.and_then(|h| Some((h.headers[usize::from(checksums)].as_ref()?, h.vh))) {
+                Some((headers, vh)) => Some((headers.clone(), Some(vh))),
                 None => {
                     learn = true;
                     None
@@ -127,11 +144,11 @@ impl Answers {
             headers.remove(per_request);
         }
         let names = (bucket, key);
-        let kept =
-            self.heads.get(&names).filter(|h| h.etag == whole.etag && h.last_modified_ms == whole.last_modified_ms);
+        let kept = self.heads.get(&names).filter(|h| h.vh == whole.vh);
         let mut both = kept.map_or([None, None], |h| h.headers.clone());
         both[usize::from(checksums)] = Some(headers);
-        let head = Head { etag: whole.etag.clone(), last_modified_ms: whole.last_modified_ms, headers: both };
+        let (etag, last_modified_ms, size, vh) = (whole.etag.clone(), whole.last_modified_ms, whole.size, whole.vh);
+        let head = Head { etag, last_modified_ms, size, vh, headers: both };
         self.heads.insert(names, Arc::new(head));
     }
 

@@ -35,6 +35,9 @@ const DECLINE: [h::HeaderName; 5] = [h::RANGE, h::IF_MATCH, h::IF_MODIFIED_SINCE
 struct Head {
     etag: String,
     last_modified_ms: i64,
+    size: u64,
+    /// The version's hash (`Version::hash`), the memory tier's name for its bytes.
+    vh: u128,
     cache_control: Option<String>,
     /// The heads of the 200 and of the 304; `None`: this version's answer depends on the
     /// request (a negotiated coding), so it always takes the full path.
@@ -45,6 +48,7 @@ impl Head {
     fn fits(&self, rec: &ObjectRecord, cache_control: Option<&str>) -> bool {
         self.etag == rec.etag
             && self.last_modified_ms == rec.last_modified_ms
+            && self.size == rec.size
             && self.cache_control.as_deref() == cache_control
     }
 }
@@ -81,15 +85,16 @@ impl Web {
         let answer = |rec: &ObjectRecord| {
             let head = self.head(rec, grant, t);
             let (ok, not_modified) = head.headers.as_ref()?;
+            let bytes = Some(head.vh);
             if !revalidation {
-                return Some((ok.clone(), true));
+                return Some((ok.clone(), bytes));
             }
             // The ETag as the 200 sends it (quoted), so the comparison is the full path's.
             let etag = ok.get(h::ETAG)?.to_str().ok()?;
             let v = Validators { etag, last_modified_ms: head.last_modified_ms };
             match conditional::evaluate(req.headers(), &v) {
-                Outcome::NotModified => Some((not_modified.clone(), false)),
-                Outcome::Proceed => Some((ok.clone(), true)),
+                Outcome::NotModified => Some((not_modified.clone(), None)),
+                Outcome::Proceed => Some((ok.clone(), bytes)),
                 Outcome::Failed => None,
             }
         };
@@ -145,6 +150,8 @@ impl Web {
         Head {
             etag: rec.etag.clone(),
             last_modified_ms: rec.last_modified_ms,
+            size: rec.size,
+            vh: crate::tier::version_of(rec).hash(),
             cache_control: cache_control.map(str::to_owned),
             headers,
         }

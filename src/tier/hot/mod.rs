@@ -252,13 +252,20 @@ impl Hot {
         if !self.fits_in_memory(v.size) {
             return None;
         }
-        let data = self.inner.mem().get((v.hash(), 0)).filter(|d| d.len() as u64 == v.size)?;
+        self.whole_in_memory_hashed(v.hash(), v.size)
+    }
+
+    /// As [`Hot::whole_in_memory`], for the version whose [`Version::hash`] is `vh` and
+    /// whose size is `size`: a caller that keeps something per version (the ready heads)
+    /// works the hash out once instead of per request.
+    pub fn whole_in_memory_hashed(&self, vh: u128, size: u64) -> Option<bytes::Bytes> {
+        let data = self.inner.mem().get((vh, 0)).filter(|d| d.len() as u64 == size)?;
         self.inner.counters.hits.fetch_add(1, Relaxed);
         self.inner.counters.whole_hits.fetch_add(1, Relaxed);
-        self.inner.counters.bytes_hot.fetch_add(v.size, Relaxed);
+        self.inner.counters.bytes_hot.fetch_add(size, Relaxed);
         let m = hit_metrics();
         m.hits.increment(1);
-        m.bytes_hot.increment(v.size);
+        m.bytes_hot.increment(size);
         Some(data)
     }
 
