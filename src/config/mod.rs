@@ -229,6 +229,10 @@ pub struct HotConfig {
     /// Memory for small chunks (up to 256 KiB each) on top of their files, so hits on
     /// small hot objects skip the disk. "0B" turns it off. Default "64MiB".
     pub memory_size: ByteSize,
+    /// Also keep larger chunks in that memory, from their second read from a hot file
+    /// on, each at most a quarter of `memory_size`: hits on large hot objects then skip
+    /// the disk reads and their checks. Default false.
+    pub memory_large: bool,
 }
 
 impl Default for HotConfig {
@@ -246,6 +250,7 @@ impl Default for HotConfig {
             revalidate_after: None,
             miss_log_max: ByteSize(64 << 20),
             memory_size: ByteSize(64 << 20),
+            memory_large: false,
         }
     }
 }

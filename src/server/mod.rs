@@ -148,6 +148,7 @@ async fn open_hot(config: &Config) -> Result<Option<Hot>> {
         policy: h.policy,
         miss_log_max: h.miss_log_max.0,
         memory_size: h.memory_size.0,
+        memory_large: h.memory_large,
     };
     Ok(Some(Hot::open(settings).await?))
 }

@@ -374,3 +374,48 @@ async fn a_bucket_can_opt_out_of_the_hot_tier() {
     assert!(hot_files(&h).is_empty());
     assert_eq!(h.hot_stats().misses, 0);
 }
+
+/// Issue 22: with `hot.memory_large`, a large chunk goes into memory on its second read
+/// from a hot file, after every block of it passed its check; a chunk that fails its check
+/// then is discarded and fetched again, never served; an overwrite drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_chunks_enter_memory_on_their_second_read_and_only_checked() {
+    // One chunk fetched at a time, so that no chunk is read from its file during the miss.
+    let toml = "[hot]\nchunk_size = \"1MiB\"\nfill_concurrency = 1\nmemory_size = \"8MiB\"\nmemory_large = true\n";
+    let (h, p) = start(Cold::Fs, toml, Faults::default).await;
+    h.bucket("big").await;
+    let data = body(3 << 20, 5);
+    h.put("big", "v", &data).await;
+    assert!(h.get("big", "v").await == data, "the miss");
+    let fetched = p.reads();
+    assert!(h.get("big", "v").await == data, "the first read from the hot files");
+    assert_eq!(h.hot_stats().memory_bytes, 0, "a chunk read once stays on disk only");
+
+    // Damage one chunk's file: the read that would load it finds the damage, serves the
+    // chunk fetched again, and loads the other two.
+    let file = hot_files(&h).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    assert!(h.get("big", "v").await == data, "a damaged chunk was served");
+    assert_eq!((h.hot_stats().corrupt, p.reads()), (1, fetched + 1), "the damaged chunk is fetched again");
+    assert_eq!(h.hot_stats().memory_bytes, 2 << 20, "the two sound chunks are in memory");
+
+    // The refetched chunk joins them on its second read from its file.
+    assert!(h.get("big", "v").await == data);
+    assert!(h.get("big", "v").await == data);
+    assert_eq!(h.hot_stats().memory_bytes, 3 << 20);
+
+    // From memory now: the files are no longer read, and the bytes are right.
+    for f in hot_files(&h) {
+        std::fs::write(&f, b"gone").unwrap();
+    }
+    assert!(h.get("big", "v").await == data);
+    assert_eq!((h.hot_stats().corrupt, p.reads()), (1, fetched + 1), "nothing read from a file or the store");
+
+    let newer = body(3 << 20, 6);
+    h.put("big", "v", &newer).await;
+    assert_eq!(h.hot_stats().memory_bytes, 0, "an overwrite drops the old version's chunks");
+    assert!(h.get("big", "v").await == newer);
+}

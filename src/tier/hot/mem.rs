@@ -1,5 +1,8 @@
 //! A small memory tier in front of the hot files, for small chunks (thumbnails, avatars):
-//! a hit costs no file open and no trip to the blocking pool.
+//! a hit costs no file open and no trip to the blocking pool. With `hot.memory_large`,
+//! larger chunks are kept too, from their second read from a hot file on (a one-off
+//! download never takes memory), each at most a quarter of the tier, and loaded by one
+//! reader at a time: their hits then skip the disk reads and block checks.
 //!
 //! Only bytes that passed their block CRCs on the way in are kept. Entries are keyed like
 //! chunk files (version hash, index), so a new version never meets an old entry; writes
@@ -9,10 +12,13 @@
 use super::eviction::{self, Eviction, EvictionKind};
 use super::index::ChunkKey;
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-/// Largest chunk kept in memory.
+/// Largest chunk kept in memory (without `hot.memory_large`).
 pub const ITEM_MAX: u64 = 256 << 10;
+
+/// Large chunks remembered as read once (their second read loads them).
+const SEEN_MAX: usize = 4096;
 
 type Object = (String, String);
 
@@ -23,6 +29,12 @@ pub struct Mem {
     items: HashMap<ChunkKey, (Bytes, Object)>,
     by_object: HashMap<Object, HashSet<ChunkKey>>,
     policy: Box<dyn Eviction<ChunkKey>>,
+    /// Whether large chunks are kept (`hot.memory_large`).
+    large: bool,
+    /// Large chunks read once from a hot file, oldest first.
+    seen: (HashSet<ChunkKey>, VecDeque<ChunkKey>),
+    /// Large chunks being loaded by a reader.
+    loading: HashSet<ChunkKey>,
 }
 
 impl Mem {
@@ -34,7 +46,42 @@ impl Mem {
             items: HashMap::new(),
             by_object: HashMap::new(),
             policy: eviction::build(EvictionKind::S3Fifo, max.max(1)),
+            large: false,
+            seen: Default::default(),
+            loading: HashSet::new(),
         }
+    }
+
+    /// Keeps large chunks too when `on`.
+    pub fn with_large(mut self, on: bool) -> Self {
+        self.large = on;
+        self
+    }
+
+    /// Whether a reader of large chunk `k` (`n` bytes, opened from its hot file) should
+    /// load it into memory now: large chunks are on, it fits, it was read once before, and
+    /// nobody is loading it. `true` marks it loading until [`Mem::end_load`].
+    pub fn begin_load(&mut self, k: ChunkKey, n: u64) -> bool {
+        if !self.large || n > self.max / 4 || self.items.contains_key(&k) || self.loading.contains(&k) {
+            return false;
+        }
+        if !self.seen.0.remove(&k) {
+            self.seen.0.insert(k);
+            self.seen.1.push_back(k);
+            while self.seen.1.len() > SEEN_MAX {
+                if let Some(old) = self.seen.1.pop_front() {
+                    self.seen.0.remove(&old);
+                }
+            }
+            return false;
+        }
+        self.loading.insert(k)
+    }
+
+    /// Ends a load that [`Mem::begin_load`] allowed (the reader `put` the bytes, or gave
+    /// up).
+    pub fn end_load(&mut self, k: ChunkKey) {
+        self.loading.remove(&k);
     }
 
     /// The bytes of chunk `k`, counting a hit.
@@ -47,7 +94,8 @@ impl Mem {
     /// Keeps verified chunk bytes, evicting others as needed.
     pub fn put(&mut self, k: ChunkKey, (bucket, key): (&str, &str), data: Bytes) {
         let n = data.len() as u64;
-        if n > ITEM_MAX || n > self.max || self.items.contains_key(&k) {
+        let cap = if self.large { (self.max / 4).max(ITEM_MAX) } else { ITEM_MAX };
+        if n > cap || n > self.max || self.items.contains_key(&k) {
             return;
         }
         while self.used + n > self.max {
@@ -115,6 +163,26 @@ mod tests {
         m.put((3, 0), ("b", "big"), Bytes::from(vec![0u8; (ITEM_MAX + 1) as usize]));
         assert!(m.get((3, 0)).is_none(), "chunks over ITEM_MAX stay on disk only");
         m.evict_prefix("b", "oth");
+        assert_eq!(m.used(), 0);
+    }
+
+    #[test]
+    fn a_large_chunk_is_loaded_on_its_second_read_by_one_reader() {
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        let mut off = Mem::new(8 << 20);
+        assert!(!off.begin_load((1, 0), 1 << 20) && !off.begin_load((1, 0), 1 << 20), "off by default");
+        let mut m = Mem::new(8 << 20).with_large(true);
+        assert!(!m.begin_load((1, 0), 1 << 20), "a first read only marks it seen");
+        assert!(m.begin_load((1, 0), 1 << 20), "the second read loads it");
+        assert!(!m.begin_load((1, 0), 1 << 20), "one loader at a time");
+        m.put((1, 0), ("b", "k"), big.clone());
+        m.end_load((1, 0));
+        assert_eq!(m.get((1, 0)).map(|b| b.len()), Some(1 << 20));
+        assert!(!m.begin_load((1, 0), 1 << 20), "held already");
+        assert!(!m.begin_load((2, 0), 3 << 20) && !m.begin_load((2, 0), 3 << 20), "over a quarter of the tier");
+        m.put((2, 0), ("b", "k"), Bytes::from(vec![0u8; 3 << 20]));
+        assert!(m.get((2, 0)).is_none(), "never held either");
+        m.invalidate("b", "k", None);
         assert_eq!(m.used(), 0);
     }
 }

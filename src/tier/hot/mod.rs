@@ -55,6 +55,8 @@ pub struct HotSettings {
     pub miss_log_max: u64,
     /// Bytes of small chunks also kept in memory (0: none).
     pub memory_size: u64,
+    /// Larger chunks are kept in that memory too, from their second read on.
+    pub memory_large: bool,
 }
 
 pub use crate::config::FillMode;
@@ -199,7 +201,7 @@ impl Hot {
         }
         tracing::info!(adopted, dropped, used = index.used(), "hot tier index rebuilt");
         let misses = MissLog::new(s.dir.join("misses.log"), s.miss_log_max);
-        let mem = Mutex::new(mem::Mem::new(s.memory_size));
+        let mem = Mutex::new(mem::Mem::new(s.memory_size).with_large(s.memory_large));
         let inner = HotInner {
             min_free: AtomicU64::new(s.min_free),
             s,

@@ -229,7 +229,7 @@ impl ReadState {
                 Found::Ready(path, id) => match open_hot(path, k, id).await {
                     Some((_, hdr, _, head)) if head.len() as u64 == hdr.chunk_len && hdr.chunk_len <= ITEM_MAX => {
                         // The whole chunk is in hand: check it once, then keep it in memory.
-                        if !blocks_ok(&hdr, 0, &head) {
+                        if !blocks_ok(&hdr.crcs, 0, &head) {
                             self.corrupt(k, id);
                             continue;
                         }
@@ -238,6 +238,24 @@ impl ReadState {
                         return Ok(Cursor { idx, src: Source::Mem { data: head }, pin: None });
                     }
                     Some((file, hdr, hdr_len, head)) => {
+                        if self.hot.mem().begin_load(k, hdr.chunk_len) {
+                            let loaded = load_checked(file.clone(), hdr_len, &hdr).await;
+                            let mut mem = self.hot.mem();
+                            mem.end_load(k);
+                            match loaded {
+                                Some(data) => {
+                                    mem.put(k, (&self.v.bucket, &self.v.key), data.clone());
+                                    drop(mem);
+                                    self.count_hit();
+                                    return Ok(Cursor { idx, src: Source::Mem { data }, pin: None });
+                                }
+                                None => {
+                                    drop(mem);
+                                    self.corrupt(k, id);
+                                    continue;
+                                }
+                            }
+                        }
                         self.count_hit();
                         let hdr = Arc::new(hdr);
                         return Ok(Cursor { idx, src: Source::Hot { file, hdr, hdr_len, head }, pin: Some(pin) });
@@ -291,7 +309,7 @@ impl ReadState {
                 if !from_head || bstart + blen >= head.len() as u64 {
                     *head = Bytes::new();
                 }
-                if data.len() as u64 != blen || !blocks_ok(hdr, bstart, &data) {
+                if data.len() as u64 != blen || !blocks_ok(&hdr.crcs, bstart, &data) {
                     let (k, id) = ((self.vh, cur.idx), cur.pin.as_ref().map_or(0, |p| p.id));
                     self.cur = None;
                     self.corrupt(k, id);
@@ -381,11 +399,25 @@ impl ReadState {
     }
 }
 
-/// Whether `data`, starting at data offset `start` (a block boundary), matches the
-/// header's CRC of every block it covers.
-fn blocks_ok(hdr: &ChunkHeader, start: u64, data: &[u8]) -> bool {
+/// Whether `data`, starting at data offset `start` (a block boundary), matches the CRC
+/// (from its chunk's header) of every block it covers.
+fn blocks_ok(crcs: &[u32], start: u64, data: &[u8]) -> bool {
     let first = usize::try_from(start / STEP).unwrap_or(usize::MAX);
-    data.chunks(STEP as usize).enumerate().all(|(i, b)| hdr.crcs.get(first + i) == Some(&crc32fast::hash(b)))
+    data.chunks(STEP as usize).enumerate().all(|(i, b)| crcs.get(first + i) == Some(&crc32fast::hash(b)))
+}
+
+/// The whole data of a hot chunk file whose data starts at `at`, read in one go and
+/// checked block by block on the blocking pool; `None` if it cannot be read or a block
+/// fails its check.
+async fn load_checked(file: Arc<File>, at: u64, hdr: &ChunkHeader) -> Option<Bytes> {
+    let (len, crcs) = (hdr.chunk_len, hdr.crcs.clone());
+    tokio::task::spawn_blocking(move || {
+        let data = pread_exact(&file, at, len).ok()?;
+        (data.len() as u64 == len && blocks_ok(&crcs, 0, &data)).then_some(data)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 async fn read_at(file: Arc<File>, at: u64, len: u64) -> Result<Bytes> {
