@@ -342,6 +342,19 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The headers of an answer, sorted, but those in `per_answer` (which change between two
+/// answers of one version: `date`, a request id, a cache marker).
+pub fn stable_headers(r: &reqwest::Response, per_answer: &[&str]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = r
+        .headers()
+        .iter()
+        .filter(|(n, _)| !per_answer.contains(&n.as_str()))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn quoted_md5(b: &[u8]) -> String {
     format!("\"{}\"", hex::encode(md5::Md5::digest(b)))
 }

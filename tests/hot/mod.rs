@@ -36,6 +36,15 @@ fn body(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed).collect()
 }
 
+/// Flips a byte near the end of one hot file (in its data, past the header).
+fn damage_one_file(h: &Harness) {
+    let file = hot_files(h).pop().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+}
+
 fn hot_files(h: &Harness) -> Vec<PathBuf> {
     let mut out = vec![];
     let Ok(dirs) = std::fs::read_dir(h.dir.path().join("data/hot/data")) else { return out };
@@ -203,11 +212,7 @@ async fn corrupt_hot_file_is_never_served() {
     let data = body(50_000, 9);
     h.put("cor", "x", &data).await;
     assert!(h.get("cor", "x").await == data);
-    let file = hot_files(&h).pop().unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() - 1000;
-    bytes[at] ^= 0xff;
-    std::fs::write(&file, bytes).unwrap();
+    damage_one_file(&h);
     assert!(h.get("cor", "x").await == data, "a corrupt hot file was served");
     assert_eq!(p.reads(), 2, "the damaged chunk is fetched again");
     assert_eq!(h.hot_stats().corrupt, 1);
@@ -393,11 +398,7 @@ async fn large_chunks_enter_memory_on_their_second_read_and_only_checked() {
 
     // Damage one chunk's file: the read that would load it finds the damage, serves the
     // chunk fetched again, and loads the other two.
-    let file = hot_files(&h).pop().unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() - 1000;
-    bytes[at] ^= 0xff;
-    std::fs::write(&file, bytes).unwrap();
+    damage_one_file(&h);
     assert!(h.get("big", "v").await == data, "a damaged chunk was served");
     assert_eq!((h.hot_stats().corrupt, p.reads()), (1, fetched + 1), "the damaged chunk is fetched again");
     assert_eq!(h.hot_stats().memory_bytes, 2 << 20, "the two sound chunks are in memory");
