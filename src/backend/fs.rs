@@ -26,7 +26,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The longest absolute path the kernel takes (Linux's PATH_MAX, less its NUL).
 const PATH_MAX: usize = 4095;
@@ -46,6 +46,30 @@ struct Shared {
 }
 
 /// The disk store of one `[backends.*]` entry of type `fs`.
+/// The entries of `dir` with UTF-8 names and their metadata (following links, as a
+/// stat does); entries that vanish meanwhile are skipped.
+fn entries_of(dir: &Path) -> std::io::Result<Vec<(String, std::fs::Metadata)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        match std::fs::metadata(entry.path()) {
+            Ok(m) => found.push((name, m)),
+            Err(e) if e.kind() == Io::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
+/// A file opened for a read: small reads are done at once.
+enum Opened {
+    /// The bytes asked for.
+    Whole(Bytes),
+    /// The file, at the offset to start at, and the length to read.
+    File(std::fs::File, u64),
+}
+
 pub(super) struct FsStore {
     shared: Arc<Shared>,
     cap: Capability,
@@ -88,12 +112,20 @@ impl Shared {
     }
 
     /// The file that holds `path` now, if any: the target itself, or the [`SELF_NAME`]
-    /// file inside it when it is a directory.
-    async fn locate(&self, path: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
+    /// file inside it when it is a directory. One trip to the blocking pool.
+    async fn locate(self: &Arc<Self>, path: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
+        let (me, p) = (self.clone(), path.to_owned());
+        tokio::task::spawn_blocking(move || me.locate_now(&p))
+            .await
+            .map_err(|e| Error::internal("fs locate task", e))?
+    }
+
+    /// [`Shared::locate`], blocking.
+    fn locate_now(&self, path: &str) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
         let target = self.target(path);
         let inside = target.join(SELF_NAME);
         for candidate in [target, inside] {
-            match tokio::fs::metadata(&candidate).await {
+            match std::fs::metadata(&candidate) {
                 Ok(m) if m.is_file() => return Ok(Some((candidate, m))),
                 Ok(_) => continue,
                 Err(e) if matches!(e.kind(), Io::NotFound | Io::NotADirectory) => return Ok(None),
@@ -101,6 +133,29 @@ impl Shared {
             }
         }
         Ok(None)
+    }
+
+    /// Opens `path` for reading `range` (whole when `None`), blocking: a small read is
+    /// done at once, so reading a small object is one trip to the blocking pool instead
+    /// of one per open, seek and read.
+    fn open_now(&self, path: &str, range: Option<Range<u64>>) -> Result<Opened> {
+        let not_found = || Error::new(ErrorKind::NotFound, format!("backend {}: no {path:?}", self.name));
+        let (file, meta) = self.locate_now(path)?.ok_or_else(not_found)?;
+        let f = std::fs::File::open(&file).map_err(|e| self.err("open", path, e))?;
+        let size = meta.len();
+        let r = range.unwrap_or(0..size);
+        if r.start > size || r.start > r.end {
+            return Err(Error::new(ErrorKind::InvalidRange, format!("{r:?} of a {size}-byte object")));
+        }
+        let len = r.end.min(size) - r.start;
+        if len <= READ_CHUNK as u64 {
+            let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut buf, r.start).map_err(|e| self.err("read", path, e))?;
+            return Ok(Opened::Whole(Bytes::from(buf)));
+        }
+        let mut f = f;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(r.start)).map_err(|e| self.err("seek", path, e))?;
+        Ok(Opened::File(f, len))
     }
 
     /// Moves the staged file `tmp` to where `path` lives; returns the directory it went
@@ -321,16 +376,16 @@ impl Backend for FsStore {
     }
 
     async fn read(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let not_found = || Error::new(ErrorKind::NotFound, format!("backend {}: no {path:?}", self.shared.name));
-        let (file, meta) = self.shared.locate(path).await?.ok_or_else(not_found)?;
-        let mut f = tokio::fs::File::open(&file).await.map_err(|e| self.shared.err("open", path, e))?;
-        let size = meta.len();
-        let r = range.unwrap_or(0..size);
-        if r.start > size || r.start > r.end {
-            return Err(Error::new(ErrorKind::InvalidRange, format!("{r:?} of a {size}-byte object")));
-        }
-        f.seek(std::io::SeekFrom::Start(r.start)).await.map_err(|e| self.shared.err("seek", path, e))?;
-        let body = f.take(r.end.min(size) - r.start);
+        let (shared, p) = (self.shared.clone(), path.to_owned());
+        let opened = tokio::task::spawn_blocking(move || shared.open_now(&p, range))
+            .await
+            .map_err(|e| Error::internal("fs read task", e))??;
+        let (f, len) = match opened {
+            Opened::Whole(b) if b.is_empty() => return Ok(futures::stream::empty().boxed()),
+            Opened::Whole(b) => return Ok(futures::stream::once(async move { Ok(b) }).boxed()),
+            Opened::File(f, len) => (tokio::fs::File::from_std(f), len),
+        };
+        let body = f.take(len);
         let (shared, p) = (self.shared.clone(), path.to_owned());
         let stream = tokio_util::io::ReaderStream::with_capacity(body, READ_CHUNK);
         Ok(stream.map(move |r| r.map_err(|e| shared.err("read", &p, e))).boxed())
@@ -413,21 +468,17 @@ impl ListState {
     /// Reads one directory: its files that are objects under the prefix go to `ready`,
     /// its directories onto the stack.
     async fn read_dir(&mut self, walk: Walk) -> Result<()> {
-        let mut rd = match tokio::fs::read_dir(&walk.dir).await {
-            Ok(rd) => rd,
+        // The whole directory in one trip to the blocking pool (it is sorted whole anyway),
+        // not one per entry and per stat.
+        let dir = walk.dir.clone();
+        let listed = tokio::task::spawn_blocking(move || entries_of(&dir))
+            .await
+            .map_err(|e| Error::internal("fs list task", e))?;
+        let mut found = match listed {
+            Ok(found) => found,
             Err(e) if matches!(e.kind(), Io::NotFound | Io::NotADirectory) => return Ok(()),
             Err(e) => return Err(self.shared.err("list", &self.prefix, e)),
         };
-        let mut found = Vec::new();
-        while let Some(entry) = rd.next_entry().await.map_err(|e| self.shared.err("list", &self.prefix, e))? {
-            let Ok(name) = entry.file_name().into_string() else { continue };
-            let meta = match tokio::fs::metadata(entry.path()).await {
-                Ok(m) => m,
-                Err(e) if e.kind() == Io::NotFound => continue,
-                Err(e) => return Err(self.shared.err("list", &self.prefix, e)),
-            };
-            found.push((name, meta));
-        }
         found.sort_by(|a, b| b.0.cmp(&a.0));
         for (name, meta) in found {
             let mut names = walk.names.clone();
