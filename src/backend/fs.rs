@@ -45,7 +45,6 @@ struct Shared {
     deferred: bool,
 }
 
-/// The disk store of one `[backends.*]` entry of type `fs`.
 /// The entries of `dir` with UTF-8 names and their metadata (following links, as a
 /// stat does); entries that vanish meanwhile are skipped.
 fn entries_of(dir: &Path) -> std::io::Result<Vec<(String, std::fs::Metadata)>> {
@@ -70,6 +69,7 @@ enum Opened {
     File(std::fs::File, u64),
 }
 
+/// The disk store of one `[backends.*]` entry of type `fs`.
 pub(super) struct FsStore {
     shared: Arc<Shared>,
     cap: Capability,

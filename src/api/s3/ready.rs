@@ -65,11 +65,11 @@ impl Head {
     }
 }
 
-/// A signing key and what it was derived from.
+/// A signing key and what it was derived from (the region is always this node's: a
+/// request for another is declined before).
 struct Signing {
     secret: String,
     day: String,
-    region: String,
     key: hmac::Key,
 }
 
@@ -214,9 +214,9 @@ impl Answers {
     /// The signing key of `secret` for the day and region of `sig`, kept once derived.
     fn signing_key(&self, sig: &Signed<'_>, secret: &str) -> hmac::Key {
         let mut cache = self.signing.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = cache.get(sig.key_id).and_then(|v| {
-            v.iter().find(|s| s.secret == secret && s.day == sig.day && s.region == sig.region).map(|s| s.key.clone())
-        });
+        let kept = cache
+            .get(sig.key_id)
+            .and_then(|v| v.iter().find(|s| s.secret == secret && s.day == sig.day).map(|s| s.key.clone()));
         if let Some(k) = kept {
             return k;
         }
@@ -227,16 +227,11 @@ impl Answers {
         let entries = cache.entry(sig.key_id.to_owned()).or_default();
         // Another day's keys are not needed again; two secrets are valid at most (a
         // rotation's grace period), so a third entry is a secret no longer in use.
-        entries.retain(|s| s.day == sig.day && s.region == sig.region);
+        entries.retain(|s| s.day == sig.day);
         if entries.len() >= 2 {
             entries.remove(0);
         }
-        entries.push(Signing {
-            secret: secret.to_owned(),
-            day: sig.day.to_owned(),
-            region: sig.region.to_owned(),
-            key: key.clone(),
-        });
+        entries.push(Signing { secret: secret.to_owned(), day: sig.day.to_owned(), key: key.clone() });
         key
     }
 }

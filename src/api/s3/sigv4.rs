@@ -68,7 +68,7 @@ fn from_header<'a>(auth: &'a str, headers: &'a HeaderMap, query: Option<&str>) -
             return None;
         }
     }
-    let (key_id, day, region) = scope(credential?)?;
+    let (key_id, day, region) = scope(credential?, "/")?;
     let amz_date = headers.get("x-amz-date")?.to_str().ok()?;
     let payload = headers.get("x-amz-content-sha256")?.to_str().ok()?;
     // A GET has no body: its payload is the empty string's hash or unsigned.
@@ -103,7 +103,7 @@ fn from_query(query: &str) -> Option<Signed<'_>> {
         }
     }
     (algorithm? == "AWS4-HMAC-SHA256").then_some(())?;
-    let (key_id, day, region) = credential_parts(credential?)?;
+    let (key_id, day, region) = scope(credential?, "%2F")?;
     let plain = |v: &str| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let (amz_date, signature, signed_headers) = (amz_date?, signature?, decode(signed_headers?)?);
     (plain(amz_date) && plain(signature)).then_some(())?;
@@ -119,23 +119,16 @@ fn from_query(query: &str) -> Option<Signed<'_>> {
     })
 }
 
-/// `X-Amz-Credential`'s key id, day and region, as sent: `%2F` between them, and nothing
-/// else escaped (so they are borrowed from the request).
-fn credential_parts(raw: &str) -> Option<(&str, &str, &str)> {
-    let mut it = raw.split("%2F");
+/// `KEY<sep>YYYYMMDD<sep>REGION<sep>s3<sep>aws4_request` → (key, day, region): `/` in a
+/// header, `%2F` in a query (where nothing else may be escaped, so the parts are borrowed
+/// from the request as sent).
+fn scope<'a>(credential: &'a str, sep: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    let mut it = credential.split(sep);
     let (key_id, day, region) = (it.next()?, it.next()?, it.next()?);
     (it.next()? == "s3" && it.next()? == "aws4_request" && it.next().is_none()).then_some(())?;
     let plain = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
     (plain(key_id) && day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()) && plain(region))
         .then_some((key_id, day, region))
-}
-
-/// `KEY/YYYYMMDD/REGION/s3/aws4_request` → (key, day, region).
-fn scope(credential: &str) -> Option<(&str, &str, &str)> {
-    let mut it = credential.split('/');
-    let (key_id, day, region) = (it.next()?, it.next()?, it.next()?);
-    (it.next()? == "s3" && it.next()? == "aws4_request" && it.next().is_none()).then_some(())?;
-    (day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit())).then_some((key_id, day, region))
 }
 
 impl Signed<'_> {

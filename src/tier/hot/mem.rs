@@ -62,7 +62,7 @@ impl Mem {
     /// load it into memory now: large chunks are on, it fits, it was read once before, and
     /// nobody is loading it. `true` marks it loading until [`Mem::end_load`].
     pub fn begin_load(&mut self, k: ChunkKey, n: u64) -> bool {
-        if !self.large || n > self.max / 4 || self.items.contains_key(&k) || self.loading.contains(&k) {
+        if !self.large || n > self.largest() || self.items.contains_key(&k) || self.loading.contains(&k) {
             return false;
         }
         if !self.seen.0.remove(&k) {
@@ -76,6 +76,12 @@ impl Mem {
             return false;
         }
         self.loading.insert(k)
+    }
+
+    /// The largest chunk kept: a quarter of the tier with large chunks on, else
+    /// [`ITEM_MAX`].
+    fn largest(&self) -> u64 {
+        if self.large { self.max / 4 } else { ITEM_MAX }
     }
 
     /// Ends a load that [`Mem::begin_load`] allowed (the reader `put` the bytes, or gave
@@ -94,8 +100,7 @@ impl Mem {
     /// Keeps verified chunk bytes, evicting others as needed.
     pub fn put(&mut self, k: ChunkKey, (bucket, key): (&str, &str), data: Bytes) {
         let n = data.len() as u64;
-        let cap = if self.large { (self.max / 4).max(ITEM_MAX) } else { ITEM_MAX };
-        if n > cap || n > self.max || self.items.contains_key(&k) {
+        if n > self.largest().max(ITEM_MAX) || n > self.max || self.items.contains_key(&k) {
             return;
         }
         while self.used + n > self.max {
