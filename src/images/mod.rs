@@ -84,6 +84,11 @@ pub struct Derivative {
 /// no key or ETag strata stores contains).
 type Name = String;
 
+/// The [`Name`] of derivative `tag` of `rec`.
+fn name_of(rec: &ObjectRecord, tag: &str) -> Name {
+    [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), tag].join("\0")
+}
+
 type Flight = Arc<OnceCell<Result<Bytes, ImageError>>>;
 
 /// The derivative service.
@@ -111,6 +116,7 @@ struct Counts {
     renders: AtomicU64,
     render_micros: AtomicU64,
     hits: AtomicU64,
+    ready: AtomicU64,
     saved: AtomicU64,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -124,6 +130,9 @@ pub struct ImagesStats {
     pub mean_render_ms: f64,
     /// Derivatives served from the hot tier.
     pub hits: u64,
+    /// Of those, the ones answered ready: from the memory tier with heads made before,
+    /// not through the render path (`api::web`'s fast path).
+    pub ready_hits: u64,
     /// Bytes of originals not sent.
     pub bytes_saved: u64,
     /// Refused requests by reason.
@@ -166,6 +175,7 @@ impl Images {
             renders,
             mean_render_ms: c.render_micros.load(Relaxed) as f64 / 1000.0 / renders.max(1) as f64,
             hits: c.hits.load(Relaxed),
+            ready_hits: c.ready.load(Relaxed),
             bytes_saved: c.saved.load(Relaxed),
             rejections: rejections.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         }
@@ -174,11 +184,9 @@ impl Images {
     /// Derivative `r` (whose [`Resolved::tag`] is `tag`) of the version `rec` names: from
     /// the hot tier, or rendered once for every request that asks meanwhile.
     pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved, tag: &str) -> Result<Derivative, ImageError> {
-        let name = [rec.bucket.as_str(), &rec.key, &rec.etag, &rec.last_modified_ms.to_string(), tag].join("\0");
+        let name = name_of(rec, tag);
         if let Some(bytes) = self.cached(rec, tag, &name).await {
-            ::metrics::counter!("strata_image_hits_total").increment(1);
-            self.inner.counts.hits.fetch_add(1, Relaxed);
-            self.saved(rec, bytes.len());
+            self.hit(rec.size, bytes.len(), false);
             return Ok(Derivative { bytes, hit: true });
         }
         let flight = {
@@ -193,8 +201,28 @@ impl Images {
             }
         }
         let bytes = out?;
-        self.saved(rec, bytes.len());
+        self.saved(rec.size, bytes.len());
         Ok(Derivative { bytes, hit: false })
+    }
+
+    /// The length of derivative `tag` of the version `rec` names, when this node has kept
+    /// it in the hot tier (it may have been evicted since): what a ready answer needs to
+    /// name its bytes (`Tier::derived_hash`).
+    pub fn kept_len(&self, rec: &ObjectRecord, tag: &str) -> Option<u64> {
+        self.inner.sizes.get(&name_of(rec, tag))
+    }
+
+    /// Counts a derivative of `len` bytes, of an original of `original` bytes, served from
+    /// the hot tier (`ready`: by the fast path): the metrics and the status page's hits
+    /// and bytes saved.
+    pub fn hit(&self, original: u64, len: usize, ready: bool) {
+        static HITS: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+        HITS.get_or_init(|| ::metrics::counter!("strata_image_hits_total")).increment(1);
+        self.inner.counts.hits.fetch_add(1, Relaxed);
+        if ready {
+            self.inner.counts.ready.fetch_add(1, Relaxed);
+        }
+        self.saved(original, len);
     }
 
     /// The derivative from the hot tier, if its size is known and it is all there.
@@ -284,9 +312,10 @@ impl Images {
 
 impl Images {
     /// Counts the bytes a derivative saved against sending the original.
-    fn saved(&self, rec: &ObjectRecord, len: usize) {
-        let n = rec.size.saturating_sub(len as u64);
-        ::metrics::counter!("strata_image_bytes_saved_total").increment(n);
+    fn saved(&self, original: u64, len: usize) {
+        static SAVED: std::sync::OnceLock<::metrics::Counter> = std::sync::OnceLock::new();
+        let n = original.saturating_sub(len as u64);
+        SAVED.get_or_init(|| ::metrics::counter!("strata_image_bytes_saved_total")).increment(n);
         self.inner.counts.saved.fetch_add(n, Relaxed);
     }
 }

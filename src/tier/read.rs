@@ -195,6 +195,23 @@ impl Tier {
         key: &str,
         accept: impl FnOnce(&ObjectRecord) -> Option<(T, Option<u128>)>,
     ) -> Result<Option<(T, Option<bytes::Bytes>)>> {
+        let Some((hot, rec)) = self.ready_row(bucket, key).await? else { return Ok(None) };
+        if !hot.fits_in_memory(rec.size) {
+            return Ok(None);
+        }
+        match accept(&rec) {
+            None => Ok(None),
+            Some((t, None)) => Ok(Some((t, None))),
+            Some((t, Some(vh))) => Ok(hot.whole_in_memory_hashed(vh, rec.size).map(|data| (t, Some(data)))),
+        }
+    }
+
+    /// This node's hot tier and the current row of `bucket`/`key` (from the row cache that
+    /// [`Tier::get`] reads), when a ready answer may come from the memory tier at all:
+    /// what [`Tier::get_small_hot`] and [`Tier::get_derived_hot`] check first. `None`: the
+    /// full path decides (no row, a staged version, no hot tier for the bucket, chunks
+    /// owned across nodes, revalidation against the store).
+    pub(super) async fn ready_row(&self, bucket: &str, key: &str) -> Result<Option<(&Hot, Arc<ObjectRecord>)>> {
         if self.inner.shared_hot || self.inner.revalidate_after.is_some() {
             return Ok(None);
         }
@@ -205,14 +222,7 @@ impl Tier {
             return Ok(None);
         }
         let Some(rec) = self.inner.catalog.get_object_shared(bucket, key).await? else { return Ok(None) };
-        if rec.staging.is_some() || !hot.fits_in_memory(rec.size) {
-            return Ok(None);
-        }
-        match accept(&rec) {
-            None => Ok(None),
-            Some((t, None)) => Ok(Some((t, None))),
-            Some((t, Some(vh))) => Ok(hot.whole_in_memory_hashed(vh, rec.size).map(|data| (t, Some(data)))),
-        }
+        Ok(rec.staging.is_none().then_some((hot, rec)))
     }
 
     /// Drops hot copies of `bucket`/`key` other than `keep` (called before a write is

@@ -6,6 +6,7 @@
 //! headless Chromium.
 
 mod browser;
+mod ready;
 
 use crate::harness::{Cold, Harness, Opts};
 use crate::hot::probe::{Faults, Probe};

@@ -10,7 +10,8 @@
 //! its 304 here too, from the row alone, as the full path gives it. Whatever the fast
 //! path does not handle (a query, a range, another conditional, a coding that depends on
 //! `Accept-Encoding`, a redirect, a miss) falls through to the full path. It must not
-//! read stores or the catalog itself.
+//! read stores or the catalog itself. Derivatives (`?im=`) have a fast path of their own,
+//! in `image.rs`, built the same way.
 
 use super::serve::{Grant, Plan, finish};
 use super::{Body, Web};
@@ -53,19 +54,24 @@ impl Head {
     }
 }
 
-/// The heads of the ready answers, by object.
-pub(super) struct Heads(quick_cache::sync::Cache<(String, String), Arc<Head>>);
+/// The heads of the ready answers: of originals by object, of derivatives by object and
+/// tag (`image.rs`).
+pub(super) struct Heads {
+    objects: quick_cache::sync::Cache<(String, String), Arc<Head>>,
+    pub(super) derived: quick_cache::sync::Cache<(String, String, String), Arc<super::image::DerivedHead>>,
+}
 
 impl Heads {
     /// Forgets every head (the web settings changed).
     pub(super) fn clear(&self) {
-        self.0.clear();
+        self.objects.clear();
+        self.derived.clear();
     }
 }
 
 impl Default for Heads {
     fn default() -> Self {
-        Self(quick_cache::sync::Cache::new(MAX_HEADS))
+        Self { objects: quick_cache::sync::Cache::new(MAX_HEADS), derived: quick_cache::sync::Cache::new(MAX_HEADS) }
     }
 }
 
@@ -73,9 +79,14 @@ impl Web {
     /// The ready answer to `req`, when the fast path applies; `None` sends it down the
     /// full path (which also answers every error).
     pub(super) async fn ready<B>(&self, req: &Request<B>, t: &Target, grant: &Grant) -> Option<Response<Body>> {
-        if req.method() != Method::GET
-            || req.uri().query().is_some()
-            || grant.download.is_some()
+        if req.method() != Method::GET {
+            return None;
+        }
+        if let Some(query) = req.uri().query() {
+            // A derivative (`?im=`), or a signed link the full path serves.
+            return self.ready_derivative(self.images.as_ref()?, req, t, grant, query).await;
+        }
+        if grant.download.is_some()
             || DECLINE.iter().any(|n| req.headers().contains_key(n))
             || self.policy.serve_mode(&t.bucket) != ServeMode::Proxy
         {
@@ -118,11 +129,11 @@ impl Web {
     /// The ready heads of `rec` under `grant`, kept per version.
     fn head(&self, rec: &ObjectRecord, grant: &Grant, t: &Target) -> Arc<Head> {
         let cc = grant.cache_control.as_deref().or(rec.headers.cache_control.as_deref()).or(grant.fallback.as_deref());
-        match self.heads.0.get(&ObjectRef(&t.bucket, &t.key)) {
+        match self.heads.objects.get(&ObjectRef(&t.bucket, &t.key)) {
             Some(head) if head.fits(rec, cc) => head,
             _ => {
                 let head = Arc::new(self.head_of(rec, cc, grant, t));
-                self.heads.0.insert((t.bucket.clone(), t.key.clone()), head.clone());
+                self.heads.objects.insert((t.bucket.clone(), t.key.clone()), head.clone());
                 head
             }
         }
