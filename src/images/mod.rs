@@ -18,7 +18,7 @@ pub use warm::{WarmPlan, WarmStats};
 use crate::catalog::ObjectRecord;
 use crate::config::ImagesConfig;
 use crate::error::{Error, ErrorKind};
-use crate::tier::Tier;
+use crate::tier::{HotUse, Tier};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use options::Resolved;
@@ -184,6 +184,19 @@ impl Images {
     /// Derivative `r` (whose [`Resolved::tag`] is `tag`) of the version `rec` names: from
     /// the hot tier, or rendered once for every request that asks meanwhile.
     pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved, tag: &str) -> Result<Derivative, ImageError> {
+        self.derivative_as(rec, r, tag, HotUse::Fill).await
+    }
+
+    /// [`Images::derivative`], reading the original (when it must be rendered) with the
+    /// hot tier used as `using` says. A request that joins a render under way gets that
+    /// render's bytes, however it read its original.
+    async fn derivative_as(
+        &self,
+        rec: &ObjectRecord,
+        r: &Resolved,
+        tag: &str,
+        using: HotUse,
+    ) -> Result<Derivative, ImageError> {
         let name = name_of(rec, tag);
         if let Some(bytes) = self.cached(rec, tag, &name).await {
             self.hit(rec.size, bytes.len(), false);
@@ -193,7 +206,7 @@ impl Images {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             f.entry(name.clone()).or_default().clone()
         };
-        let out = flight.get_or_init(|| self.produce(rec, r, tag, &name)).await.clone();
+        let out = flight.get_or_init(|| self.produce(rec, r, (tag, &name), using)).await.clone();
         {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             if f.get(&name).is_some_and(|g| Arc::ptr_eq(g, &flight)) {
@@ -232,13 +245,19 @@ impl Images {
     }
 
     /// Reads the original, renders it on the pool, keeps the result: the flight's work.
-    async fn produce(&self, rec: &ObjectRecord, r: &Resolved, tag: &str, name: &Name) -> Result<Bytes, ImageError> {
+    async fn produce(
+        &self,
+        rec: &ObjectRecord,
+        r: &Resolved,
+        (tag, name): (&str, &Name),
+        using: HotUse,
+    ) -> Result<Bytes, ImageError> {
         // A request that joined just after the last flight ended finds the bytes kept.
         if let Some(bytes) = self.cached(rec, tag, name).await {
             return Ok(bytes);
         }
         let cfg = &self.inner.cfg;
-        let (now, src) = self.read_original(rec).await?;
+        let (now, src) = self.read_original(rec, using).await?;
         let limits = Limits { max_source_pixels: cfg.max_source_pixels, max_output_side: cfg.max_output_side };
         let started = Instant::now();
         let deadline = started + cfg.render_timeout.0;
@@ -277,7 +296,7 @@ impl Images {
 
     /// The whole original, at most `max_source_bytes`, with the row it read: `rec`'s, or a
     /// newer one when a write landed meanwhile.
-    async fn read_original(&self, rec: &ObjectRecord) -> Result<(ObjectRecord, Bytes), ImageError> {
+    async fn read_original(&self, rec: &ObjectRecord, using: HotUse) -> Result<(ObjectRecord, Bytes), ImageError> {
         let max = self.inner.cfg.max_source_bytes.0;
         if rec.size > max {
             return Err(ImageError::SourceTooLarge(rec.size));
@@ -286,7 +305,7 @@ impl Images {
         let (now, _, mut stream) = self
             .inner
             .tier
-            .get(&rec.bucket, &rec.key, |now| {
+            .get_as(&rec.bucket, &rec.key, using, |now| {
                 if now.size > max {
                     return Err(Error::new(ErrorKind::InvalidInput, "the original grew past images.max_source_bytes"));
                 }

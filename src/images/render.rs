@@ -13,7 +13,9 @@ use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat};
+use sha2::Digest;
 use std::io::Cursor;
+use std::sync::Arc;
 
 /// The bounds of a render.
 #[derive(Debug, Clone, Copy)]
@@ -280,16 +282,37 @@ fn resize(src: Pixels, w: u32, h: u32, crop: bool) -> Result<Pixels, RenderError
 /// Converts pixels in the colour space of `icc` to sRGB. A profile that does not parse,
 /// or cannot be transformed, leaves the pixels as they are (browsers assume sRGB).
 fn to_srgb(px: &mut Pixels, icc: &[u8]) {
-    let Ok(profile) = moxcms::ColorProfile::new_from_slice(icc) else { return };
-    let srgb = moxcms::ColorProfile::new_srgb();
-    let layout = if px.alpha { moxcms::Layout::Rgba } else { moxcms::Layout::Rgb };
-    let Ok(t) = profile.create_transform_8bit(layout, &srgb, layout, moxcms::TransformOptions::default()) else {
-        return;
-    };
+    let Some(t) = transform_to_srgb(icc, px.alpha) else { return };
     let mut out = vec![0u8; px.data.len()];
     if t.transform(&px.data, &mut out).is_ok() {
         px.data = out;
     }
+}
+
+/// Profiles whose transforms are kept: a library's photographs come from few cameras and
+/// editors, so few profiles recur.
+const TRANSFORMS_KEPT: usize = 64;
+
+/// The 8-bit transform from the colour space of `icc` to sRGB (`alpha`: RGBA, else RGB),
+/// or `None` when the profile does not parse or cannot be transformed. Building one
+/// evaluates the profile's curves (about 5% of a warm's CPU when built per image), so
+/// each is built once per profile and shared: keyed by the SHA-256 of the profile's
+/// bytes, it is a pure function of them.
+fn transform_to_srgb(icc: &[u8], alpha: bool) -> Option<Arc<moxcms::Transform8BitExecutor>> {
+    type Kept = quick_cache::sync::Cache<([u8; 32], bool), Option<Arc<moxcms::Transform8BitExecutor>>>;
+    static KEPT: std::sync::OnceLock<Kept> = std::sync::OnceLock::new();
+    let kept = KEPT.get_or_init(|| Kept::new(TRANSFORMS_KEPT));
+    let key = (<[u8; 32]>::from(sha2::Sha256::digest(icc)), alpha);
+    if let Some(t) = kept.get(&key) {
+        return t;
+    }
+    let layout = if alpha { moxcms::Layout::Rgba } else { moxcms::Layout::Rgb };
+    let t = moxcms::ColorProfile::new_from_slice(icc).ok().and_then(|profile| {
+        let srgb = moxcms::ColorProfile::new_srgb();
+        profile.create_transform_8bit(layout, &srgb, layout, moxcms::TransformOptions::default()).ok()
+    });
+    kept.insert(key, t.clone());
+    t
 }
 
 /// Applies the EXIF orientation, so the output needs none.

@@ -3,7 +3,9 @@
 //!
 //! It walks the bucket's listing page by page and makes each (image, preset, format)
 //! through the same path as a request, so it shares single flight with live traffic and
-//! what it makes lands in the hot tier. A preset whose format is `auto` is warmed in both
+//! what it makes lands in the hot tier. Originals are read past the hot tier unless it
+//! holds them already ([`HotUse::IfHot`]): a warm reads each once, and must not evict the
+//! working set to keep them. A preset whose format is `auto` is warmed in both
 //! formats `Accept` can select (WebP and JPEG). Resuming is cheap: a derivative already
 //! held is a hot-tier hit, not a render, and `after` starts the walk past the last key a
 //! progress line reported as done.
@@ -12,6 +14,7 @@ use super::{ImageError, Images, options::Options};
 use crate::catalog::{ListQuery, ObjectRecord};
 use crate::config::Format;
 use crate::error::{Error, ErrorKind, Result};
+use crate::tier::HotUse;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -122,7 +125,7 @@ impl Images {
     ) -> Result<super::Derivative, ImageError> {
         let (tag, mut wait) = (r.tag(), Duration::from_millis(50));
         loop {
-            match self.derivative(rec, r, &tag).await {
+            match self.derivative_as(rec, r, &tag, HotUse::IfHot).await {
                 Err(ImageError::Busy) if wait < Duration::from_secs(5) => {
                     tokio::time::sleep(wait).await;
                     wait *= 2;

@@ -46,6 +46,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How a read uses the hot tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HotUse {
+    /// Through it: hot chunks are read, missing ones fetched once and kept (every client
+    /// read).
+    Fill,
+    /// Only when it holds the whole range already (or is filling it now); otherwise the
+    /// store is read directly and nothing is kept. For one-off readers that must not evict
+    /// the working set: warming derivatives reads every original once.
+    IfHot,
+}
+
 /// Limits the tier enforces on bodies.
 #[derive(Debug, Clone)]
 pub struct TierLimits {
@@ -345,8 +357,20 @@ impl Tier {
         key: &str,
         plan: impl Fn(&ObjectRecord) -> Result<Option<Range<u64>>>,
     ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
+        self.get_as(bucket, key, HotUse::Fill, plan).await
+    }
+
+    /// [`Tier::get`], with the hot tier used as `using` says.
+    pub async fn get_as(
+        &self,
+        bucket: &str,
+        key: &str,
+        using: HotUse,
+        plan: impl Fn(&ObjectRecord) -> Result<Option<Range<u64>>>,
+    ) -> Result<(ObjectRecord, Option<Range<u64>>, ByteStream)> {
         let b = self.plan(bucket).await?;
         let hot = self.hot_for(&b);
+        let fill = using == HotUse::Fill;
         // A write that commits between reading the row and the first byte makes a hot fill
         // refuse the stale version, and a staged version may move to the stores meanwhile
         // (NotFound in both cases): read the new row and go again.
@@ -354,14 +378,21 @@ impl Tier {
         loop {
             // Without the hot tier, the read lock keeps writers out until the store has
             // started answering: from then on the version being read is fixed.
+            // So does a read that may go past the hot tier.
             let guard = match hot {
-                None => Some(self.inner.locks.read(bucket, key).await),
-                Some(_) => None,
+                Some(_) if fill => None,
+                _ => Some(self.inner.locks.read(bucket, key).await),
             };
             // A retry reads the committed row: the cached one led to a version that is gone.
             let rec = self.record(bucket, key, attempt > 0).await?;
             let rec = if hot.is_some() { self.revalidate(&b, rec).await? } else { rec };
             let range = plan(&rec)?;
+            let hot = if fill {
+                hot
+            } else {
+                hot.filter(|_| !self.inner.shared_hot)
+                    .filter(|(h, _)| h.holds(&version_of(&rec), range.clone().unwrap_or(0..rec.size)))
+            };
             let res = match (&rec.staging, hot) {
                 (Some(id), _) => self.read_staged_or_stored(&b, &rec, id, range.clone()).await,
                 (None, Some(hot)) => self.read_hot(&b, &rec, range.clone().unwrap_or(0..rec.size), hot).await,

@@ -143,3 +143,31 @@ pub(crate) fn bomb_png(w: u32, h: u32) -> Vec<u8> {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
 }
+
+/// A colour transform is built once per profile and shared by later renders; one that
+/// cannot be used is remembered as such, and the pixels stay as they are.
+#[test]
+fn a_profile_transform_is_built_once_and_converts_like_a_fresh_one() {
+    let p3 = moxcms::ColorProfile::new_display_p3().encode().unwrap();
+    let first = transform_to_srgb(&p3, false).expect("Display P3 transforms to sRGB");
+    let again = transform_to_srgb(&p3, false).unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "the kept transform is reused");
+    let rgba = transform_to_srgb(&p3, true).unwrap();
+    assert!(!Arc::ptr_eq(&first, &rgba), "RGBA has a transform of its own");
+    // The kept transform converts exactly as one built now.
+    let srgb = moxcms::ColorProfile::new_srgb();
+    let fresh = moxcms::ColorProfile::new_from_slice(&p3)
+        .unwrap()
+        .create_transform_8bit(moxcms::Layout::Rgb, &srgb, moxcms::Layout::Rgb, moxcms::TransformOptions::default())
+        .unwrap();
+    let px = gradient(64, 8);
+    let (mut a, mut b) = (vec![0u8; px.len()], vec![0u8; px.len()]);
+    first.transform(&px, &mut a).unwrap();
+    fresh.transform(&px, &mut b).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, px, "P3 to sRGB changes saturated colours");
+    assert!(transform_to_srgb(b"not a profile", false).is_none());
+    let mut garbage = Pixels { data: px.clone(), width: 64, height: 8, alpha: false };
+    to_srgb(&mut garbage, b"not a profile");
+    assert_eq!(garbage.data, px, "an unusable profile leaves the pixels");
+}
