@@ -76,12 +76,13 @@ fn images_section(i: &ImagesStats) -> String {
     let refused: Vec<String> = i.rejections.iter().map(|(r, n)| format!("{} {n}", esc(r))).collect();
     format!(
         "<h2>Image derivatives</h2><table id=\"images\"><tr><th>rendered</th><td class=\"num\">{} (mean {:.1} ms)</td></tr>\
-         <tr><th>from the hot tier</th><td class=\"num\">{} ({} ready)</td></tr><tr><th>saved against originals</th><td class=\"num\">{}</td></tr>\
+         <tr><th>from the hot tier</th><td class=\"num\">{} ({} ready)</td></tr><tr><th>from images.store</th><td class=\"num\">{}</td></tr><tr><th>saved against originals</th><td class=\"num\">{}</td></tr>\
          <tr><th>refused</th><td>{}</td></tr></table>",
         i.renders,
         i.mean_render_ms,
         i.hits,
         i.ready_hits,
+        i.store_hits,
         bytes(i.bytes_saved),
         if refused.is_empty() { "none".to_owned() } else { refused.join(", ") }
     )

@@ -113,6 +113,9 @@ pub struct ImagesConfig {
     pub index_entries: usize,
     /// Named presets: `?im=NAME` needs no signature.
     pub presets: BTreeMap<String, Preset>,
+    /// A backend (`[backends]`) that keeps a copy of every derivative, so derivatives
+    /// outlive the hot tier (a restart, an eviction, a lost disk). Default: none.
+    pub store: Option<String>,
 }
 
 impl Default for ImagesConfig {
@@ -128,6 +131,7 @@ impl Default for ImagesConfig {
             quality: 80,
             index_entries: 100_000,
             presets: BTreeMap::new(),
+            store: None,
         }
     }
 }

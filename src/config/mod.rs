@@ -401,6 +401,9 @@ impl Config {
         self.tls.validate().map_err(|m| Error::new(ErrorKind::Config, format!("tls.{m}")))?;
         self.auth.validate().map_err(|m| Error::new(ErrorKind::Config, format!("auth.{m}")))?;
         self.images.validate().map_err(|m| Error::new(ErrorKind::Config, format!("images.{m}")))?;
+        if let Some(s) = self.images.store.as_ref().filter(|s| !self.backends.contains_key(*s)) {
+            return bad(format!("images.store: no backend named {s:?} in [backends]"));
+        }
         if self.journal.max_size.0 < self.limits.max_object_size.0 {
             // Every write is staged in the journal first, so a smaller journal would turn
             // away the largest objects even with every store healthy.

@@ -75,6 +75,10 @@ fn bad_references_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("overlaps"), "{err}");
+    let err = resolved("[images]\nstore = \"nope\"").unwrap_err().to_string();
+    assert!(err.contains("images.store") && err.contains("nope"), "{err}");
+    let ok = resolved("[images]\nstore = \"local\"").unwrap();
+    assert_eq!(ok.images.store.as_deref(), Some("local"));
 }
 
 #[test]

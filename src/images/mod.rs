@@ -117,6 +117,7 @@ struct Counts {
     render_micros: AtomicU64,
     hits: AtomicU64,
     ready: AtomicU64,
+    stored: AtomicU64,
     saved: AtomicU64,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -133,6 +134,8 @@ pub struct ImagesStats {
     /// Of those, the ones answered ready: from the memory tier with heads made before,
     /// not through the render path (`api::web`'s fast path).
     pub ready_hits: u64,
+    /// Derivatives found in `images.store` instead of being rendered again.
+    pub store_hits: u64,
     /// Bytes of originals not sent.
     pub bytes_saved: u64,
     /// Refused requests by reason.
@@ -176,6 +179,7 @@ impl Images {
             mean_render_ms: c.render_micros.load(Relaxed) as f64 / 1000.0 / renders.max(1) as f64,
             hits: c.hits.load(Relaxed),
             ready_hits: c.ready.load(Relaxed),
+            store_hits: c.stored.load(Relaxed),
             bytes_saved: c.saved.load(Relaxed),
             rejections: rejections.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         }
@@ -256,6 +260,9 @@ impl Images {
         if let Some(bytes) = self.cached(rec, tag, name).await {
             return Ok(bytes);
         }
+        if let Some(bytes) = self.stored_copy(rec, tag, name).await {
+            return Ok(bytes);
+        }
         let cfg = &self.inner.cfg;
         let (now, src) = self.read_original(rec, using).await?;
         let limits = Limits { max_source_pixels: cfg.max_source_pixels, max_output_side: cfg.max_output_side };
@@ -285,13 +292,46 @@ impl Images {
             // served to this request, never kept under the older one's name.
             return Ok(bytes);
         }
+        self.keep(rec, tag, name, &bytes).await;
+        if let Some(store) = &cfg.store {
+            // A copy that outlives the hot tier; the answer does not wait on its failure.
+            if let Err(e) = self.inner.tier.write_derived_stored(store, rec, tag, bytes.clone()).await {
+                ::metrics::counter!("strata_image_store_errors_total").increment(1);
+                tracing::warn!(store = %store, bucket = %rec.bucket, key = %rec.key, error = %e, "derivative not written to images.store");
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Keeps `bytes` in the hot tier as derivative `tag` of `rec`, and its size.
+    async fn keep(&self, rec: &ObjectRecord, tag: &str, name: &Name, bytes: &Bytes) {
         match self.inner.tier.keep_derived(rec, tag, bytes.clone()).await {
             Ok(true) => self.inner.sizes.insert(name.clone(), bytes.len() as u64),
             Ok(false) => {}
             // Not kept (the tier is full of pinned chunks, say): served all the same.
             Err(e) => tracing::debug!(error = %e, "derivative not kept in the hot tier"),
         }
-        Ok(bytes)
+    }
+
+    /// The derivative from `images.store`, when one is set and holds it (then it is kept
+    /// in the hot tier too, so the next request is a hit). A store that fails is logged
+    /// and the derivative rendered again.
+    async fn stored_copy(&self, rec: &ObjectRecord, tag: &str, name: &Name) -> Option<Bytes> {
+        let store = self.inner.cfg.store.as_ref()?;
+        match self.inner.tier.read_derived_stored(store, rec, tag).await {
+            Ok(Some(bytes)) if !bytes.is_empty() => {
+                ::metrics::counter!("strata_image_store_hits_total").increment(1);
+                self.inner.counts.stored.fetch_add(1, Relaxed);
+                self.keep(rec, tag, name, &bytes).await;
+                Some(bytes)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                ::metrics::counter!("strata_image_store_errors_total").increment(1);
+                tracing::warn!(store = %store, bucket = %rec.bucket, key = %rec.key, error = %e, "images.store unreadable; rendering");
+                None
+            }
+        }
     }
 
     /// The whole original, at most `max_source_bytes`, with the row it read: `rec`'s, or a

@@ -8,6 +8,10 @@
 //! is acknowledged drops its derivatives with them. A node that reads a newer row asks
 //! for a newer version's derivative, so none is served stale on any node.
 //!
+//! A copy can also be kept in a store (`images.store`, `stored_path`), so derivatives
+//! outlive the hot tier; its path names the original's version as the hot tier's name
+//! does.
+//!
 //! This file knows nothing of images: what the bytes are, and who makes them, is
 //! `crate::images`'s.
 
@@ -28,6 +32,20 @@ fn derived_version(rec: &ObjectRecord, tag: &str, len: u64) -> Version {
     v.etag = format!("{}|derived|{tag}", rec.etag);
     v.size = len;
     v
+}
+
+/// Where a store keeps derivative `tag` of `rec`: under `.strata-derivatives/`, by
+/// bucket, then a digest of the key, the original's version and the tag, so any key and
+/// tag make a short path every store takes, and a new version never finds an old copy.
+/// Bucket names cannot start with a dot, so the prefix meets no bucket's default one.
+fn stored_path(rec: &ObjectRecord, tag: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for part in [rec.key.as_str(), &rec.etag, &rec.last_modified_ms.to_string(), tag] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!(".strata-derivatives/{}/{}", rec.bucket, hex::encode(h.finalize()))
 }
 
 impl Tier {
@@ -86,6 +104,36 @@ impl Tier {
             }
             Some(_) => Ok(None),
         }
+    }
+
+    /// Derivative `tag` of `rec` from `store` (`images.store`), or `None` when the store
+    /// has no copy of it (never made, or made for another version: the path names the
+    /// version).
+    pub async fn read_derived_stored(&self, store: &str, rec: &ObjectRecord, tag: &str) -> Result<Option<Bytes>> {
+        let b = self.backend(store)?;
+        let mut s = match b.read(&stored_path(rec, tag), None).await {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = BytesMut::new();
+        while let Some(chunk) = s.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(Some(out.freeze()))
+    }
+
+    /// Writes derivative `tag` of `rec` to `store` (`images.store`), whole or not at all
+    /// (the store's writer commits it at once). Idempotent: the same version and tag make
+    /// the same bytes under the same path.
+    pub async fn write_derived_stored(&self, store: &str, rec: &ObjectRecord, tag: &str, bytes: Bytes) -> Result<()> {
+        let b = self.backend(store)?;
+        let mut w = b.writer(&stored_path(rec, tag), &crate::backend::WriteOptions::default()).await?;
+        if let Err(e) = w.write(bytes).await {
+            super::abort_quietly(w).await;
+            return Err(e);
+        }
+        w.commit().await
     }
 
     /// Keeps `bytes` as derivative `tag` of `rec` in the hot tier; `false` when there is

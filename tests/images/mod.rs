@@ -7,6 +7,7 @@
 
 mod browser;
 mod ready;
+mod store;
 
 use crate::harness::{Cold, Harness, Opts};
 use crate::hot::probe::{Faults, Probe};
