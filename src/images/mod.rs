@@ -91,6 +91,19 @@ fn name_of(rec: &ObjectRecord, tag: &str) -> Name {
 
 type Flight = Arc<OnceCell<Result<Bytes, ImageError>>>;
 
+/// An original read once for several renders (a warm's presets of one image), with the
+/// row it was read at.
+type SharedOriginal = OnceCell<Result<(ObjectRecord, Bytes), ImageError>>;
+
+/// How a render gets its original.
+#[derive(Clone, Copy)]
+enum Original<'a> {
+    /// Read for this render, using the hot tier so.
+    Read(HotUse),
+    /// From the cell, read into it (so) by the first render that needs it.
+    Shared(&'a SharedOriginal, HotUse),
+}
+
 /// The derivative service.
 #[derive(Clone)]
 pub struct Images {
@@ -188,18 +201,18 @@ impl Images {
     /// Derivative `r` (whose [`Resolved::tag`] is `tag`) of the version `rec` names: from
     /// the hot tier, or rendered once for every request that asks meanwhile.
     pub async fn derivative(&self, rec: &ObjectRecord, r: &Resolved, tag: &str) -> Result<Derivative, ImageError> {
-        self.derivative_as(rec, r, tag, HotUse::Fill).await
+        self.derivative_as(rec, r, tag, Original::Read(HotUse::Fill)).await
     }
 
-    /// [`Images::derivative`], reading the original (when it must be rendered) with the
-    /// hot tier used as `using` says. A request that joins a render under way gets that
-    /// render's bytes, however it read its original.
+    /// [`Images::derivative`], reading the original (when it must be rendered) as
+    /// `original` says. A request that joins a render under way gets that render's bytes,
+    /// however it read its original.
     async fn derivative_as(
         &self,
         rec: &ObjectRecord,
         r: &Resolved,
         tag: &str,
-        using: HotUse,
+        original: Original<'_>,
     ) -> Result<Derivative, ImageError> {
         let name = name_of(rec, tag);
         if let Some(bytes) = self.cached(rec, tag, &name).await {
@@ -210,7 +223,7 @@ impl Images {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             f.entry(name.clone()).or_default().clone()
         };
-        let out = flight.get_or_init(|| self.produce(rec, r, (tag, &name), using)).await.clone();
+        let out = flight.get_or_init(|| self.produce(rec, r, (tag, &name), original)).await.clone();
         {
             let mut f = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             if f.get(&name).is_some_and(|g| Arc::ptr_eq(g, &flight)) {
@@ -254,7 +267,7 @@ impl Images {
         rec: &ObjectRecord,
         r: &Resolved,
         (tag, name): (&str, &Name),
-        using: HotUse,
+        original: Original<'_>,
     ) -> Result<Bytes, ImageError> {
         // A request that joined just after the last flight ended finds the bytes kept.
         if let Some(bytes) = self.cached(rec, tag, name).await {
@@ -264,7 +277,10 @@ impl Images {
             return Ok(bytes);
         }
         let cfg = &self.inner.cfg;
-        let (now, src) = self.read_original(rec, using).await?;
+        let (now, src) = match original {
+            Original::Read(using) => self.read_original(rec, using).await?,
+            Original::Shared(cell, using) => cell.get_or_init(|| self.read_original(rec, using)).await.clone()?,
+        };
         let limits = Limits { max_source_pixels: cfg.max_source_pixels, max_output_side: cfg.max_output_side };
         let started = Instant::now();
         let deadline = started + cfg.render_timeout.0;

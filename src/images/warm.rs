@@ -4,13 +4,13 @@
 //! It walks the bucket's listing page by page and makes each (image, preset, format)
 //! through the same path as a request, so it shares single flight with live traffic and
 //! what it makes lands in the hot tier. Originals are read past the hot tier unless it
-//! holds them already ([`HotUse::IfHot`]): a warm reads each once, and must not evict the
-//! working set to keep them. A preset whose format is `auto` is warmed in both
+//! holds them already ([`HotUse::IfHot`]), once per image for all its presets: a warm
+//! must not evict the working set to keep them. A preset whose format is `auto` is warmed in both
 //! formats `Accept` can select (WebP and JPEG). Resuming is cheap: a derivative already
 //! held is a hot-tier hit, not a render, and `after` starts the walk past the last key a
 //! progress line reported as done.
 
-use super::{ImageError, Images, options::Options};
+use super::{ImageError, Images, Original, SharedOriginal, options::Options};
 use crate::catalog::{ListQuery, ObjectRecord};
 use crate::config::Format;
 use crate::error::{Error, ErrorKind, Result};
@@ -18,6 +18,7 @@ use crate::tier::HotUse;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to warm.
@@ -87,13 +88,19 @@ impl Images {
             stats.skipped += (page.objects.len() - images.len()) as u64;
             stats.images += images.len() as u64;
             // Each job owns what it uses: a future borrowing the page across the stream
-            // defeats the compiler's proof that the whole walk is `Send`.
-            let jobs: Vec<(ObjectRecord, super::options::Resolved)> =
-                images.iter().flat_map(|rec| asks.iter().map(move |r| ((*rec).clone(), r.clone()))).collect();
+            // defeats the compiler's proof that the whole walk is `Send`. The jobs of one
+            // image share its original, read once by the first that renders.
+            let jobs: Vec<(ObjectRecord, super::options::Resolved, Arc<SharedOriginal>)> = images
+                .iter()
+                .flat_map(|rec| {
+                    let original = Arc::new(SharedOriginal::new());
+                    asks.iter().map(move |r| ((*rec).clone(), r.clone(), original.clone()))
+                })
+                .collect();
             let mut done = futures::stream::iter(jobs)
-                .map(|(rec, r)| {
+                .map(|(rec, r, original)| {
                     let this = self.clone();
-                    async move { this.warm_one(&rec, &r).await }
+                    async move { this.warm_one(&rec, &r, &original).await }
                 })
                 .buffer_unordered(plan.concurrency.max(1));
             while let Some(out) = done.next().await {
@@ -122,10 +129,11 @@ impl Images {
         &self,
         rec: &ObjectRecord,
         r: &super::options::Resolved,
+        original: &SharedOriginal,
     ) -> Result<super::Derivative, ImageError> {
         let (tag, mut wait) = (r.tag(), Duration::from_millis(50));
         loop {
-            match self.derivative_as(rec, r, &tag, HotUse::IfHot).await {
+            match self.derivative_as(rec, r, &tag, Original::Shared(original, HotUse::IfHot)).await {
                 Err(ImageError::Busy) if wait < Duration::from_secs(5) => {
                     tokio::time::sleep(wait).await;
                     wait *= 2;

@@ -383,8 +383,9 @@ async fn warm_renders_presets_ahead_and_a_rerun_renders_nothing() {
     assert!(!ok && err.contains("sepia"), "{err}");
 }
 
-/// Issue 18: a warm reads each original once, past the hot tier unless the tier holds it
-/// already, so warming a library does not evict the working set; a request keeps it.
+/// Issue 18: a warm reads each original once for all its presets, past the hot tier unless
+/// the tier holds it already, so warming a library does not evict the working set; a
+/// request keeps it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn warm_reads_originals_past_the_hot_tier_unless_they_are_hot() {
     let (h, p) = start_probed("", Faults::default).await;
@@ -399,15 +400,16 @@ async fn warm_reads_originals_past_the_hot_tier_unless_they_are_hot() {
     }
     let (chunks, reads) = (h.hot_stats().chunks, p.reads());
     let endpoint = format!("http://{}", h.addr);
-    let (ok, out, err) = cli(&h, &["warm", "pics/w/", "--preset", "screen", "--endpoint", &endpoint]);
-    assert!(ok && out.contains("3 images: 3 derivatives rendered"), "{out}\n{err}");
+    // Three derivatives per image (thumb as WebP and JPEG, screen), one read per original.
+    let (ok, out, err) = cli(&h, &["warm", "pics/w/", "--preset", "thumb,screen", "--endpoint", &endpoint]);
+    assert!(ok && out.contains("3 images: 9 derivatives rendered"), "{out}\n{err}");
     assert_eq!(p.reads() - reads, 2, "the two cold originals were read from the store once each");
-    assert_eq!(h.hot_stats().chunks - chunks, 3, "only the derivatives were kept, not the originals");
+    assert_eq!(h.hot_stats().chunks - chunks, 9, "only the derivatives were kept, not the originals");
     let g = fetch(&h, "/pics/w/coffee.png?im=screen", &[]).await;
     assert_eq!((g.header("x-cache"), g.size()), ("HIT", (600, 400)));
     // A request for a derivative not made yet reads its original through the hot tier.
     let (chunks, reads) = (h.hot_stats().chunks, p.reads());
-    assert_eq!(fetch(&h, "/pics/w/coffee.png?im=thumb", &[]).await.header("x-cache"), "MISS");
+    assert_eq!(fetch(&h, &signed("pics", "w/coffee.png", "w50,png", None), &[]).await.header("x-cache"), "MISS");
     assert_eq!((p.reads() - reads, h.hot_stats().chunks - chunks), (1, 2), "the original and the derivative kept");
 }
 
