@@ -106,6 +106,13 @@ async fn fetch(h: &Harness, path: &str, headers: &[(&str, &str)]) -> Got {
     Got { status, headers, body: resp.bytes().await.unwrap().to_vec() }
 }
 
+/// The `images` part of the status JSON (the derivative counters).
+async fn image_stats(h: &Harness) -> serde_json::Value {
+    let url = format!("http://{}/_strata/status.json", h.addr);
+    let r = http(h).get(url).basic_auth(crate::harness::ACCESS_KEY, Some(crate::harness::SECRET_KEY)).send();
+    r.await.unwrap().json::<serde_json::Value>().await.unwrap()["images"].clone()
+}
+
 const WEBP: (&str, &str) = ("accept", "image/avif,image/webp,image/apng,*/*;q=0.8");
 
 macro_rules! both {

@@ -3,18 +3,15 @@
 //! must be the full path's header for header and byte for byte, its options authorised
 //! on every request, and never stale.
 
-use super::{Got, WEBP, fetch, sample, signed, start};
-use crate::harness::{ACCESS_KEY, Cold, Harness, SECRET_KEY};
+use super::{Got, WEBP, fetch, image_stats, sample, signed, start};
+use crate::harness::{Cold, Harness};
 use crate::web::{put_typed, set_rule};
 use reqwest::StatusCode;
 use serde_json::json;
 
 /// The derivatives answered ready so far (`images.ready_hits` of the status JSON).
 async fn ready_hits(h: &Harness) -> u64 {
-    let url = format!("http://{}/_strata/status.json", h.addr);
-    let r = reqwest::Client::new().get(url).basic_auth(ACCESS_KEY, Some(SECRET_KEY)).send().await.unwrap();
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["images"]["ready_hits"].as_u64().expect("images.ready_hits in the status JSON")
+    image_stats(h).await["ready_hits"].as_u64().expect("images.ready_hits in the status JSON")
 }
 
 /// The headers of an answer that do not change between two answers of one derivative.

@@ -3,18 +3,11 @@
 //! back from the store instead of rendered, and a new version of the original never finds
 //! an old copy.
 
-use super::{fetch, sample, start_probed};
+use super::{fetch, image_stats, sample, start_probed};
 use crate::harness::{ACCESS_KEY, Harness, SECRET_KEY};
 use crate::hot::probe::Faults;
 use crate::web::{put_typed, set_rule};
 use serde_json::json;
-
-/// The `images` part of the status JSON.
-async fn image_stats(h: &Harness) -> serde_json::Value {
-    let url = format!("http://{}/_strata/status.json", h.addr);
-    let r = reqwest::Client::new().get(url).basic_auth(ACCESS_KEY, Some(SECRET_KEY)).send().await.unwrap();
-    r.json::<serde_json::Value>().await.unwrap()["images"].clone()
-}
 
 /// Drops every hot chunk of bucket `pics`: originals and derivatives.
 async fn evict_all(h: &Harness) {
