@@ -196,9 +196,6 @@ impl Options {
                 return bad(format!("{word}: given twice"));
             }
         }
-        if o.format == Format::Avif {
-            return bad("avif: not supported by this build".into());
-        }
         Ok(o)
     }
 
@@ -234,7 +231,7 @@ impl Options {
             |v: u32| (u64::from(v) * u64::from(self.dpr_tenths) / 10).clamp(1, u64::from(cfg.max_output_side)) as u32;
         let format = match self.format {
             Format::Auto if accepts(accept, "image/webp") => Format::Webp,
-            Format::Auto | Format::Avif => Format::Jpeg,
+            Format::Auto => Format::Jpeg,
             f => f,
         };
         Resolved {
@@ -258,7 +255,7 @@ pub struct Resolved {
     pub height: Option<u32>,
     /// Fit.
     pub fit: Fit,
-    /// Concrete format (never `Auto` or `Avif`).
+    /// Concrete format (never `Auto`).
     pub format: Format,
     /// Encoder quality.
     pub quality: u8,
@@ -288,6 +285,7 @@ impl Resolved {
         match self.format {
             Format::Png => "image/png",
             Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
             _ => "image/jpeg",
         }
     }

@@ -141,6 +141,10 @@ async fn sizes_fits_and_formats_of_real_photographs(cold: Cold) {
     assert_eq!((t.header("content-type"), t.header("vary"), t.size()), ("image/webp", "Accept", (200, 200)));
     assert_eq!(t.header("x-cache"), "MISS");
     assert_eq!(t.header("cache-control"), "public, max-age=3600", "the original's public rule");
+    // AVIF by name (signed): never chosen by `Accept`, so no `Vary`.
+    let a = fetch(&h, &signed("pics", "coffee.png", "w120,avif", None), &[WEBP]).await;
+    assert_eq!((a.status, a.header("content-type"), a.header("vary")), (StatusCode::OK, "image/avif", ""));
+    assert_eq!(&a.body[4..12], b"ftypavif", "an AVIF file");
     let j = fetch(&h, "/pics/coffee.png?im=thumb", &[("accept", "image/png,*/*")]).await;
     assert_eq!((j.header("content-type"), j.size()), ("image/jpeg", (200, 200)));
     assert_ne!(j.header("etag"), t.header("etag"), "each format has its own validator");

@@ -36,7 +36,6 @@ fn bad_lists_are_refused_with_the_word() {
         ("blur", "blur"),
         ("", "not an option"),
         ("w400,", "not an option"),
-        ("avif", "avif"),
         ("W400", "W400"),
     ] {
         match Options::parse(text, 4096) {
@@ -91,6 +90,9 @@ fn resolve_applies_accept_and_dpr() {
     assert_eq!(r.tag(), "w800,h600,inside,webp,q80");
     assert_eq!(o.resolve(Some("image/webp;q=0, */*"), &c).format, Format::Jpeg);
     assert_eq!(o.resolve(None, &c).format, Format::Jpeg);
+    // AVIF only by name: `auto` never picks it, whatever `Accept` says.
+    let avif = Options::parse("w400,avif", 4096).unwrap().resolve(Some("image/avif"), &c);
+    assert_eq!((avif.format, avif.varies, avif.content_type()), (Format::Avif, false, "image/avif"));
     let big = Options::parse("w4000,dpr4,png", 4096).unwrap().resolve(None, &c);
     assert_eq!((big.width, big.format, big.varies), (Some(4096), Format::Png, false));
 }
@@ -100,7 +102,7 @@ fn arb_options() -> impl Strategy<Value = Options> {
         proptest::option::of(1u32..=4096),
         proptest::option::of(1u32..=4096),
         0usize..4,
-        0usize..4,
+        0usize..5,
         proptest::option::of(1u8..=100),
         10u8..=40,
         any::<bool>(),
@@ -109,8 +111,7 @@ fn arb_options() -> impl Strategy<Value = Options> {
             width,
             height,
             fit: Fit::ALL[fit].0,
-            // Not avif (index 3): this build refuses it.
-            format: [Format::Jpeg, Format::Png, Format::Webp, Format::Auto][format],
+            format: [Format::Jpeg, Format::Png, Format::Webp, Format::Avif, Format::Auto][format],
             quality,
             dpr_tenths,
             keep_metadata,

@@ -96,6 +96,8 @@ fn formats_are_what_they_say() {
     assert_eq!(size_of(&webp), (64, 48));
     let png = render(&src, &ask(Some(64), None, Fit::Inside, Format::Png), &limits()).unwrap().bytes;
     assert!(png.starts_with(b"\x89PNG"));
+    let avif = render(&src, &ask(Some(64), None, Fit::Inside, Format::Avif), &limits()).unwrap().bytes;
+    assert_eq!((&avif[4..12], avif_size(&avif)), (&b"ftypavif"[..], (64, 48)), "an AVIF file of the size asked");
     // PNG, GIF and WebP sources decode too.
     for f in [ImageFormat::Png, ImageFormat::Gif, ImageFormat::WebP] {
         let img = DynamicImage::ImageRgb8(image::RgbImage::from_raw(320, 240, gradient(320, 240)).unwrap());
@@ -105,6 +107,14 @@ fn formats_are_what_they_say() {
         let out = render(buf.get_ref(), &ask(Some(32), None, Fit::Inside, Format::Jpeg), &limits()).unwrap();
         assert_eq!(size_of(&out.bytes), (32, 24), "{f:?}");
     }
+}
+
+/// The image size an AVIF file declares (its `ispe` property: version and flags, then the
+/// width and the height, big-endian).
+fn avif_size(b: &[u8]) -> (u32, u32) {
+    let at = b.windows(4).position(|w| w == b"ispe").expect("an ispe box");
+    let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
+    (be(at + 8), be(at + 12))
 }
 
 #[test]
