@@ -4,9 +4,10 @@
 //!
 //! Owns the option grammar and its signature (`options.rs`), the render itself
 //! (`render.rs`), the render pool (`pool.rs`), single flight, the index of derivative
-//! sizes that lets a hit skip the render, and warming ahead of requests (`warm.rs`). It
-//! reads originals and keeps derivatives only through `tier`. It must not decide who may read an original: the web front end checks
-//! the original's access rules before it asks for a derivative.
+//! sizes that lets a hit skip the render, copies in `images.store` read back before a
+//! render, and warming ahead of requests (`warm.rs`). It reads originals and keeps
+//! derivatives only through `tier`. It must not decide who may read an original: the web
+//! front end checks the original's access rules before it asks for a derivative.
 
 pub mod options;
 mod pool;
@@ -310,10 +311,12 @@ impl Images {
         }
         self.keep(rec, tag, name, &bytes).await;
         if let Some(store) = &cfg.store {
-            // A copy that outlives the hot tier; the answer does not wait on its failure.
+            // A copy that outlives the hot tier, written before the answer goes out; a
+            // store that fails costs this copy, never the request.
             if let Err(e) = self.inner.tier.write_derived_stored(store, rec, tag, bytes.clone()).await {
                 ::metrics::counter!("strata_image_store_errors_total").increment(1);
-                tracing::warn!(store = %store, bucket = %rec.bucket, key = %rec.key, error = %e, "derivative not written to images.store");
+                let (bucket, key) = (&rec.bucket, &rec.key);
+                tracing::warn!(%store, %bucket, %key, error = %e, "derivative not written to images.store");
             }
         }
         Ok(bytes)
@@ -344,7 +347,8 @@ impl Images {
             Ok(_) => None,
             Err(e) => {
                 ::metrics::counter!("strata_image_store_errors_total").increment(1);
-                tracing::warn!(store = %store, bucket = %rec.bucket, key = %rec.key, error = %e, "images.store unreadable; rendering");
+                let (bucket, key) = (&rec.bucket, &rec.key);
+                tracing::warn!(%store, %bucket, %key, error = %e, "images.store unreadable; rendering");
                 None
             }
         }

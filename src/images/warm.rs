@@ -5,10 +5,10 @@
 //! through the same path as a request, so it shares single flight with live traffic and
 //! what it makes lands in the hot tier. Originals are read past the hot tier unless it
 //! holds them already ([`HotUse::IfHot`]), once per image for all its presets: a warm
-//! must not evict the working set to keep them. A preset whose format is `auto` is warmed in both
-//! formats `Accept` can select (WebP and JPEG). Resuming is cheap: a derivative already
-//! held is a hot-tier hit, not a render, and `after` starts the walk past the last key a
-//! progress line reported as done.
+//! must not evict the working set to keep them. A preset whose format is `auto` is
+//! warmed in both formats `Accept` can select (WebP and JPEG). Resuming is cheap: a
+//! derivative already held is a hot-tier hit, not a render, and `after` starts the walk
+//! past the last key a progress line reported as done.
 
 use super::{ImageError, Images, Original, SharedOriginal, options::Options};
 use crate::catalog::{ListQuery, ObjectRecord};
