@@ -48,6 +48,18 @@ async fn a_kept_derivative_is_answered_ready_as_the_full_path_answers() {
     }
     assert_eq!(ready_hits(&h).await, 5, "the five hits were ready answers");
 
+    // An explicit `webp` shares the derivative (one tag) but not `Vary`: a shared cache
+    // must never get the negotiated answer's headers without it, nor the other way round.
+    let explicit = signed("pics", "c.png", "w200,h200,cover,webp", None);
+    for _ in 0..3 {
+        let g = fetch(&h, &explicit, &[]).await;
+        assert_eq!((g.header("vary"), g.header("content-type"), g.body == full.body), ("", "image/webp", true));
+    }
+    assert_eq!(fetch(&h, path, &[WEBP]).await.header("vary"), "Accept");
+    let before = ready_hits(&h).await;
+    assert_eq!(fetch(&h, &explicit, &[]).await.header("vary"), "");
+    assert_eq!(ready_hits(&h).await, before + 1, "answered ready with its own heads");
+
     // Another Accept is another derivative (JPEG): made once, then ready too.
     let jpeg = fetch(&h, path, &[("accept", "image/jpeg")]).await;
     assert_eq!((jpeg.header("x-cache"), jpeg.header("content-type")), ("MISS", "image/jpeg"));

@@ -69,10 +69,13 @@ impl Web {
 /// by object and tag): a hit in the memory tier is answered with them and the shared
 /// bytes, with no render, no row copy and no header formatting per request.
 pub(super) struct DerivedHead {
-    /// The original's version and the Cache-Control the heads were made under.
+    /// The original's version, the Cache-Control and whether the format came from
+    /// `Accept` (`Vary`), which the heads were made under: an explicit `webp` and an
+    /// `auto` that resolved to WebP share a tag but not their `Vary`.
     etag: String,
     last_modified_ms: i64,
     cache_control: Option<String>,
+    varies: bool,
     /// The original's size (for the bytes-saved count).
     original: u64,
     /// The derivative's length and [`Tier::derived_hash`](crate::tier::Tier::derived_hash).
@@ -156,7 +159,10 @@ impl Web {
         let cc = grant.cache_control.as_deref().or(rec.headers.cache_control.as_deref()).or(grant.fallback.as_deref());
         let kept = self.heads.derived.get(&DerivedRef(&t.bucket, &t.key, tag));
         if let Some(head) = kept.filter(|h| {
-            h.etag == rec.etag && h.last_modified_ms == rec.last_modified_ms && h.cache_control.as_deref() == cc
+            h.etag == rec.etag
+                && h.last_modified_ms == rec.last_modified_ms
+                && h.cache_control.as_deref() == cc
+                && h.varies == r.varies
         }) {
             return Some(head);
         }
@@ -170,6 +176,7 @@ impl Web {
             etag: rec.etag.clone(),
             last_modified_ms: rec.last_modified_ms,
             cache_control: cc.map(str::to_owned),
+            varies: r.varies,
             original: rec.size,
             len,
             vh: crate::tier::Tier::derived_hash(rec, tag, len),
