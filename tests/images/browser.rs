@@ -1,6 +1,6 @@
-//! Headless Chromium loads a page with three derivatives in `<img srcset>` (a preset
-//! negotiated by `Accept`, and two signed option lists, one at 2x) and reports their
-//! natural sizes, as in `tests/web/browser.rs`.
+//! Headless Chromium loads a page with four derivatives in `<img srcset>` (a preset
+//! negotiated by `Accept`, and three signed option lists: one at 2x, one AVIF) and
+//! reports their natural sizes, as in `tests/web/browser.rs`.
 
 use super::{sample, signed, start};
 use crate::harness::Cold;
@@ -12,11 +12,12 @@ const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>sr
 <img id="thumb" srcset="/site/coffee.png?im=thumb 1x">
 <img id="small" srcset="SMALL 1x">
 <img id="large" srcset="LARGE 1x" width="300">
+<img id="avif" srcset="AVIF 1x">
 <script>
 const r = {};
 let n = 0;
-function done(k, v) { r[k] = v; if (++n === 3) fetch('/site/report?r=' + encodeURIComponent(JSON.stringify(r))); }
-for (const id of ['thumb', 'small', 'large']) {
+function done(k, v) { r[k] = v; if (++n === 4) fetch('/site/report?r=' + encodeURIComponent(JSON.stringify(r))); }
+for (const id of ['thumb', 'small', 'large', 'avif']) {
   const el = document.getElementById(id);
   const seen = () => done(id, el.naturalWidth ? [el.naturalWidth, el.naturalHeight] : 'error');
   if (el.complete) seen(); else { el.onload = seen; el.onerror = seen; }
@@ -32,13 +33,15 @@ async fn srcset_derivatives_load_in_chromium_at_their_sizes() {
     put_typed(&h, "site", "coffee.png", &sample("coffee.png"), Some("image/png"), None).await;
     let page = PAGE
         .replace("SMALL", &signed("site", "coffee.png", "w100,png", None))
-        .replace("LARGE", &signed("site", "coffee.png", "w300,dpr2,jpeg", None));
+        .replace("LARGE", &signed("site", "coffee.png", "w300,dpr2,jpeg", None))
+        .replace("AVIF", &signed("site", "coffee.png", "w150,avif", None));
     put_typed(&h, "site", "index.html", page.as_bytes(), Some("text/html"), None).await;
     let url = format!("http://{}/site/index.html", h.addr);
     let (r, lines) = page_report(&h, chromium(), &url, "/site/report?r=", &[]).await;
     assert_eq!(r["thumb"], json!([200, 200]), "{r}");
     assert_eq!(r["small"], json!([100, 67]), "{r}");
     assert_eq!(r["large"], json!([600, 400]), "{r}");
+    assert_eq!(r["avif"], json!([150, 100]), "Chromium decodes strata's AVIF: {r}");
     let thumb = lines.iter().find(|l| l["uri"] == "/site/coffee.png?im=thumb").expect("the thumb was asked for");
     assert_eq!(thumb["status"], 200, "{thumb}");
     println!("{thumb}");
