@@ -77,33 +77,9 @@ impl Tier {
 
     /// The [`Version::hash`] of derivative `tag` of `rec`, `len` bytes long: what a caller
     /// that keeps something per derivative (the ready heads of `api::web`) names its bytes
-    /// by in [`Tier::get_derived_hot`].
+    /// by in [`Tier::get_whole_hot`].
     pub fn derived_hash(rec: &ObjectRecord, tag: &str, len: u64) -> u128 {
         derived_version(rec, tag, len).hash()
-    }
-
-    /// The hot-hit fast path of derivatives, as [`Tier::get_small_hot`] is of originals:
-    /// `accept` sees the original's current row (from the row cache [`Tier::get`] reads)
-    /// and says whether the caller can answer from it, and with which derivative: its
-    /// [`Tier::derived_hash`] and length, or `None` when the answer needs no bytes (a
-    /// 304). The bytes come from the memory tier only, shared, and count as a hit. `None`
-    /// whenever the full path must decide, as for `get_small_hot`, or the derivative is
-    /// not in memory (the full path finds it on disk, or makes it). Never reads a store.
-    pub async fn get_derived_hot<T>(
-        &self,
-        bucket: &str,
-        key: &str,
-        accept: impl FnOnce(&ObjectRecord) -> Option<(T, Option<(u128, u64)>)>,
-    ) -> Result<Option<(T, Option<Bytes>)>> {
-        let Some((hot, rec)) = self.ready_row(bucket, key).await? else { return Ok(None) };
-        match accept(&rec) {
-            None => Ok(None),
-            Some((t, None)) => Ok(Some((t, None))),
-            Some((t, Some((vh, len)))) if hot.fits_in_memory(len) => {
-                Ok(hot.whole_in_memory_hashed(vh, len).map(|data| (t, Some(data))))
-            }
-            Some(_) => Ok(None),
-        }
     }
 
     /// Derivative `tag` of `rec` from `store` (`images.store`), or `None` when the store

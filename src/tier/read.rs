@@ -195,22 +195,42 @@ impl Tier {
         key: &str,
         accept: impl FnOnce(&ObjectRecord) -> Option<(T, Option<u128>)>,
     ) -> Result<Option<(T, Option<bytes::Bytes>)>> {
+        // An object over one memory item is never there: decline before `accept` works.
+        let small = |rec: &ObjectRecord| self.hot().is_some_and(|h| h.fits_in_memory(rec.size));
+        self.get_whole_hot(bucket, key, |rec| {
+            small(rec).then(|| accept(rec)).flatten().map(|(t, vh)| (t, vh.map(|vh| (vh, rec.size))))
+        })
+        .await
+    }
+
+    /// The ready path's read, for originals ([`Tier::get_small_hot`]) and derivatives
+    /// ([`Tier::derived_hash`]): `accept` sees the current row and names the bytes it needs
+    /// by their [`Version::hash`] and length, or none (a 304). The bytes come from the
+    /// memory tier only, shared, and count as a hit. `None` whenever the full path must
+    /// decide ([`Tier::ready_row`]), `accept` declines, or the bytes are not in memory.
+    /// Never reads a store or a hot file.
+    pub async fn get_whole_hot<T>(
+        &self,
+        bucket: &str,
+        key: &str,
+        accept: impl FnOnce(&ObjectRecord) -> Option<(T, Option<(u128, u64)>)>,
+    ) -> Result<Option<(T, Option<bytes::Bytes>)>> {
         let Some((hot, rec)) = self.ready_row(bucket, key).await? else { return Ok(None) };
-        if !hot.fits_in_memory(rec.size) {
-            return Ok(None);
-        }
         match accept(&rec) {
             None => Ok(None),
             Some((t, None)) => Ok(Some((t, None))),
-            Some((t, Some(vh))) => Ok(hot.whole_in_memory_hashed(vh, rec.size).map(|data| (t, Some(data)))),
+            Some((t, Some((vh, len)))) if hot.fits_in_memory(len) => {
+                Ok(hot.whole_in_memory_hashed(vh, len).map(|data| (t, Some(data))))
+            }
+            Some(_) => Ok(None),
         }
     }
 
     /// This node's hot tier and the current row of `bucket`/`key` (from the row cache that
     /// [`Tier::get`] reads), when a ready answer may come from the memory tier at all:
-    /// what [`Tier::get_small_hot`] and [`Tier::get_derived_hot`] check first. `None`: the
-    /// full path decides (no row, a staged version, no hot tier for the bucket, chunks
-    /// owned across nodes, revalidation against the store).
+    /// what [`Tier::get_whole_hot`] checks first. `None`: the full path decides (no row, a
+    /// staged version, no hot tier for the bucket, chunks owned across nodes, revalidation
+    /// against the store).
     pub(super) async fn ready_row(&self, bucket: &str, key: &str) -> Result<Option<(&Hot, Arc<ObjectRecord>)>> {
         if self.inner.shared_hot || self.inner.revalidate_after.is_some() {
             return Ok(None);

@@ -127,7 +127,7 @@ impl Web {
                 Outcome::Failed => None,
             }
         };
-        let ((headers, original), data) = self.tier.get_derived_hot(&t.bucket, &t.key, answer).await.ok()??;
+        let ((headers, original), data) = self.tier.get_whole_hot(&t.bucket, &t.key, answer).await.ok()??;
         let mut r = match data {
             Some(data) => {
                 images.hit(original, data.len(), true);
