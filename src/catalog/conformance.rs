@@ -194,8 +194,8 @@ async fn journal_order_and_completion(c: &Catalog) {
     );
 }
 
-/// Failures keep their error, `uploading` entries come back at restart, stuck ones on
-/// request, and the lag, stuck list and scrub repairs read back on both databases.
+/// Failures keep their error, `uploading` entries come back when unclaimed and at restart,
+/// stuck ones on request, and the lag, stuck list and scrub repairs read back on both databases.
 async fn journal_failures_lag_and_repair(c: &Catalog) {
     c.create_bucket(&bucket("jf")).await.unwrap();
     let o = ObjectRecord { staging: Some("s2".into()), behind: vec!["a".into()], ..obj("jf", "k", 10) };
@@ -209,7 +209,13 @@ async fn journal_failures_lag_and_repair(c: &Catalog) {
     assert_eq!((lag[0].store.as_str(), lag[0].entries, lag[0].bytes, lag[0].stuck), ("a", 1, 10, 0));
     assert_eq!(lag[0].last_error.as_deref(), Some("store a is down"));
     assert!(c.journal_claim(seq).await.unwrap());
+    assert!(c.journal_ready("n1", i64::MAX, 10).await.unwrap().is_empty(), "a claimed entry is not handed out");
+    c.journal_unclaim(seq).await.unwrap();
+    assert_eq!(c.journal_ready("n1", 5_000, 10).await.unwrap().len(), 1, "unclaimed, it is due again");
+    assert!(c.journal_claim(seq).await.unwrap());
     assert_eq!(c.journal_recover("n1", false).await.unwrap(), 1, "uploading goes back to pending");
+    c.journal_unclaim(seq).await.unwrap();
+    assert_eq!(c.journal_ready("n1", 5_000, 10).await.unwrap().len(), 1, "unclaiming a pending entry changes nothing");
     c.journal_failed(seq, "staging file missing", 0, true).await.unwrap();
     assert_eq!(c.journal_stuck(10).await.unwrap()[0].seq, seq);
     assert!(c.journal_ready("n1", i64::MAX, 10).await.unwrap().is_empty(), "stuck entries wait for the operator");

@@ -383,6 +383,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Returns claimed entry `seq` to `pending` (its outcome could not be recorded), as due
+    /// as when it was claimed. Does nothing to an entry no longer `uploading` (settled after all, or gone).
+    pub async fn journal_unclaim(&self, seq: i64) -> Result<()> {
+        sqlx::query("UPDATE journal SET state = 'pending' WHERE seq = $1 AND state = 'uploading'")
+            .bind(seq)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("journal unclaim"))?;
+        Ok(())
+    }
+
     /// A store took a write again after failing: every pending entry of `node` for `store`
     /// that waits out a backoff becomes due now, so a backlog drains when its store
     /// returns instead of when each entry's own (up to `retry_max`) delay ends. Returns how

@@ -58,10 +58,21 @@ fn db_err(what: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
         }
         let kind = match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ErrorKind::Unavailable,
+            e if is_contended(e) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         };
         Error::new(kind, format!("catalog: {what}")).with_source(e)
     }
+}
+
+/// Whether `e` says the database was busy rather than that the statement is wrong, so the
+/// same statement may well succeed later: SQLite busy or locked (another writer held the
+/// file past the busy timeout: 5, 6 and their extended codes), PostgreSQL serialization
+/// failure, deadlock, lock not available. Callers retry these (the uploader, a client on a
+/// 503) instead of treating them as a fault of their own.
+fn is_contended(e: &sqlx::Error) -> bool {
+    let Some(code) = e.as_database_error().and_then(|d| d.code()) else { return false };
+    matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517" | "773" | "40001" | "40P01" | "55P03")
 }
 
 /// Whether `e` is what a pooler that hands one server connection to several clients (one
@@ -468,4 +479,34 @@ where
     T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
 {
     row.try_get(name).map_err(db_err("decode row"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A write that finds the SQLite file held by another writer is retryable (a 503, a
+    /// later attempt by the uploader); a wrong statement is not.
+    #[tokio::test]
+    async fn a_busy_database_is_retryable_and_a_bad_statement_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts =
+            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.path().join("b.db").display()))
+                .unwrap()
+                .create_if_missing(true)
+                .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        let mut other = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)").execute(&mut holder).await.unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (2)").execute(&mut other).await.expect_err("the file is held");
+        let e = db_err("insert")(busy);
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(e.is_retryable());
+        let wrong = sqlx::query("INSERT INTO nowhere VALUES (1)").execute(&mut other).await.expect_err("no table");
+        assert_eq!(db_err("insert")(wrong).kind(), ErrorKind::Internal);
+        sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    }
 }

@@ -41,6 +41,10 @@ pub struct Uploader {
     pub probe_every: Duration,
     gauges_at: Option<Instant>,
     probed_at: Option<Instant>,
+    /// Entries applied or failed whose outcome the catalog did not take (it was busy or
+    /// away): still `uploading`, which no claim takes. Each tick returns them to `pending`,
+    /// so they run again now rather than at the next start.
+    unsettled: std::sync::Mutex<Vec<i64>>,
 }
 
 /// What lets an uploader act for the cluster (`docs/design/cluster.md`, "Node loss").
@@ -73,6 +77,7 @@ impl Uploader {
             probe_every,
             gauges_at: None,
             probed_at: None,
+            unsettled: std::sync::Mutex::default(),
         }
     }
 
@@ -146,9 +151,27 @@ impl Uploader {
             Err(err) => self.fail(&e, &err).await,
         };
         if let Err(err) = res {
-            // The entry stays `uploading` until the next start returns it to `pending`.
-            tracing::error!(seq = e.seq, error = %err, "journal: cannot record an entry's outcome");
+            // Applying it again is harmless (every store step allows it); leaving it
+            // `uploading` would hold its key's later writes back until a restart.
+            tracing::warn!(seq = e.seq, error = %err, "journal: cannot record an entry's outcome; it runs again");
+            self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).push(e.seq);
         }
+    }
+
+    /// Returns the entries whose outcome was not recorded to `pending`; those the catalog
+    /// still refuses wait for the next tick.
+    async fn resettle(&self) -> Result<()> {
+        let seqs = std::mem::take(&mut *self.unsettled.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut left = Vec::new();
+        let mut first_err = None;
+        for seq in seqs {
+            if let Err(err) = self.catalog.journal_unclaim(seq).await {
+                left.push(seq);
+                first_err.get_or_insert(err);
+            }
+        }
+        self.unsettled.lock().unwrap_or_else(|p| p.into_inner()).extend(left);
+        first_err.map_or(Ok(()), Err)
     }
 
     async fn finish(&self, e: &JournalEntry) -> Result<()> {
@@ -301,6 +324,7 @@ impl Worker for Uploader {
     }
 
     async fn tick(&mut self) -> Result<()> {
+        self.resettle().await?;
         self.probe().await?;
         self.drain_once().await?;
         self.publish_gauges().await

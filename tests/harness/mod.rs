@@ -291,7 +291,19 @@ impl Harness {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("the journal did not drain in 30 s: {:?}", catalog.journal_lag().await.unwrap());
+        // Each entry left, as the catalog holds it, says why: a backoff, a claim never
+        // settled, an error.
+        let url = self.cfg.catalog.clone().unwrap_or_default();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let sql = "SELECT seq, key, state, attempts, next_ms FROM journal ORDER BY seq";
+        let mut left = String::new();
+        for r in sqlx::query(sql).fetch_all(&mut conn).await.unwrap() {
+            use sqlx::Row;
+            let (seq, key, state): (i64, String, String) = (r.get(0), r.get(1), r.get(2));
+            let (attempts, due_in) = (r.get::<i64, _>(3), r.get::<i64, _>(4) - strata::clock::now_ms());
+            left += &format!("\n  entry {seq} of {key}: {state}, {attempts} attempts, due in {due_in} ms");
+        }
+        panic!("the journal did not drain in 30 s: {:?}; left:{left}", catalog.journal_lag().await.unwrap());
     }
 
     pub async fn cold_read(&self, bucket: &str, key: &str) -> Vec<u8> {
