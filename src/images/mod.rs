@@ -163,6 +163,9 @@ impl Images {
         let pool = pool::Pool::new(threads, cfg.queue).map_err(|e| Error::internal("starting the render pool", e))?;
         let sizes = quick_cache::sync::Cache::new(cfg.index_entries.max(16));
         let counts = Counts::default();
+        if let Some(store) = &cfg.store {
+            tier.keep_derived_in(store);
+        }
         let inner = Inner { cfg, tier, pool, threads, flights: Mutex::default(), sizes, counts };
         Ok(Images { inner: Arc::new(inner) })
     }

@@ -10,7 +10,8 @@
 //!
 //! A copy can also be kept in a store (`images.store`, `stored_path`), so derivatives
 //! outlive the hot tier; its path names the original's version as the hot tier's name
-//! does.
+//! does, under a folder per original key, which an overwrite or delete of the original
+//! empties (`drop_derived_stored`).
 //!
 //! This file knows nothing of images: what the bytes are, and who makes them, is
 //! `crate::images`'s.
@@ -35,17 +36,29 @@ fn derived_version(rec: &ObjectRecord, tag: &str, len: u64) -> Version {
 }
 
 /// Where a store keeps derivative `tag` of `rec`: under `.strata-derivatives/`, by
-/// bucket, then a digest of the key, the original's version and the tag, so any key and
-/// tag make a short path every store takes, and a new version never finds an old copy.
-/// Bucket names cannot start with a dot, so the prefix meets no bucket's default one.
+/// bucket, then a digest of the key (one folder per original: [`stored_dir`]), then a
+/// digest of the original's version and the tag, so any key and tag make a short path
+/// every store takes, and a new version never finds an old copy. Bucket names cannot
+/// start with a dot, so the prefix meets no bucket's default one.
 fn stored_path(rec: &ObjectRecord, tag: &str) -> String {
+    let version = digest(&[&rec.etag, &rec.last_modified_ms.to_string(), tag]);
+    format!("{}{version}", stored_dir(&rec.bucket, &rec.key))
+}
+
+/// The folder of every stored derivative of every version of `bucket`/`key`.
+fn stored_dir(bucket: &str, key: &str) -> String {
+    format!(".strata-derivatives/{bucket}/{}/", digest(&[key]))
+}
+
+/// SHA-256 of `parts`, each prefixed by its length (so no two lists of parts meet), in hex.
+fn digest(parts: &[&str]) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
-    for part in [rec.key.as_str(), &rec.etag, &rec.last_modified_ms.to_string(), tag] {
+    for part in parts {
         h.update((part.len() as u64).to_le_bytes());
         h.update(part.as_bytes());
     }
-    format!(".strata-derivatives/{}/{}", rec.bucket, hex::encode(h.finalize()))
+    hex::encode(h.finalize())
 }
 
 impl Tier {
@@ -110,6 +123,38 @@ impl Tier {
             return Err(e);
         }
         w.commit().await
+    }
+
+    /// Names the store that keeps derivatives (`images.store`), so that a write or delete of
+    /// an original removes the copies of its old versions there. Set once, at start.
+    pub fn keep_derived_in(&self, store: &str) {
+        let _ = self.inner.derived_store.set(store.to_owned());
+    }
+
+    /// Deletes, in the background, the stored derivatives of `bucket`/`key` (every version:
+    /// its original was just overwritten or deleted, so no row names those versions any
+    /// more). Best effort: a copy left behind (the store failed, or a render of the old
+    /// version stored it after this ran) is never served, as its path names the old
+    /// version; only its bytes stay until the key changes again. A copy of the new version
+    /// stored before this lists the folder is removed too, and is made again on its next
+    /// miss.
+    pub(super) fn drop_derived_stored(&self, bucket: &str, key: &str) {
+        let Some(store) = self.inner.derived_store.get() else { return };
+        let Ok(b) = self.backend(store) else { return };
+        let (dir, store) = (stored_dir(bucket, key), store.clone());
+        tokio::spawn(async move {
+            let mut entries = b.list(&dir);
+            while let Some(e) = entries.next().await {
+                let r = match e {
+                    Ok(e) => b.delete(&e.path).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = r {
+                    tracing::warn!(%store, folder = %dir, error = %e, "old stored derivatives not removed");
+                    return;
+                }
+            }
+        });
     }
 
     /// Keeps `bytes` as derivative `tag` of `rec` in the hot tier; `false` when there is

@@ -125,6 +125,8 @@ struct Inner {
     shared_hot: bool,
     /// Chunks read through their owners, kept near (`cluster.near_cache`).
     near: Option<near::Near>,
+    /// The store that keeps derivatives (`images.store`; see `derived.rs`).
+    derived_store: std::sync::OnceLock<String>,
 }
 
 /// What a tier is built from: the handles the server opened, and the settings it resolved.
@@ -187,6 +189,7 @@ impl Tier {
                 peer_copies: p.peer_copies,
                 shared_hot: p.shared_hot,
                 near,
+                derived_store: std::sync::OnceLock::new(),
             }),
         };
         tier.remove_orphan_staging().await?;

@@ -170,6 +170,7 @@ impl Tier {
             if let Some(h) = self.hot() {
                 h.invalidate(&new.bucket, &new.key, Some(&version_of(&new)));
             }
+            self.drop_derived_stored(&new.bucket, &new.key);
             new
         } else {
             rec

@@ -182,7 +182,7 @@ impl Tier {
         let node = self.inner.journal.node().to_owned();
         let check = |current: Option<&ObjectRecord>| cond.check(current);
         let w = JournalWrite { node: &node, entries, upload, check: &check };
-        let Journaled { entries, seqs, .. } = match self.inner.catalog.put_object_journaled(&rec, w).await {
+        let Journaled { entries, seqs, old } = match self.inner.catalog.put_object_journaled(&rec, w).await {
             Ok(j) => j,
             Err(e) => {
                 self.inner.journal.remove(&id).await;
@@ -190,6 +190,9 @@ impl Tier {
             }
         };
         self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec));
+        if old.is_some() {
+            self.drop_derived_stored(&rec.bucket, &rec.key);
+        }
         drop(guard);
         // A store with older unfinished entries of this key (on any node) has this write
         // queued behind them: its writer commits only once the entry's turn has come.
@@ -352,8 +355,11 @@ impl Tier {
             .collect();
         let node = self.inner.journal.node().to_owned();
         let w = JournalWrite { node: &node, entries, upload: None, check: &|_| Ok(()) };
-        let Journaled { entries, seqs, .. } = self.inner.catalog.delete_object_journaled(bucket, key, w).await?;
+        let Journaled { entries, seqs, old } = self.inner.catalog.delete_object_journaled(bucket, key, w).await?;
         self.invalidate_hot(bucket, key, None);
+        if old.is_some() {
+            self.drop_derived_stored(bucket, key);
+        }
         drop(guard);
         let gone = ObjectRecord { bucket: bucket.to_owned(), key: key.to_owned(), ..Default::default() };
         let mut durable = 0;

@@ -1,7 +1,7 @@
 //! Issue 18, "optionally they are also written to a derivatives store, so they survive
 //! the loss of the cache": with `images.store`, a derivative the hot tier lost is read
 //! back from the store instead of rendered, and a new version of the original never finds
-//! an old copy.
+//! an old copy: overwriting or deleting the original removes its copies.
 
 use super::{fetch, image_stats, sample, start_probed};
 use crate::harness::{ACCESS_KEY, Harness, SECRET_KEY};
@@ -50,12 +50,38 @@ async fn a_derivatives_store_outlives_the_hot_tier() {
     assert_eq!((s["renders"].as_u64(), s["store_hits"].as_u64()), (Some(1), Some(1)), "{s}");
     assert_eq!(fetch(&h, path, &[]).await.header("x-cache"), "HIT", "and it is hot again");
 
-    // A new original never finds the old copy: rendered, and stored beside it.
+    // Another original's copy, which nothing below may touch.
+    put_typed(&h, "pics", "d.png", &sample("coffee.png"), Some("image/png"), None).await;
+    assert_eq!(fetch(&h, "/pics/d.png?im=thumb", &[]).await.header("x-cache"), "MISS");
+    assert_eq!(files(keep.path()), 2);
+
+    // A new original never finds the old copy: the overwrite removes it from the store,
+    // and the new one is rendered and stored.
     put_typed(&h, "pics", "c.png", &sample("astronaut.png"), Some("image/png"), None).await;
+    until_files(keep.path(), 1, "the old version's copy goes").await;
     evict_all(&h).await;
     let new = fetch(&h, path, &[]).await;
     assert_eq!((new.header("x-cache"), new.body != first.body), ("MISS", true));
     let s = image_stats(&h).await;
-    assert_eq!((s["renders"].as_u64(), s["store_hits"].as_u64()), (Some(2), Some(1)), "{s}");
+    assert_eq!((s["renders"].as_u64(), s["store_hits"].as_u64()), (Some(3), Some(1)), "{s}");
     assert_eq!(files(keep.path()), 2);
+
+    // Deleting the original removes its copies; the other original's stays.
+    h.client.delete_object().bucket("pics").key("c.png").send().await.unwrap();
+    until_files(keep.path(), 1, "a deleted original's copies go").await;
+    evict_all(&h).await;
+    let other = fetch(&h, "/pics/d.png?im=thumb", &[]).await;
+    assert_eq!(other.status.as_u16(), 200);
+    assert_eq!(image_stats(&h).await["store_hits"].as_u64(), Some(2), "d.png's copy was read back");
+}
+
+/// Waits (up to 5 s: the store's copies go in the background) until `dir` holds `n` files.
+async fn until_files(dir: &std::path::Path, n: usize, what: &str) {
+    for _ in 0..50 {
+        if files(dir) == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(files(dir), n, "{what}");
 }
