@@ -58,23 +58,27 @@ async fn a_ready_hit_answers_as_the_full_path_and_is_never_stale() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[10..20]);
     let r = c.head(&url).send().await.unwrap();
     assert_eq!(hdr(&r, "content-length"), "20000");
-    // A revalidation is answered ready, from the row alone, with the full path's 304 (an
-    // If-Modified-Since beside it, which If-None-Match overrides, sends it down the full
-    // path); a stale ETag gets the object.
+    // A revalidation, by ETag or by date, is answered ready, from the row alone, with the
+    // full path's 304 (an If-Unmodified-Since in the future beside it, which changes no
+    // answer, sends it down the full path); a stale ETag gets the object.
     let etag = full_head.iter().find(|(n, _)| n == "etag").unwrap().1.clone();
-    let full = c
-        .get(&url)
-        .header("if-none-match", &etag)
-        .header("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")
-        .send()
-        .await
-        .unwrap();
-    let ready = c.get(&url).header("if-none-match", &etag).send().await.unwrap();
-    assert_eq!((full.status().as_u16(), ready.status().as_u16()), (304, 304));
-    assert_eq!(head_of(&ready), head_of(&full), "a ready 304 has the full path's headers");
-    assert_eq!(hdr(&ready, "cache-control"), "public, max-age=3600");
-    assert!(ready.bytes().await.unwrap().is_empty());
+    let modified = full_head.iter().find(|(n, _)| n == "last-modified").unwrap().1.clone();
+    for (name, value) in [("if-none-match", &etag), ("if-modified-since", &modified)] {
+        let far = "Fri, 01 Jan 2100 00:00:00 GMT";
+        let full = c.get(&url).header(name, value).header("if-unmodified-since", far).send().await.unwrap();
+        let ready = c.get(&url).header(name, value).send().await.unwrap();
+        assert_eq!((full.status().as_u16(), ready.status().as_u16()), (304, 304), "{name}");
+        assert_eq!(head_of(&ready), head_of(&full), "a ready 304 to {name} has the full path's headers");
+        assert_eq!(hdr(&ready, "cache-control"), "public, max-age=3600");
+        assert!(ready.bytes().await.unwrap().is_empty());
+    }
     assert_eq!(whole_hits(&h), before, "ranges, HEAD and 304s read no bytes");
+    let r = c.get(&url).header("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT").send().await.unwrap();
+    assert_eq!((r.status().as_u16(), hdr(&r, "x-cache")), (200, "HIT"));
+    assert_eq!(head_of(&r), full_head, "modified since: the whole object, ready");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
+    assert_eq!(whole_hits(&h), before + 1);
+    let before = whole_hits(&h);
     let r = c.get(&url).header("if-none-match", "\"stale\"").send().await.unwrap();
     assert_eq!((r.status().as_u16(), hdr(&r, "x-cache")), (200, "HIT"));
     assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);

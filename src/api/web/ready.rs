@@ -6,8 +6,9 @@
 //! The fast path decides nothing on its own. The access check has already run
 //! (`serve.rs`), the row is the one the full path would read (the same cache), and a head
 //! is built by the full path's own code (`Plan::head` and `finish`), so both answer with
-//! the same headers. An `If-None-Match` revalidation (what CDNs and browsers send) gets
-//! its 304 here too, from the row alone, as the full path gives it. Whatever the fast
+//! the same headers. A revalidation (`If-None-Match` or `If-Modified-Since`, what CDNs
+//! and browsers send) gets its 304 here too, from the row alone, as the full path gives
+//! it. Whatever the fast
 //! path does not handle (a query, a range, another conditional, a coding that depends on
 //! `Accept-Encoding`, a redirect, a miss) falls through to the full path. It must not
 //! read stores or the catalog itself. Derivatives (`?im=`) have a fast path of their own,
@@ -28,9 +29,9 @@ use std::sync::Arc;
 /// Heads kept (one per object version served so). About 1 KiB each.
 const MAX_HEADS: usize = 10_000;
 
-/// Request headers that send a request down the full path (`If-None-Match` is answered
-/// here).
-const DECLINE: [h::HeaderName; 5] = [h::RANGE, h::IF_MATCH, h::IF_MODIFIED_SINCE, h::IF_UNMODIFIED_SINCE, h::IF_RANGE];
+/// Request headers that send a request down the full path (`If-None-Match` and
+/// `If-Modified-Since`, the revalidations, are answered here).
+const DECLINE: [h::HeaderName; 4] = [h::RANGE, h::IF_MATCH, h::IF_UNMODIFIED_SINCE, h::IF_RANGE];
 
 /// A response head worked out for one version of an object under one Cache-Control.
 struct Head {
@@ -92,7 +93,8 @@ impl Web {
         {
             return None;
         }
-        let revalidation = req.headers().contains_key(h::IF_NONE_MATCH);
+        let revalidation =
+            req.headers().contains_key(h::IF_NONE_MATCH) || req.headers().contains_key(h::IF_MODIFIED_SINCE);
         let answer = |rec: &ObjectRecord| {
             let head = self.head(rec, grant, t);
             let (ok, not_modified) = head.headers.as_ref()?;
