@@ -384,7 +384,8 @@ impl Catalog {
     }
 
     /// Returns claimed entry `seq` to `pending` (its outcome could not be recorded), as due
-    /// as when it was claimed. Does nothing to an entry no longer `uploading` (settled after all, or gone).
+    /// as when it was claimed. Does nothing to an entry no longer `uploading` (settled
+    /// after all, or gone).
     pub async fn journal_unclaim(&self, seq: i64) -> Result<()> {
         sqlx::query("UPDATE journal SET state = 'pending' WHERE seq = $1 AND state = 'uploading'")
             .bind(seq)

@@ -8,11 +8,10 @@
 //! is built by the full path's own code (`Plan::head` and `finish`), so both answer with
 //! the same headers. A revalidation (`If-None-Match` or `If-Modified-Since`, what CDNs
 //! and browsers send) gets its 304 here too, from the row alone, as the full path gives
-//! it. Whatever the fast
-//! path does not handle (a query, a range, another conditional, a coding that depends on
-//! `Accept-Encoding`, a redirect, a miss) falls through to the full path. It must not
-//! read stores or the catalog itself. Derivatives (`?im=`) have a fast path of their own,
-//! in `image.rs`, built the same way.
+//! it. Whatever the fast path does not handle (a query, a range, another conditional, a
+//! coding that depends on `Accept-Encoding`, a redirect, a miss) falls through to the
+//! full path. It must not read stores or the catalog itself. Derivatives (`?im=`) have a
+//! fast path of their own, in `image.rs`, built the same way.
 
 use super::serve::{Grant, Plan, finish};
 use super::{Body, Web};
