@@ -167,10 +167,7 @@ impl Tier {
                 let now = self.inner.catalog.get_object(&rec.bucket, &rec.key).await?;
                 return now.ok_or_else(|| Error::new(ErrorKind::NotFound, "the object was deleted meanwhile"));
             }
-            if let Some(h) = self.hot() {
-                h.invalidate(&new.bucket, &new.key, Some(&version_of(&new)));
-            }
-            self.drop_derived_stored(&new.bucket, &new.key);
+            self.invalidate_hot(&new.bucket, &new.key, Some(&new), true);
             new
         } else {
             rec
@@ -247,10 +244,14 @@ impl Tier {
     }
 
     /// Drops hot copies of `bucket`/`key` other than `keep` (called before a write is
-    /// acknowledged).
-    pub(super) fn invalidate_hot(&self, bucket: &str, key: &str, keep: Option<&ObjectRecord>) {
+    /// acknowledged); when a row was `replaced` (or removed), also starts removing the
+    /// stored derivatives of its versions (`derived.rs`).
+    pub(super) fn invalidate_hot(&self, bucket: &str, key: &str, keep: Option<&ObjectRecord>, replaced: bool) {
         if let Some(h) = self.hot() {
             h.invalidate(bucket, key, keep.map(version_of).as_ref());
+        }
+        if replaced {
+            self.drop_derived_stored(bucket, key);
         }
         if self.inner.revalidate_after.is_some() {
             self.inner.validated.at.remove(&(bucket.to_owned(), key.to_owned()));

@@ -189,10 +189,7 @@ impl Tier {
                 return Err(abort_all(writers, e).await);
             }
         };
-        self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec));
-        if old.is_some() {
-            self.drop_derived_stored(&rec.bucket, &rec.key);
-        }
+        self.invalidate_hot(&rec.bucket, &rec.key, Some(&rec), old.is_some());
         drop(guard);
         // A store with older unfinished entries of this key (on any node) has this write
         // queued behind them: its writer commits only once the entry's turn has come.
@@ -356,10 +353,7 @@ impl Tier {
         let node = self.inner.journal.node().to_owned();
         let w = JournalWrite { node: &node, entries, upload: None, check: &|_| Ok(()) };
         let Journaled { entries, seqs, old } = self.inner.catalog.delete_object_journaled(bucket, key, w).await?;
-        self.invalidate_hot(bucket, key, None);
-        if old.is_some() {
-            self.drop_derived_stored(bucket, key);
-        }
+        self.invalidate_hot(bucket, key, None, old.is_some());
         drop(guard);
         let gone = ObjectRecord { bucket: bucket.to_owned(), key: key.to_owned(), ..Default::default() };
         let mut durable = 0;
